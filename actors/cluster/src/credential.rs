@@ -1,0 +1,95 @@
+//! The cluster credential: the shared secret every node of one cluster holds, sent as
+//! `Authorization: Cluster <secret>`. Without it a request to a cluster endpoint gets 401.
+
+use std::fmt;
+
+use actix_web::HttpRequest;
+use actix_web::http::header::AUTHORIZATION;
+use rand::Rng;
+
+/// The scheme of the `Authorization` header nodes send.
+pub const CLUSTER_AUTH_SCHEME: &str = "Cluster";
+
+/// The cluster's shared secret. It never prints: `Debug` and `Display` show a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(String);
+
+impl ClusterSecret {
+    /// The secret given by an operator. Shorter than 16 characters is refused.
+    pub fn new(secret: String) -> Result<Self, String> {
+        if secret.trim().len() < 16 {
+            return Err("EMPORIUM_CLUSTER_SECRET must be at least 16 characters".to_string());
+        }
+        Ok(ClusterSecret(secret.trim().to_string()))
+    }
+
+    /// A random secret for a node that was given none: only this process knows it.
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::rng().random();
+        ClusterSecret(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
+    /// The `Authorization` header value that carries this secret.
+    pub fn header_value(&self) -> String {
+        format!("{CLUSTER_AUTH_SCHEME} {}", self.0)
+    }
+
+    /// Whether `header` (an `Authorization` value) carries this secret. Constant time in the
+    /// secret's length.
+    pub fn matches_header(&self, header: &str) -> bool {
+        let Some(presented) = header.strip_prefix(CLUSTER_AUTH_SCHEME).and_then(|rest| rest.strip_prefix(' ')) else {
+            return false;
+        };
+        let expected = self.0.as_bytes();
+        let presented = presented.trim().as_bytes();
+        let mut difference = (expected.len() != presented.len()) as u8;
+        for (index, byte) in expected.iter().enumerate() {
+            difference |= byte ^ presented.get(index).copied().unwrap_or(0);
+        }
+        difference == 0
+    }
+
+    /// Whether the request carries this secret.
+    pub fn authorizes(&self, request: &HttpRequest) -> bool {
+        request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| self.matches_header(value))
+    }
+}
+
+impl fmt::Debug for ClusterSecret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("ClusterSecret(<redacted>)")
+    }
+}
+
+impl fmt::Display for ClusterSecret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_the_exact_secret_with_the_scheme() {
+        let secret = ClusterSecret::new("0123456789abcdef-secret".into()).unwrap();
+        assert!(secret.matches_header("Cluster 0123456789abcdef-secret"));
+        assert!(!secret.matches_header("Cluster 0123456789abcdef-secreT"));
+        assert!(!secret.matches_header("Cluster 0123456789abcdef-secret-longer"));
+        assert!(!secret.matches_header("Bearer 0123456789abcdef-secret"));
+        assert!(!secret.matches_header("Cluster "));
+        assert!(!secret.matches_header(""));
+    }
+
+    #[test]
+    fn never_prints_and_refuses_short_secrets() {
+        let secret = ClusterSecret::generate();
+        assert_eq!(format!("{secret:?} {secret}"), "ClusterSecret(<redacted>) <redacted>");
+        assert!(ClusterSecret::new("short".into()).is_err());
+    }
+}

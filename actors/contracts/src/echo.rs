@@ -1,0 +1,86 @@
+//! Messages of the diagnostic `echo` service, which the cluster tests and benchmarks use to
+//! exercise supervision and the transport without any store.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Request;
+
+/// The service name of the echo service.
+pub const SERVICE: &str = "echo";
+
+/// Answer the text back, with the instance that answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Echo {
+    /// What to send back.
+    pub text: String,
+}
+
+/// The reply to [`Echo`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EchoReply {
+    /// The text of the request.
+    pub text: String,
+    /// The node that answered.
+    pub node_id: String,
+}
+
+impl Request for Echo {
+    type Reply = EchoReply;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "Echo";
+    const IDEMPOTENT: bool = true;
+}
+
+/// Add one to the actor's in-memory counter and answer the new value. The counter starts at
+/// zero again after a restart, which shows that the actor's state is fresh.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IncrementCounter {}
+
+impl Request for IncrementCounter {
+    type Reply = u64;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "IncrementCounter";
+    const IDEMPOTENT: bool = false;
+}
+
+/// How [`Crash`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashMode {
+    /// Panic inside the handler, before any await.
+    Panic,
+    /// Panic inside the handler's future, after an await.
+    PanicAfterAwait,
+    /// Return a fatal error that stops and restarts the actor.
+    Fatal,
+}
+
+/// Crash the handler on purpose (chaos and supervision tests).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Crash {
+    /// How to fail.
+    pub mode: CrashMode,
+}
+
+impl Request for Crash {
+    type Reply = ();
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "Crash";
+    const IDEMPOTENT: bool = false;
+}
+
+/// Wait this long before answering (deadline and drain tests).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sleep {
+    /// Milliseconds to wait.
+    pub millis: u64,
+}
+
+impl Request for Sleep {
+    type Reply = ();
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "Sleep";
+    const IDEMPOTENT: bool = true;
+}

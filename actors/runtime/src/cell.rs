@@ -1,0 +1,240 @@
+//! The supervised actor cell: an actix actor that owns a service's behaviour, catches its
+//! panics and fatal errors, records them as faults, answers the waiting caller with an error,
+//! and restarts with fresh state behind the same address (after a backoff).
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use emporium_contracts::{Request, ServiceError};
+use futures::future::LocalBoxFuture;
+
+use crate::fault::{CatchPanic, Fault, FaultKind, FaultLog, catch_panic};
+use crate::monitor::{ActorMonitor, ActorStatus, Outcome};
+use crate::policy::{Backoff, Intensity, RestartWindow};
+use crate::supervisor::{ChildFaulted, RestartChild};
+use crate::trace_context::TraceParent;
+
+/// What travels with every ask besides the message: the deadline and the trace.
+#[derive(Debug, Clone, Default)]
+pub struct CallMeta {
+    /// When the caller stops waiting.
+    pub deadline: Option<Instant>,
+    /// The caller's trace context.
+    pub trace: Option<TraceParent>,
+}
+
+impl CallMeta {
+    /// The time left before the deadline (`None`: no deadline).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// A request delivered to a cell, with its call metadata.
+pub struct Ask<M: Request> {
+    /// The message.
+    pub message: M,
+    /// Deadline and trace.
+    pub meta: CallMeta,
+}
+
+impl<M: Request> Message for Ask<M> {
+    type Result = Result<M::Reply, ServiceError>;
+}
+
+/// How a handler fails.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// An answer for the caller; the actor goes on.
+    Reply(ServiceError),
+    /// The actor cannot go on: the fault is recorded and the actor restarts by policy.
+    Fatal(String),
+}
+
+impl From<ServiceError> for HandlerError {
+    fn from(error: ServiceError) -> Self {
+        HandlerError::Reply(error)
+    }
+}
+
+/// What a handler returns: a future that owns what it needs (it must not borrow the actor).
+pub type Reply<T> = LocalBoxFuture<'static, Result<T, HandlerError>>;
+
+/// The state and behaviour of a supervised actor. A fresh value is built by its factory at
+/// start and after every restart.
+pub trait Behavior: Unpin + 'static {}
+
+/// A behaviour that handles message `M`.
+pub trait ServiceHandler<M: Request>: Behavior {
+    /// Handles one message. Synchronous work happens here; I/O goes into the returned future.
+    fn handle(&mut self, message: M, meta: &CallMeta) -> Reply<M::Reply>;
+}
+
+/// Builds a fresh behaviour.
+pub type Factory<B> = Arc<dyn Fn() -> B + Send + Sync>;
+
+/// The actix actor that runs a [`Behavior`] under supervision.
+pub struct Cell<B: Behavior> {
+    behavior: B,
+    factory: Factory<B>,
+    monitor: Arc<ActorMonitor>,
+    faults: Arc<FaultLog>,
+    child_index: usize,
+    supervisor: Arc<OnceLock<Recipient<ChildFaulted>>>,
+    backoff: Backoff,
+    restart_window: RestartWindow,
+    pending_backoff: Option<Duration>,
+}
+
+/// Everything a cell needs besides its factory.
+pub(crate) struct CellSetup {
+    pub(crate) monitor: Arc<ActorMonitor>,
+    pub(crate) faults: Arc<FaultLog>,
+    pub(crate) child_index: usize,
+    pub(crate) supervisor: Arc<OnceLock<Recipient<ChildFaulted>>>,
+    pub(crate) backoff: Backoff,
+    pub(crate) intensity: Intensity,
+}
+
+impl<B: Behavior> Cell<B> {
+    pub(crate) fn new(factory: Factory<B>, setup: CellSetup) -> Self {
+        Cell {
+            behavior: factory(),
+            factory,
+            monitor: setup.monitor,
+            faults: setup.faults,
+            child_index: setup.child_index,
+            supervisor: setup.supervisor,
+            backoff: setup.backoff,
+            restart_window: RestartWindow::new(setup.intensity),
+            pending_backoff: None,
+        }
+    }
+
+    /// Records a fault, tells the supervisor, stops (actix restarts the cell) and answers the
+    /// error for the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn fail(
+        &mut self,
+        ctx: &mut Context<Self>,
+        seq: u64,
+        started: Instant,
+        message_type: &'static str,
+        kind: FaultKind,
+        error: String,
+        backtrace: Option<String>,
+        trace: Option<TraceParent>,
+    ) -> ServiceError {
+        self.monitor.record_finished(seq, Outcome::Panic, started.elapsed());
+        let fault = self.faults.record(Fault {
+            id: 0,
+            at: chrono::Utc::now(),
+            actor_path: self.monitor.path().to_string(),
+            message_type,
+            kind,
+            error: error.clone(),
+            backtrace,
+            trace_id: trace.map(|trace| trace.trace_id_hex()),
+            flight_record: self.monitor.recent_messages(16),
+        });
+        tracing::error!(
+            actor = self.monitor.path(),
+            message_type,
+            fault_id = fault.id,
+            trace_id = fault.trace_id.as_deref().unwrap_or(""),
+            error = %error,
+            "actor fault; restarting"
+        );
+        if let Some(supervisor) = self.supervisor.get() {
+            supervisor.do_send(ChildFaulted { child_index: self.child_index, fault_id: fault.id });
+        }
+        ctx.stop();
+        ServiceError::fault(format!(
+            "{message_type} failed in {} (fault {}); the actor restarts",
+            self.monitor.path(),
+            fault.id
+        ))
+    }
+}
+
+impl<B: Behavior> Actor for Cell<B> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        if let Some(delay) = self.pending_backoff.take() {
+            self.monitor.set_status(ActorStatus::BackingOff);
+            ctx.wait(actix::clock::sleep(delay).into_actor(self).map(|_, cell, _| {
+                if cell.monitor.status() == ActorStatus::BackingOff {
+                    cell.monitor.set_status(ActorStatus::Running);
+                }
+            }));
+        }
+    }
+}
+
+impl<B: Behavior> Supervised for Cell<B> {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.behavior = (self.factory)();
+        self.monitor.record_restart();
+        metrics::counter!("emporium_actor_restarts_total", "actor" => self.monitor.path().to_string()).increment(1);
+        self.restart_window.admit(Instant::now());
+        let attempt = self.restart_window.num_recent().saturating_sub(1) as u32;
+        self.pending_backoff = Some(self.backoff.delay(attempt));
+    }
+}
+
+impl<B: Behavior> Handler<RestartChild> for Cell<B> {
+    type Result = ();
+
+    fn handle(&mut self, _message: RestartChild, ctx: &mut Self::Context) {
+        tracing::warn!(actor = self.monitor.path(), "restarting with its siblings");
+        ctx.stop();
+    }
+}
+
+impl<B, M> Handler<Ask<M>> for Cell<B>
+where
+    B: ServiceHandler<M>,
+    M: Request,
+{
+    type Result = ResponseActFuture<Self, Result<M::Reply, ServiceError>>;
+
+    fn handle(&mut self, ask: Ask<M>, ctx: &mut Self::Context) -> Self::Result {
+        let Ask { message, meta } = ask;
+        if self.monitor.status() == ActorStatus::Terminated {
+            self.monitor.record_dropped_before_delivery();
+            let error = ServiceError::unavailable("service_down", format!("{} is down", self.monitor.path()));
+            return Box::pin(actix::fut::ready(Err(error)));
+        }
+        if meta.remaining().is_some_and(|left| left.is_zero()) {
+            self.monitor.record_dropped_before_delivery();
+            return Box::pin(actix::fut::ready(Err(ServiceError::timeout("deadline passed before handling"))));
+        }
+        let trace = meta.trace;
+        let seq = self.monitor.record_started(M::NAME, message.summary(), trace.map(|trace| trace.trace_id_hex()));
+        let started = Instant::now();
+        let future = match catch_panic(|| self.behavior.handle(message, &meta)) {
+            Ok(future) => CatchPanic::new(future),
+            Err(panic) => {
+                let error = self.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace);
+                return Box::pin(actix::fut::ready(Err(error)));
+            }
+        };
+        Box::pin(future.into_actor(self).map(move |result, cell, ctx| match result {
+            Ok(Ok(reply)) => {
+                cell.monitor.record_finished(seq, Outcome::Ok, started.elapsed());
+                Ok(reply)
+            }
+            Ok(Err(HandlerError::Reply(error))) => {
+                cell.monitor.record_finished(seq, Outcome::Error, started.elapsed());
+                Err(error)
+            }
+            Ok(Err(HandlerError::Fatal(error))) => {
+                Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Error, error, None, trace))
+            }
+            Err(panic) => Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace)),
+        }))
+    }
+}

@@ -1,0 +1,30 @@
+//! The runtime every Emporium service runs on: supervision that survives panics, fault
+//! records, observation snapshots and the local message table.
+//!
+//! - [`cell::Cell`]: the actix actor that runs a service's [`cell::Behavior`], catches panics
+//!   and fatal errors, records them as [`fault::Fault`]s and restarts with fresh state behind
+//!   the same address.
+//! - [`supervisor::ServiceSupervisor`]: one per service; OTP-style strategy, restart type,
+//!   intensity and backoff ([`policy`]); escalates by marking the service DOWN.
+//! - [`monitor::ActorMonitor`]: counters, mailbox depth, handler-time histogram, current
+//!   message and flight recorder of each actor; [`tree::SupervisionTree`] gathers them.
+//! - [`endpoint::LocalEndpoint`]: message name to cell, typed for local callers and JSON for
+//!   the cluster transport.
+//! - [`trace_context::TraceParent`]: W3C trace context carried by every call.
+#![warn(missing_docs)]
+
+pub mod cell;
+pub mod endpoint;
+pub mod fault;
+pub mod monitor;
+pub mod policy;
+pub mod supervisor;
+pub mod trace_context;
+pub mod tree;
+
+pub use cell::{Ask, Behavior, CallMeta, HandlerError, Reply, ServiceHandler};
+pub use endpoint::{LocalEndpoint, LocalRoute};
+pub use policy::{Backoff, Intensity, RestartStrategy, RestartType, SupervisionPolicy};
+pub use supervisor::{CellHandle, ServiceGroup, ServiceSupervision};
+pub use trace_context::TraceParent;
+pub use tree::{ServiceHealth, SupervisionTree};
