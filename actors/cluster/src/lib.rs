@@ -1,5 +1,36 @@
-//! The cluster layer of a node (in progress).
+//! The cluster layer of a node: how services find and call each other, and how a node joins
+//! the cluster.
+//!
+//! - [`service_ref`]: [`Cluster`] and [`ServiceRef`], location-transparent `ask`.
+//! - [`transport`]: `POST /cluster/v1/ask/{service}/{message}`, client and server.
+//! - [`call_site`] and [`breaker`]: timeout, retry, circuit breaker and bulkhead per target.
+//! - [`directory`]: the instances the registry knows, cached; [`watcher`] keeps it current.
+//! - [`registry_client`], [`membership`]: registration, leases, deregistration.
+//! - [`settings`], [`live_config`]: typed, layered configuration applied live and acked.
+//! - [`credential`]: the cluster secret.
+//! - [`node`]: a node's life, its listener and its health, metrics and supervision routes.
+//! - [`context`]: what a service's `start` receives ([`ServiceContext`]) and returns.
+//! - [`telemetry`]: JSON logs and Prometheus metrics.
 #![warn(missing_docs)]
 
+pub mod breaker;
+pub mod call_site;
+pub mod context;
 pub mod credential;
+pub mod directory;
+pub mod live_config;
+pub mod membership;
+pub mod node;
+pub mod registry_client;
+pub mod service_ref;
 pub mod settings;
+pub mod telemetry;
+pub mod transport;
+pub mod watcher;
+
+pub use context::{ServiceContext, ServiceHandle};
+pub use credential::ClusterSecret;
+pub use node::{Node, NodeError, NodeOptions};
+pub use service_ref::{Cluster, ServiceRef};
+pub use settings::Settings;
+pub use telemetry::Telemetry;

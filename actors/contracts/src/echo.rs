@@ -84,3 +84,62 @@ impl Request for Sleep {
     const NAME: &'static str = "Sleep";
     const IDEMPOTENT: bool = true;
 }
+
+/// The service name of the probe service, which calls the echo service through `ServiceRef`
+/// (locally or across nodes) on request, for tests and benchmarks.
+pub const PROBE_SERVICE: &str = "probe";
+
+/// Ask the echo service for `text` through `ServiceRef`, from the probe's node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayEcho {
+    /// What to echo.
+    pub text: String,
+}
+
+impl Request for RelayEcho {
+    type Reply = EchoReply;
+    const SERVICE: &'static str = PROBE_SERVICE;
+    const NAME: &'static str = "RelayEcho";
+    const IDEMPOTENT: bool = true;
+}
+
+/// Make `count` echo asks through `ServiceRef`, `concurrency` at a time, and report latency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasureAsks {
+    /// Asks to make.
+    pub count: u32,
+    /// Asks in flight at once.
+    pub concurrency: u32,
+    /// Bytes of text per ask.
+    pub payload_bytes: u32,
+}
+
+impl Request for MeasureAsks {
+    type Reply = AskMeasurement;
+    const SERVICE: &'static str = PROBE_SERVICE;
+    const NAME: &'static str = "MeasureAsks";
+    const IDEMPOTENT: bool = true;
+}
+
+/// The result of [`MeasureAsks`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AskMeasurement {
+    /// Asks answered successfully.
+    pub num_ok: u32,
+    /// Asks answered with an error.
+    pub num_errors: u32,
+    /// Wall time of the whole run, in microseconds.
+    pub elapsed_micros: u64,
+    /// Median ask latency, in microseconds.
+    pub p50_micros: u64,
+    /// 99th percentile ask latency, in microseconds.
+    pub p99_micros: u64,
+    /// Successful asks per second.
+    pub asks_per_second: f64,
+    /// The nodes that answered, with how many asks each.
+    pub answered_by: std::collections::BTreeMap<String, u32>,
+    /// The error codes of failed asks, with how many each.
+    pub errors: std::collections::BTreeMap<String, u32>,
+}

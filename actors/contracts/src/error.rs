@@ -87,13 +87,7 @@ pub struct ServiceError {
 impl ServiceError {
     /// A new error of `kind` with `code` and `message`.
     pub fn new(kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ServiceError {
-            kind,
-            code: code.into(),
-            message: message.into(),
-            details: None,
-            retry_after_secs: None,
-        }
+        ServiceError { kind, code: code.into(), message: message.into(), details: None, retry_after_secs: None }
     }
 
     /// 400 with `code`.

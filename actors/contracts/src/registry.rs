@@ -240,10 +240,7 @@ mod tests {
 
     #[test]
     fn watch_event_is_flat_json_with_a_type_tag() {
-        let event = WatchEvent {
-            version: 7,
-            change: WatchChange::ConfigChanged { config_version: 3 },
-        };
+        let event = WatchEvent { version: 7, change: WatchChange::ConfigChanged { config_version: 3 } };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json, serde_json::json!({"version": 7, "type": "config_changed", "configVersion": 3}));
         let back: WatchEvent = serde_json::from_value(json).unwrap();

@@ -1,1 +1,31 @@
-//! placeholder
+//! The registry: service discovery with leases, a versioned watch stream, and the configuration
+//! repository with per-instance acks (DESIGN.md section 4, API.md section 3).
+//!
+//! One actor owns all state; the HTTP routes only send it messages.
+//!
+//! - [`start`] loads and validates `config/`, starts the [`actor::RegistryActor`] with its
+//!   eviction sweep and configuration poll, and returns a [`Registry`] handle whose
+//!   [`Registry::configure`] mounts the `/registry/v1/...` routes ([`routes`]).
+//! - [`state::InstanceTable`]: instances, leases, the version counter, the bounded event log,
+//!   self-preservation and config acks, as a plain value with explicit time.
+//! - [`config_store::ConfigStore`]: the layered, validated, versioned `config/` files.
+//! - [`messages`]: `Register`, `RenewLease`, `Deregister`, `ListInstances`, `GetState`,
+//!   `Subscribe`, `GetConfig`, `RefreshConfig`, `AckConfig`, `ListConfigAcks`.
+//! - [`error::RegistryError`]: every failure, with its HTTP status and stable code.
+//!
+//! Metrics: `emporium_registry_instances{service,status}`, `emporium_registry_evictions_total`,
+//! `emporium_registry_self_preservation`, `emporium_registry_version`.
+#![warn(missing_docs)]
+
+pub mod actor;
+pub mod config_store;
+pub mod error;
+mod handle;
+pub mod messages;
+pub mod routes;
+pub mod state;
+#[cfg(test)]
+mod test_dir;
+
+pub use error::RegistryError;
+pub use handle::{Registry, RegistryOptions, start};

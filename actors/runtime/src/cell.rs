@@ -126,7 +126,12 @@ impl<B: Behavior> Cell<B> {
         backtrace: Option<String>,
         trace: Option<TraceParent>,
     ) -> ServiceError {
-        self.monitor.record_finished(seq, Outcome::Panic, started.elapsed());
+        // A fatal error is an error answer, not a panic: it must not show up in `num_panics`.
+        let outcome = match kind {
+            FaultKind::Panic => Outcome::Panic,
+            FaultKind::Error => Outcome::Error,
+        };
+        self.monitor.record_finished(seq, outcome, started.elapsed());
         let fault = self.faults.record(Fault {
             id: 0,
             at: chrono::Utc::now(),
@@ -199,18 +204,20 @@ where
     B: ServiceHandler<M>,
     M: Request,
 {
-    type Result = ResponseActFuture<Self, Result<M::Reply, ServiceError>>;
+    // `ActorResponse::reply` answers at once: a reply future spawned on the context would be
+    // dropped unanswered when `fail` stops the cell before the future is polled.
+    type Result = ActorResponse<Self, Result<M::Reply, ServiceError>>;
 
     fn handle(&mut self, ask: Ask<M>, ctx: &mut Self::Context) -> Self::Result {
         let Ask { message, meta } = ask;
         if self.monitor.status() == ActorStatus::Terminated {
             self.monitor.record_dropped_before_delivery();
             let error = ServiceError::unavailable("service_down", format!("{} is down", self.monitor.path()));
-            return Box::pin(actix::fut::ready(Err(error)));
+            return ActorResponse::reply(Err(error));
         }
         if meta.remaining().is_some_and(|left| left.is_zero()) {
             self.monitor.record_dropped_before_delivery();
-            return Box::pin(actix::fut::ready(Err(ServiceError::timeout("deadline passed before handling"))));
+            return ActorResponse::reply(Err(ServiceError::timeout("deadline passed before handling")));
         }
         let trace = meta.trace;
         let seq = self.monitor.record_started(M::NAME, message.summary(), trace.map(|trace| trace.trace_id_hex()));
@@ -218,11 +225,12 @@ where
         let future = match catch_panic(|| self.behavior.handle(message, &meta)) {
             Ok(future) => CatchPanic::new(future),
             Err(panic) => {
-                let error = self.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace);
-                return Box::pin(actix::fut::ready(Err(error)));
+                let error =
+                    self.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace);
+                return ActorResponse::reply(Err(error));
             }
         };
-        Box::pin(future.into_actor(self).map(move |result, cell, ctx| match result {
+        ActorResponse::r#async(future.into_actor(self).map(move |result, cell, ctx| match result {
             Ok(Ok(reply)) => {
                 cell.monitor.record_finished(seq, Outcome::Ok, started.elapsed());
                 Ok(reply)
@@ -234,7 +242,9 @@ where
             Ok(Err(HandlerError::Fatal(error))) => {
                 Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Error, error, None, trace))
             }
-            Err(panic) => Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace)),
+            Err(panic) => {
+                Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace))
+            }
         }))
     }
 }

@@ -21,7 +21,6 @@ use crate::tree::ServiceHealth;
 /// A JSON body as bytes.
 type Body = Vec<u8>;
 
-
 /// The typed way into one message handler of a local service.
 pub struct LocalRoute<M: Request> {
     recipient: Recipient<Ask<M>>,
@@ -62,7 +61,8 @@ impl<M: Request> JsonRoute for LocalRoute<M> {
                 ServiceError::invalid("malformed_message", format!("{} could not be read: {error}", M::NAME))
             })?;
             let reply = route.ask(message, meta).await?;
-            serde_json::to_vec(&reply).map_err(|error| ServiceError::internal(format!("reply not serializable: {error}")))
+            serde_json::to_vec(&reply)
+                .map_err(|error| ServiceError::internal(format!("reply not serializable: {error}")))
         })
     }
 
@@ -92,12 +92,7 @@ struct EndpointInner {
 impl LocalEndpoint {
     /// Starts the table of `service`, whose health `health` follows.
     pub fn builder(service: &str, health: watch::Receiver<ServiceHealth>) -> EndpointBuilder {
-        EndpointBuilder {
-            service: service.to_string(),
-            routes_by_type: HashMap::new(),
-            names: HashMap::new(),
-            health,
-        }
+        EndpointBuilder { service: service.to_string(), routes_by_type: HashMap::new(), names: HashMap::new(), health }
     }
 
     /// The service name.
@@ -134,7 +129,12 @@ impl LocalEndpoint {
     }
 
     /// Delivers a JSON-encoded message by name and answers the JSON-encoded reply.
-    pub fn ask_json(&self, name: &str, body: Vec<u8>, meta: CallMeta) -> BoxFuture<'static, Result<Vec<u8>, ServiceError>> {
+    pub fn ask_json(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        meta: CallMeta,
+    ) -> BoxFuture<'static, Result<Vec<u8>, ServiceError>> {
         let route = self
             .inner
             .names

@@ -114,8 +114,7 @@ impl SupervisionTree {
                     .set(snapshot.mailbox_depth as f64);
                 metrics::gauge!("emporium_actor_in_flight", "actor" => snapshot.path.clone())
                     .set(snapshot.num_in_flight as f64);
-                metrics::gauge!("emporium_actor_restarts", "actor" => snapshot.path)
-                    .set(snapshot.num_restarts as f64);
+                metrics::gauge!("emporium_actor_restarts", "actor" => snapshot.path).set(snapshot.num_restarts as f64);
             }
         }
     }

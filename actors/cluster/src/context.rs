@@ -1,0 +1,48 @@
+//! What a service's `start` receives and what it gives back.
+
+use std::sync::Arc;
+
+use actix::ArbiterHandle;
+use emporium_runtime::{LocalEndpoint, ServiceGroup, ServiceSupervision, SupervisionTree};
+use tokio::sync::watch;
+
+use crate::service_ref::{Cluster, ServiceRef};
+use crate::settings::Settings;
+
+/// Everything a service needs from its node: its identity, the supervision tree to hang its
+/// actors on, the arbiter (thread) they run on, the cluster to ask other services through,
+/// and the live settings.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// The node's id.
+    pub node_id: String,
+    /// The node's supervision tree.
+    pub tree: SupervisionTree,
+    /// The cluster view, for [`ServiceRef`]s to other services.
+    pub cluster: Cluster,
+    /// The live settings.
+    pub settings: watch::Receiver<Arc<Settings>>,
+    /// The arbiter this service's actors run on.
+    pub arbiter: ArbiterHandle,
+}
+
+impl ServiceContext {
+    /// Starts building the supervision group of `service` with the configured policy.
+    pub fn group(&self, service: &str) -> ServiceGroup {
+        let policy = self.settings.borrow().supervision.policy();
+        ServiceGroup::new(&self.tree, service, policy, self.arbiter.clone())
+    }
+
+    /// A reference to another service, wherever it runs.
+    pub fn service(&self, service: &str) -> ServiceRef {
+        self.cluster.service(service)
+    }
+}
+
+/// A started service: its message table and its supervisor.
+pub struct ServiceHandle {
+    /// The service's messages, for local callers and the transport.
+    pub endpoint: LocalEndpoint,
+    /// Its supervisor and health.
+    pub supervision: ServiceSupervision,
+}

@@ -1,0 +1,143 @@
+//! The node's live configuration: fetched from the registry, overlaid with `EMPORIUM__...`
+//! environment overrides, validated, applied (log level, call-site resilience, and whatever
+//! else subscribes), then acknowledged per instance so operators see who runs which version.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use emporium_contracts::registry::ConfigAck;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::registry_client::RegistryClient;
+use crate::settings::{Settings, apply_env_overrides};
+
+/// Applies one part of the settings live; answers an error to refuse the whole version.
+pub type Applier = Box<dyn Fn(&Settings) -> Result<(), String> + Send + Sync>;
+
+struct LiveConfigInner {
+    client: RegistryClient,
+    profile: String,
+    env: Vec<(String, String)>,
+    settings_tx: watch::Sender<Arc<Settings>>,
+    applied_version: AtomicU64,
+    appliers: Mutex<Vec<Applier>>,
+    instance_ids: Mutex<Vec<String>>,
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+/// The live configuration; cheap to clone.
+#[derive(Clone)]
+pub struct LiveConfig {
+    inner: Arc<LiveConfigInner>,
+}
+
+impl LiveConfig {
+    /// Starts from the built-in defaults with `env` overrides applied.
+    pub fn new(client: RegistryClient, profile: &str, env: Vec<(String, String)>) -> Result<Self, String> {
+        let mut document = serde_json::to_value(Settings::default()).expect("settings serialize");
+        apply_env_overrides(&mut document, &env)?;
+        let settings = Settings::from_json(document)?;
+        let (settings_tx, _) = watch::channel(Arc::new(settings));
+        Ok(LiveConfig {
+            inner: Arc::new(LiveConfigInner {
+                client,
+                profile: profile.to_string(),
+                env,
+                settings_tx,
+                applied_version: AtomicU64::new(0),
+                appliers: Mutex::new(Vec::new()),
+                instance_ids: Mutex::new(Vec::new()),
+                refresh_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The settings in force.
+    pub fn current(&self) -> Arc<Settings> {
+        self.inner.settings_tx.borrow().clone()
+    }
+
+    /// Follows the settings as they change.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Settings>> {
+        self.inner.settings_tx.subscribe()
+    }
+
+    /// The configuration version applied (0: built-in defaults).
+    pub fn applied_version(&self) -> u64 {
+        self.inner.applied_version.load(Ordering::Acquire)
+    }
+
+    /// Adds something to apply on every change; it is applied to the current settings now.
+    pub fn add_applier(&self, applier: Applier) -> Result<(), String> {
+        applier(&self.current())?;
+        self.inner.appliers.lock().push(applier);
+        Ok(())
+    }
+
+    /// The instances that acknowledge versions.
+    pub fn set_instances(&self, instance_ids: Vec<String>) {
+        *self.inner.instance_ids.lock() = instance_ids;
+    }
+
+    /// Fetches, validates, applies and acknowledges the registry's current configuration.
+    pub async fn refresh(&self) -> Result<u64, String> {
+        let _one_at_a_time = self.inner.refresh_lock.lock().await;
+        let document = self
+            .inner
+            .client
+            .fetch_config("application", &self.inner.profile)
+            .await
+            .map_err(|error| error.to_string())?;
+        let version = document.version;
+        let outcome = self.apply_document(document.settings);
+        match &outcome {
+            Ok(()) => {
+                self.inner.applied_version.store(version, Ordering::Release);
+                tracing::info!(config_version = version, "configuration applied");
+            }
+            Err(error) => tracing::error!(config_version = version, error = %error, "configuration refused"),
+        }
+        let ack = ConfigAck { version, applied: outcome.is_ok(), error: outcome.as_ref().err().cloned() };
+        let instance_ids = self.inner.instance_ids.lock().clone();
+        let acks = instance_ids.iter().map(|id| self.inner.client.ack_config(id, &ack));
+        for result in futures::future::join_all(acks).await {
+            if let Err(error) = result {
+                tracing::warn!(error = %error, "could not acknowledge the configuration version");
+            }
+        }
+        outcome.map(|()| version)
+    }
+
+    fn apply_document(&self, mut document: serde_json::Value) -> Result<(), String> {
+        apply_env_overrides(&mut document, &self.inner.env)?;
+        let settings = Settings::from_json(document)?;
+        for applier in self.inner.appliers.lock().iter() {
+            applier(&settings)?;
+        }
+        self.inner.settings_tx.send_replace(Arc::new(settings));
+        Ok(())
+    }
+
+    /// Refreshes whenever the registry announces a version other than the applied one.
+    pub fn follow(&self, mut announced: watch::Receiver<u64>) -> JoinHandle<()> {
+        let live = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let target = *announced.borrow_and_update();
+                if target != 0
+                    && target != live.applied_version()
+                    && let Err(error) = live.refresh().await
+                {
+                    tracing::warn!(error = %error, "configuration refresh failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+                if announced.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,421 @@
+//! A node's life: bind the cluster listener, start services, serve health, metrics,
+//! supervision and the cluster transport, keep instances registered and the directory and
+//! configuration current, and on shutdown fail readiness, deregister and drain.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix::Arbiter;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use emporium_contracts::registry::{InstanceStatus, RegisterInstance};
+use emporium_contracts::{ErrorKind, ServiceError};
+use emporium_runtime::{ServiceHealth, SupervisionTree};
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::context::{ServiceContext, ServiceHandle};
+use crate::credential::ClusterSecret;
+use crate::directory::Directory;
+use crate::live_config::LiveConfig;
+use crate::membership::{LocalInstance, Membership};
+use crate::registry_client::RegistryClient;
+use crate::service_ref::Cluster;
+use crate::telemetry::Telemetry;
+use crate::transport;
+
+/// How a node is started.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Stable identity of the node.
+    pub node_id: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// The cluster listener.
+    pub listen: SocketAddr,
+    /// The address other nodes use, when not the bound one.
+    pub advertise: Option<String>,
+    /// Registry URLs; empty means this node itself (it has the registry role).
+    pub registry_urls: Vec<String>,
+    /// Configuration profile.
+    pub profile: String,
+    /// The cluster credential.
+    pub secret: ClusterSecret,
+    /// `EMPORIUM__...` configuration overrides from the environment.
+    pub env_overrides: Vec<(String, String)>,
+    /// Build version.
+    pub version: String,
+    /// Upper bound on draining in-flight work at shutdown.
+    pub drain_timeout: Duration,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Something else failed at start.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// A check that readiness runs: `Err(reason)` makes the node not ready.
+pub type ReadinessCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What `/health/ready` looks at.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    draining: Arc<AtomicBool>,
+    parts: Arc<Mutex<ReadinessParts>>,
+}
+
+#[derive(Default)]
+struct ReadinessParts {
+    /// Instance id and whether the registry accepted it.
+    registered: Vec<(String, Arc<AtomicBool>)>,
+    /// Service name and its supervisor's verdict.
+    health: Vec<(String, watch::Receiver<ServiceHealth>)>,
+    /// Dependency checks by name.
+    checks: Vec<(String, ReadinessCheck)>,
+}
+
+impl Readiness {
+    /// Adds a dependency check (a store, the broker) named `name`.
+    pub fn add_check(&self, name: &str, check: ReadinessCheck) {
+        self.parts.lock().checks.push((name.to_string(), check));
+    }
+
+    /// Why the node is not ready; empty when it is.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            reasons.push("draining: the node is shutting down".to_string());
+        }
+        let parts = self.parts.lock();
+        for (instance, registered) in &parts.registered {
+            if !registered.load(Ordering::Acquire) {
+                reasons.push(format!("{instance} is not registered with the registry yet"));
+            }
+        }
+        for (service, health) in &parts.health {
+            if let ServiceHealth::Down { reason } = &*health.borrow() {
+                reasons.push(format!("{service} is down: {reason}"));
+            }
+        }
+        for (name, check) in &parts.checks {
+            if let Err(reason) = check() {
+                reasons.push(format!("{name}: {reason}"));
+            }
+        }
+        reasons
+    }
+}
+
+/// Adds routes to the cluster listener (the registry's, for example).
+pub type RouteMount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// Shared state of the node's HTTP handlers.
+struct NodeState {
+    node_id: String,
+    tree: SupervisionTree,
+    cluster: Cluster,
+    readiness: Readiness,
+    telemetry: Telemetry,
+    live_config: LiveConfig,
+    secret: ClusterSecret,
+}
+
+/// A node being assembled, then run.
+pub struct Node {
+    options: NodeOptions,
+    listener: TcpListener,
+    advertise: String,
+    tree: SupervisionTree,
+    cluster: Cluster,
+    live_config: LiveConfig,
+    readiness: Readiness,
+    telemetry: Telemetry,
+    registry_client: RegistryClient,
+    mounts: Vec<RouteMount>,
+    instances: Vec<LocalInstance>,
+    arbiters: Vec<Arbiter>,
+    config_version_tx: watch::Sender<u64>,
+}
+
+impl Node {
+    /// Binds the cluster listener and prepares the node. Must run inside an actix System.
+    pub fn bind(options: NodeOptions, telemetry: Telemetry) -> Result<Node, NodeError> {
+        let listener =
+            TcpListener::bind(options.listen).map_err(|source| NodeError::Bind { address: options.listen, source })?;
+        let bound = listener.local_addr().map_err(|source| NodeError::Bind { address: options.listen, source })?;
+        let advertise = options.advertise.clone().unwrap_or_else(|| {
+            if bound.ip().is_unspecified() { format!("127.0.0.1:{}", bound.port()) } else { bound.to_string() }
+        });
+        let registry_urls = if options.registry_urls.is_empty() {
+            vec![format!("http://{advertise}")]
+        } else {
+            options.registry_urls.clone()
+        };
+        let registry_client = RegistryClient::new(registry_urls, options.secret.clone());
+        let live_config = LiveConfig::new(registry_client.clone(), &options.profile, options.env_overrides.clone())
+            .map_err(NodeError::Start)?;
+        let settings = live_config.current();
+        let tree = SupervisionTree::new(&options.node_id, 256, settings.supervision.flight_recorder_len);
+        let cluster = Cluster::new(&options.node_id, Directory::new(), options.secret.clone());
+        cluster.call_sites().apply(&settings.resilience);
+        let (config_version_tx, _) = watch::channel(0);
+        Ok(Node {
+            options,
+            listener,
+            advertise,
+            tree,
+            cluster,
+            live_config,
+            readiness: Readiness::default(),
+            telemetry,
+            registry_client,
+            mounts: Vec::new(),
+            instances: Vec::new(),
+            arbiters: Vec::new(),
+            config_version_tx,
+        })
+    }
+
+    /// The address other nodes reach this one at.
+    pub fn advertise_address(&self) -> &str {
+        &self.advertise
+    }
+
+    /// The bound cluster listener address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The cluster view.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The live configuration.
+    pub fn live_config(&self) -> &LiveConfig {
+        &self.live_config
+    }
+
+    /// Readiness, to add dependency checks.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The context a service's `start` takes; each service gets its own arbiter (thread).
+    pub fn service_context(&mut self) -> ServiceContext {
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        self.arbiters.push(arbiter);
+        ServiceContext {
+            node_id: self.options.node_id.clone(),
+            tree: self.tree.clone(),
+            cluster: self.cluster.clone(),
+            settings: self.live_config.subscribe(),
+            arbiter: handle,
+        }
+    }
+
+    /// Adds a started service: reachable locally and remotely, registered as an instance.
+    pub fn add_service(&mut self, handle: ServiceHandle) {
+        let service = handle.endpoint.service().to_string();
+        self.cluster.add_local(handle.endpoint);
+        self.readiness.parts.lock().health.push((service.clone(), handle.supervision.health.clone()));
+        self.add_instance(&service, Some(handle.supervision.health), BTreeMap::new());
+    }
+
+    /// Registers an instance of `service` on this node (for services without actors of their
+    /// own, such as the registry).
+    pub fn add_instance(
+        &mut self,
+        service: &str,
+        health: Option<watch::Receiver<ServiceHealth>>,
+        metadata: BTreeMap<String, String>,
+    ) {
+        let registered = Arc::new(AtomicBool::new(false));
+        let id = format!("{service}@{}", self.options.node_id);
+        self.readiness.parts.lock().registered.push((id.clone(), registered.clone()));
+        self.instances.push(LocalInstance {
+            registration: RegisterInstance {
+                id,
+                service: service.to_string(),
+                node_id: self.options.node_id.clone(),
+                address: self.advertise.clone(),
+                status: InstanceStatus::Starting,
+                roles: self.options.roles.clone(),
+                version: self.options.version.clone(),
+                metadata,
+            },
+            health,
+            registered,
+        });
+    }
+
+    /// Adds routes to the cluster listener.
+    pub fn mount(&mut self, mount: RouteMount) {
+        self.mounts.push(mount);
+    }
+
+    /// Serves until `shutdown` resolves, then fails readiness, deregisters, drains and returns.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+        let settings = self.live_config.current();
+        let telemetry = self.telemetry.clone();
+        let call_sites_cluster = self.cluster.clone();
+        self.live_config
+            .add_applier(Box::new(move |settings| telemetry.set_level(&settings.log.level)))
+            .map_err(NodeError::Start)?;
+        self.live_config
+            .add_applier(Box::new(move |settings| {
+                call_sites_cluster.call_sites().apply(&settings.resilience);
+                Ok(())
+            }))
+            .map_err(NodeError::Start)?;
+        self.live_config
+            .set_instances(self.instances.iter().map(|instance| instance.registration.id.clone()).collect());
+
+        let state = web::Data::new(NodeState {
+            node_id: self.options.node_id.clone(),
+            tree: self.tree.clone(),
+            cluster: self.cluster.clone(),
+            readiness: self.readiness.clone(),
+            telemetry: self.telemetry.clone(),
+            live_config: self.live_config.clone(),
+            secret: self.options.secret.clone(),
+        });
+        let cluster_data = web::Data::new(self.cluster.clone());
+        let secret_data = web::Data::new(self.options.secret.clone());
+        let mounts = self.mounts.clone();
+        let server = HttpServer::new(move || {
+            let mut app = App::new()
+                .app_data(state.clone())
+                .app_data(cluster_data.clone())
+                .app_data(secret_data.clone())
+                .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+                .route("/health/live", web::get().to(live))
+                .route("/health/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics))
+                .route("/admin/v1/supervision", web::get().to(supervision))
+                .route("/cluster/v1/ask/{service}/{message}", web::post().to(transport::serve_ask));
+            for mount in &mounts {
+                let mount = mount.clone();
+                app = app.configure(move |config| mount(config));
+            }
+            app.default_service(web::to(not_found))
+        })
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(self.options.drain_timeout.as_secs().max(1))
+        .listen(self.listener)
+        .map_err(|error| NodeError::Start(format!("cannot serve the cluster listener: {error}")))?
+        .run();
+        let server_handle = server.handle();
+        let server_task = actix_web::rt::spawn(server);
+
+        let (draining_tx, draining_rx) = watch::channel(false);
+        let heartbeat = Duration::from_millis(settings.registry.heartbeat_millis);
+        let membership = Membership::start(self.registry_client.clone(), self.instances, heartbeat, draining_rx);
+        let watcher = crate::watcher::start(
+            self.registry_client.clone(),
+            self.cluster.directory().clone(),
+            self.config_version_tx.clone(),
+            Duration::from_millis(settings.registry.watch_ping_millis),
+        );
+        let config_follower = self.live_config.follow(self.config_version_tx.subscribe());
+        let tree = self.tree.clone();
+        let gauges = actix_web::rt::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                tree.export_gauges();
+            }
+        });
+
+        tracing::info!(
+            node_id = %self.options.node_id,
+            roles = %self.options.roles.join(","),
+            listen = %self.advertise,
+            "node started"
+        );
+        shutdown.await;
+
+        tracing::info!(node_id = %self.options.node_id, "shutting down: readiness off, deregistering, draining");
+        self.readiness.draining.store(true, Ordering::Release);
+        draining_tx.send_replace(true);
+        membership.deregister_all(Duration::from_secs(2)).await;
+        watcher.abort();
+        config_follower.abort();
+        gauges.abort();
+        server_handle.stop(true).await;
+        let _ = server_task.await;
+        for arbiter in self.arbiters {
+            arbiter.stop();
+        }
+        tracing::info!(node_id = %self.options.node_id, "node stopped");
+        Ok(())
+    }
+}
+
+fn json_error(error: &ServiceError) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(error.http_status())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(error.to_public_body())
+}
+
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    json_error(&ServiceError::not_found("not_found", format!("no route for {} {}", request.method(), request.path())))
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "live" }))
+}
+
+async fn ready(state: web::Data<NodeState>) -> HttpResponse {
+    let reasons = state.readiness.reasons();
+    if reasons.is_empty() {
+        HttpResponse::Ok().json(json!({ "status": "ready", "nodeId": state.node_id }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(json!({ "status": "not_ready", "nodeId": state.node_id, "reasons": reasons }))
+    }
+}
+
+async fn metrics(state: web::Data<NodeState>) -> HttpResponse {
+    state.tree.export_gauges();
+    let directory = state.cluster.directory().snapshot();
+    metrics::gauge!("emporium_directory_instances").set(directory.instances.len() as f64);
+    metrics::gauge!("emporium_directory_stale").set(if directory.stale { 1.0 } else { 0.0 });
+    metrics::gauge!("emporium_config_version_applied").set(state.live_config.applied_version() as f64);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.telemetry.render_metrics())
+}
+
+async fn supervision(request: HttpRequest, state: web::Data<NodeState>) -> HttpResponse {
+    if !state.secret.authorizes(&request) {
+        return json_error(&ServiceError::new(
+            ErrorKind::Unauthenticated,
+            "cluster_credential_required",
+            "the supervision tree needs the cluster credential",
+        ));
+    }
+    let directory = state.cluster.directory().snapshot();
+    HttpResponse::Ok().json(json!({
+        "node": state.tree.snapshot(),
+        "callSites": state.cluster.call_sites().snapshot(),
+        "localServices": state.cluster.local_services(),
+        "directory": { "version": directory.version, "stale": directory.stale, "lastSyncedAt": directory.last_synced_at, "numInstances": directory.instances.len() },
+        "configVersion": state.live_config.applied_version(),
+    }))
+}

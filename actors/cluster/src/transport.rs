@@ -1,0 +1,185 @@
+//! The cluster transport: request-reply between nodes over HTTP/1.1 keep-alive with JSON
+//! bodies, `POST /cluster/v1/ask/{service}/{message}` on the node's cluster listener.
+//!
+//! Every call carries the cluster credential, the caller's remaining time budget
+//! (`x-emporium-deadline-ms`) and W3C `traceparent`. The reply is the handler's typed
+//! `Result`: 200 with the reply, or the error's status with the full `ServiceError`.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use emporium_contracts::{ErrorKind, ServiceError};
+use emporium_runtime::{CallMeta, TraceParent};
+use tracing::Instrument;
+
+use crate::credential::ClusterSecret;
+use crate::service_ref::Cluster;
+
+/// The header that carries the caller's remaining time budget, in milliseconds.
+pub const DEADLINE_HEADER: &str = "x-emporium-deadline-ms";
+
+/// How one attempt to reach a remote instance failed.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// The connection could not be made: the request was never delivered.
+    Connect(String),
+    /// The connection broke or timed out after sending: the request may have been handled.
+    Transport(String),
+    /// The instance answered with an error.
+    Reply(ServiceError),
+}
+
+/// The client side of the transport.
+#[derive(Clone)]
+pub struct RemoteTransport {
+    http: reqwest::Client,
+    secret: ClusterSecret,
+}
+
+impl RemoteTransport {
+    /// A transport that sends `secret` with every call.
+    pub fn new(secret: ClusterSecret) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(300))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .http1_only()
+            .build()
+            .expect("a plain HTTP client builds");
+        RemoteTransport { http, secret }
+    }
+
+    /// Sends one JSON-encoded message to the node at `address`.
+    pub async fn send(
+        &self,
+        address: &str,
+        service: &str,
+        message: &str,
+        body: Bytes,
+        deadline: Instant,
+        trace: Option<TraceParent>,
+    ) -> Result<Bytes, AttemptError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(AttemptError::Reply(ServiceError::timeout("deadline passed before sending")));
+        }
+        let mut request = self
+            .http
+            .post(format!("http://{address}/cluster/v1/ask/{service}/{message}"))
+            .header(reqwest::header::AUTHORIZATION, self.secret.header_value())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(DEADLINE_HEADER, remaining.as_millis().max(1).to_string())
+            .timeout(remaining)
+            .body(body);
+        if let Some(trace) = trace {
+            request = request.header("traceparent", trace.to_string());
+        }
+        let response = request.send().await.map_err(|error| {
+            if error.is_connect() {
+                AttemptError::Connect(format!("{address}: {error}"))
+            } else if error.is_timeout() {
+                AttemptError::Reply(ServiceError::timeout(format!("{service} at {address} did not answer in time")))
+            } else {
+                AttemptError::Transport(format!("{address}: {error}"))
+            }
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|error| AttemptError::Transport(format!("{address}: {error}")))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            tracing::error!(
+                address,
+                "a node refused this node's cluster credential: every node of a cluster needs the same EMPORIUM_CLUSTER_SECRET"
+            );
+        }
+        let error = serde_json::from_slice::<ServiceError>(&body).unwrap_or_else(|_| {
+            ServiceError::new(
+                ErrorKind::from_http_status(status.as_u16()),
+                "remote_error",
+                format!("{service} at {address} answered {status}"),
+            )
+        });
+        Err(AttemptError::Reply(error))
+    }
+}
+
+fn error_response(error: &ServiceError) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(error.http_status())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(error)
+}
+
+/// `POST /cluster/v1/ask/{service}/{message}`: hands the message to the local service.
+pub async fn serve_ask(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    cluster: web::Data<Cluster>,
+    secret: web::Data<ClusterSecret>,
+) -> HttpResponse {
+    let (service, message) = path.into_inner();
+    if !secret.authorizes(&request) {
+        let error = ServiceError::new(
+            ErrorKind::Unauthenticated,
+            "cluster_credential_required",
+            "cluster endpoints need the cluster credential",
+        );
+        return error_response(&error);
+    }
+    let started = Instant::now();
+    let deadline = request
+        .headers()
+        .get(DEADLINE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .map(|millis| started + Duration::from_millis(millis));
+    let trace = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map(|parent| parent.child());
+    let Some(endpoint) = cluster.local(&service) else {
+        return error_response(&ServiceError::unavailable(
+            "unknown_service",
+            format!("this node does not run service {service}"),
+        ));
+    };
+    if !endpoint.is_up() {
+        return error_response(&ServiceError::unavailable("service_down", format!("{service} is down on this node")));
+    }
+    let span = tracing::info_span!(
+        "cluster_ask",
+        service = %service,
+        message = %message,
+        trace_id = trace.map(|trace| trace.trace_id_hex()).unwrap_or_default(),
+        span_id = trace.map(|trace| trace.span_id_hex()).unwrap_or_default(),
+    );
+    let meta = CallMeta { deadline, trace };
+    let answer = endpoint.ask_json(&message, body.to_vec(), meta);
+    let result = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), answer).instrument(span).await {
+            Ok(result) => result,
+            Err(_) => {
+                Err(ServiceError::timeout(format!("{service}/{message} did not finish within the caller's deadline")))
+            }
+        },
+        None => answer.instrument(span).await,
+    };
+    let status_label = match &result {
+        Ok(_) => "200".to_string(),
+        Err(error) => error.http_status().to_string(),
+    };
+    metrics::histogram!("emporium_cluster_request_duration_seconds", "service" => service.clone(), "message" => message.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("emporium_cluster_requests_total", "service" => service, "message" => message, "status" => status_label)
+        .increment(1);
+    match result {
+        Ok(reply) => HttpResponse::Ok().content_type("application/json").body(reply),
+        Err(error) => error_response(&error),
+    }
+}

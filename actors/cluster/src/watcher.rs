@@ -1,0 +1,70 @@
+//! Follows the registry's watch stream into the directory, reconnecting with backoff; tells
+//! the live configuration when the configuration version moved.
+
+use std::time::Duration;
+
+use emporium_contracts::registry::WatchChange;
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::directory::Directory;
+use crate::registry_client::RegistryClient;
+
+/// Starts following the registry. `config_version_tx` receives every configuration version
+/// the registry announces.
+pub fn start(
+    client: RegistryClient,
+    directory: Directory,
+    config_version_tx: watch::Sender<u64>,
+    ping_interval: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(50);
+        let mut was_connected = false;
+        loop {
+            match client.watch(None, ping_interval * 3).await {
+                Ok(events) => {
+                    let mut events = std::pin::pin!(events);
+                    if !was_connected {
+                        tracing::info!("following the registry's watch stream");
+                    }
+                    was_connected = true;
+                    backoff = Duration::from_millis(50);
+                    while let Some(event) = events.next().await {
+                        match event {
+                            Ok(event) => {
+                                let config_version = match &event.change {
+                                    WatchChange::Snapshot { state, .. } => Some(state.config_version),
+                                    WatchChange::ConfigChanged { config_version } => Some(*config_version),
+                                    _ => None,
+                                };
+                                directory.apply(event);
+                                if let Some(version) = config_version {
+                                    config_version_tx.send_if_modified(|current| {
+                                        let changed = *current != version;
+                                        *current = version;
+                                        changed
+                                    });
+                                }
+                            }
+                            Err(reason) => {
+                                tracing::warn!(reason = %reason, "watch stream ended");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    if was_connected {
+                        tracing::warn!(error = %error, "registry unreachable; routing from the stale directory");
+                        was_connected = false;
+                    }
+                }
+            }
+            directory.mark_stale();
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    })
+}

@@ -1,0 +1,56 @@
+//! The registry's entry point: [`start`] loads the configuration and starts the actor;
+//! [`Registry`] is the cheap, cloneable handle the node's HTTP server mounts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+use emporium_cluster::credential::ClusterSecret;
+use emporium_cluster::settings::Settings;
+use parking_lot::RwLock;
+
+use crate::actor::RegistryActor;
+use crate::config_store::ConfigStore;
+
+/// What the registry needs to start.
+pub struct RegistryOptions {
+    /// The configuration repository it serves (`config/`).
+    pub config_dir: PathBuf,
+    /// The profile of this node: selects the overlays of the registry's own settings and is the
+    /// default profile of configuration requests.
+    pub profile: String,
+    /// The cluster credential every write (and, unless `registry.public_reads`, every read)
+    /// must carry.
+    pub secret: ClusterSecret,
+}
+
+/// A handle on a running registry: mount its routes with [`Registry::configure`].
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) addr: Addr<RegistryActor>,
+    pub(crate) secret: ClusterSecret,
+    pub(crate) settings: Arc<RwLock<Settings>>,
+}
+
+/// Loads and validates the configuration directory, then starts the registry actor with its
+/// eviction sweep and configuration poll. Must be called inside a running actix `System`.
+pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
+    anyhow::ensure!(actix::System::try_current().is_some(), "the registry must start inside a running actix system");
+    // The error already names the file, the line and the key: keep it one line as it is.
+    let store = ConfigStore::load(&options.config_dir, &options.profile).map_err(anyhow::Error::new)?;
+    let settings = Arc::new(RwLock::new(store.settings().clone()));
+    let addr = RegistryActor::new(store, settings.clone()).start();
+    Ok(Registry { addr, secret: options.secret, settings })
+}
+
+impl Registry {
+    /// The registry's current settings (the merged `application` layers for its profile).
+    pub async fn settings(&self) -> Settings {
+        self.settings.read().clone()
+    }
+
+    /// Whether reads need no credential under the current settings.
+    pub(crate) fn public_reads(&self) -> bool {
+        self.settings.read().registry.public_reads
+    }
+}

@@ -1,0 +1,104 @@
+//! The messages the registry actor handles; each replies `Result<T, RegistryError>`.
+
+use actix::Message;
+use emporium_contracts::registry::{
+    ConfigAck, ConfigAcks, ConfigDocument, Heartbeat, InstanceInfo, Lease, RegisterInstance, RegistryState, WatchEvent,
+};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::error::RegistryError;
+
+/// Register an instance (or update it when its id is known) and hand out its lease.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Lease, RegistryError>")]
+pub struct Register(pub RegisterInstance);
+
+/// Renew the lease of an instance, possibly changing its status.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Lease, RegistryError>")]
+pub struct RenewLease {
+    /// The instance.
+    pub instance_id: String,
+    /// The heartbeat's body.
+    pub heartbeat: Heartbeat,
+}
+
+/// Remove an instance that is shutting down.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct Deregister {
+    /// The instance.
+    pub instance_id: String,
+}
+
+/// List the registered instances, of one service or all.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<InstanceInfo>, RegistryError>")]
+pub struct ListInstances {
+    /// Only instances of this service, when given.
+    pub service: Option<String>,
+}
+
+/// Read the registry's own state.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RegistryState, RegistryError>")]
+pub struct GetState;
+
+/// Open a watch: the events to send first and a receiver of every later change, taken in one
+/// step so that nothing falls between them.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Subscription, RegistryError>")]
+pub struct Subscribe {
+    /// The last version the watcher saw; `None` starts with a snapshot.
+    pub since: Option<u64>,
+}
+
+/// What a [`Subscribe`] answers.
+#[derive(Debug)]
+pub struct Subscription {
+    /// A snapshot, or the backlog after `since`.
+    pub initial_events: Vec<WatchEvent>,
+    /// Every change after those.
+    pub events_rx: broadcast::Receiver<WatchEvent>,
+}
+
+/// Merge the configuration of a service for a profile.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ConfigDocument, RegistryError>")]
+pub struct GetConfig {
+    /// The service.
+    pub service: String,
+    /// The profile; the registry's own when `None`.
+    pub profile: Option<String>,
+}
+
+/// Re-read the configuration directory now.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RefreshOutcome, RegistryError>")]
+pub struct RefreshConfig;
+
+/// The answer of [`RefreshConfig`] (and of `POST /registry/v1/config/refresh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshOutcome {
+    /// The configuration version served now.
+    pub config_version: u64,
+    /// Whether the files changed (and the version with them).
+    pub changed: bool,
+}
+
+/// Record the configuration version an instance applied.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct AckConfig {
+    /// The instance.
+    pub instance_id: String,
+    /// What it applied.
+    pub ack: ConfigAck,
+}
+
+/// List the applied configuration version of every instance.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ConfigAcks, RegistryError>")]
+pub struct ListConfigAcks;

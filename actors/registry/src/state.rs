@@ -1,0 +1,611 @@
+//! The registry's state as a plain value: instances and their leases, the version counter, the
+//! bounded log of watch events, self-preservation and configuration acks.
+//!
+//! Nothing here reads a clock: every operation that depends on time takes `now` (monotonic, for
+//! leases) and `wall` (for display), so tests step time explicitly.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use emporium_cluster::settings::RegistrySettings;
+use emporium_contracts::registry::{
+    ConfigAck, ConfigAckStatus, ConfigAcks, Heartbeat, InstanceInfo, InstanceStatus, Lease, RegisterInstance,
+    RegistryState, RemovalReason, WatchChange, WatchEvent,
+};
+
+use crate::config_store::is_valid_name;
+use crate::error::RegistryError;
+
+/// How many watch events the log keeps for `since` resumption.
+pub const EVENT_LOG_CAPACITY: usize = 1024;
+
+/// The longest instance id accepted.
+pub const MAX_INSTANCE_ID_LEN: usize = 200;
+
+/// One registered instance and the monotonic time of its last renewal.
+#[derive(Debug, Clone)]
+struct Registration {
+    info: InstanceInfo,
+    renewed_at: Instant,
+}
+
+/// The last configuration ack of one instance.
+#[derive(Debug, Clone)]
+struct AckRecord {
+    version: u64,
+    applied: bool,
+    error: Option<String>,
+    acked_at: DateTime<Utc>,
+}
+
+/// Instances, leases, versioned events and acks: the registry actor's state.
+#[derive(Debug)]
+pub struct InstanceTable {
+    terms: RegistrySettings,
+    instances: BTreeMap<String, Registration>,
+    acks: HashMap<String, AckRecord>,
+    version: u64,
+    config_version: u64,
+    event_log: VecDeque<WatchEvent>,
+    unpublished: Vec<WatchEvent>,
+    self_preservation_reason: Option<String>,
+}
+
+impl InstanceTable {
+    /// An empty table whose first change will carry `initial_version + 1`.
+    pub fn new(terms: RegistrySettings, initial_version: u64, config_version: u64) -> Self {
+        InstanceTable {
+            terms,
+            instances: BTreeMap::new(),
+            acks: HashMap::new(),
+            version: initial_version,
+            config_version,
+            event_log: VecDeque::with_capacity(EVENT_LOG_CAPACITY),
+            unpublished: Vec::new(),
+            self_preservation_reason: None,
+        }
+    }
+
+    /// The lease terms in force.
+    pub fn terms(&self) -> &RegistrySettings {
+        &self.terms
+    }
+
+    /// Replaces the lease terms (configuration changed); applies from the next operation on.
+    pub fn set_terms(&mut self, terms: RegistrySettings) {
+        self.terms = terms;
+    }
+
+    /// The version of the last change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The current configuration version.
+    pub fn config_version(&self) -> u64 {
+        self.config_version
+    }
+
+    /// The number of registered instances.
+    pub fn num_instances(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Whether eviction is paused.
+    pub fn self_preservation(&self) -> bool {
+        self.self_preservation_reason.is_some()
+    }
+
+    /// Registers an instance, or updates it when its id is known (keeping `registeredAt`).
+    pub fn register(
+        &mut self,
+        registration: RegisterInstance,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Result<Lease, RegistryError> {
+        validate_registration(&registration)?;
+        let registered_at = self.instances.get(&registration.id).map_or(wall, |known| known.info.registered_at);
+        let info = InstanceInfo {
+            id: registration.id,
+            service: registration.service,
+            node_id: registration.node_id,
+            address: registration.address,
+            status: registration.status,
+            roles: registration.roles,
+            version: registration.version,
+            registered_at,
+            last_heartbeat_at: wall,
+            metadata: registration.metadata,
+        };
+        let lease = self.lease(&info.id);
+        self.instances.insert(info.id.clone(), Registration { info: info.clone(), renewed_at: now });
+        self.emit(WatchChange::InstanceUpserted { instance: info });
+        Ok(lease)
+    }
+
+    /// Renews the lease of `id`; a status in the heartbeat changes the instance (and emits).
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        heartbeat: Heartbeat,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Result<Lease, RegistryError> {
+        let registration = self.instances.get_mut(id).ok_or_else(|| RegistryError::UnknownInstance(id.to_string()))?;
+        registration.renewed_at = now;
+        registration.info.last_heartbeat_at = wall;
+        let changed = match heartbeat.status {
+            Some(status) if status != registration.info.status => {
+                registration.info.status = status;
+                Some(registration.info.clone())
+            }
+            _ => None,
+        };
+        if let Some(instance) = changed {
+            self.emit(WatchChange::InstanceUpserted { instance });
+        }
+        Ok(self.lease(id))
+    }
+
+    /// Removes `id` because it asked to leave.
+    pub fn deregister(&mut self, id: &str) -> Result<InstanceInfo, RegistryError> {
+        let registration = self.instances.remove(id).ok_or_else(|| RegistryError::UnknownInstance(id.to_string()))?;
+        self.acks.remove(id);
+        self.emit(WatchChange::InstanceRemoved {
+            id: registration.info.id.clone(),
+            service: registration.info.service.clone(),
+            reason: RemovalReason::Deregistered,
+        });
+        Ok(registration.info)
+    }
+
+    /// Registered instances, of one service or all, sorted by service then id.
+    pub fn list(&self, service: Option<&str>) -> Vec<InstanceInfo> {
+        let mut instances: Vec<InstanceInfo> = self
+            .instances
+            .values()
+            .filter(|registration| service.is_none_or(|service| registration.info.service == service))
+            .map(|registration| registration.info.clone())
+            .collect();
+        instances.sort_by(|left, right| (&left.service, &left.id).cmp(&(&right.service, &right.id)));
+        instances
+    }
+
+    /// The registry's own state.
+    pub fn state(&self) -> RegistryState {
+        RegistryState {
+            version: self.version,
+            config_version: self.config_version,
+            num_instances: self.instances.len(),
+            self_preservation: self.self_preservation_reason.is_some(),
+            self_preservation_reason: self.self_preservation_reason.clone(),
+        }
+    }
+
+    /// The whole state as the first event of a watch stream, at the current version.
+    pub fn snapshot(&self) -> WatchEvent {
+        WatchEvent {
+            version: self.version,
+            change: WatchChange::Snapshot { instances: self.list(None), state: self.state() },
+        }
+    }
+
+    /// Evicts instances whose lease lapsed, unless so many lapsed at once that the registry is
+    /// more likely cut off than they are all dead (self-preservation). Returns the evicted.
+    pub fn sweep(&mut self, now: Instant) -> Vec<InstanceInfo> {
+        let lease = Duration::from_millis(self.terms.lease_millis);
+        let lapsed: Vec<String> = self
+            .instances
+            .values()
+            .filter(|registration| now.saturating_duration_since(registration.renewed_at) > lease)
+            .map(|registration| registration.info.id.clone())
+            .collect();
+        let total = self.instances.len();
+        let preserve = total > 0
+            && total >= self.terms.self_preservation_min_instances
+            && lapsed.len() as f64 > self.terms.self_preservation_threshold * total as f64;
+        if preserve {
+            if self.self_preservation_reason.is_none() {
+                self.self_preservation_reason =
+                    Some(format!("{} of {total} leases lapsed at once; eviction paused", lapsed.len()));
+                self.emit(WatchChange::StateChanged { state: self.state() });
+            }
+            return Vec::new();
+        }
+        if self.self_preservation_reason.take().is_some() {
+            self.emit(WatchChange::StateChanged { state: self.state() });
+        }
+        let mut evicted = Vec::with_capacity(lapsed.len());
+        for id in lapsed {
+            if let Some(registration) = self.instances.remove(&id) {
+                self.acks.remove(&id);
+                self.emit(WatchChange::InstanceRemoved {
+                    id,
+                    service: registration.info.service.clone(),
+                    reason: RemovalReason::LeaseExpired,
+                });
+                evicted.push(registration.info);
+            }
+        }
+        evicted
+    }
+
+    /// The events after `since`, when the log still holds all of them; `None` means the caller
+    /// must start from a snapshot (too old, or a version this registry never reached).
+    pub fn events_since(&self, since: u64) -> Option<Vec<WatchEvent>> {
+        if since == self.version {
+            return Some(Vec::new());
+        }
+        if since > self.version {
+            return None;
+        }
+        let oldest = self.event_log.front()?.version;
+        if oldest > since + 1 {
+            return None;
+        }
+        Some(self.event_log.iter().filter(|event| event.version > since).cloned().collect())
+    }
+
+    /// Records a new configuration version and announces it.
+    pub fn set_config_version(&mut self, config_version: u64) {
+        if config_version != self.config_version {
+            self.config_version = config_version;
+            self.emit(WatchChange::ConfigChanged { config_version });
+        }
+    }
+
+    /// Records which configuration version instance `id` runs.
+    pub fn ack_config(&mut self, id: &str, ack: ConfigAck, wall: DateTime<Utc>) -> Result<(), RegistryError> {
+        if !self.instances.contains_key(id) {
+            return Err(RegistryError::UnknownInstance(id.to_string()));
+        }
+        let record = AckRecord { version: ack.version, applied: ack.applied, error: ack.error, acked_at: wall };
+        self.acks.insert(id.to_string(), record);
+        Ok(())
+    }
+
+    /// The applied configuration version of every registered instance.
+    pub fn config_acks(&self) -> ConfigAcks {
+        let instances = self
+            .list(None)
+            .into_iter()
+            .map(|instance| {
+                let ack = self.acks.get(&instance.id);
+                let applied_version = ack.map(|ack| ack.version);
+                ConfigAckStatus {
+                    applied_version,
+                    acked_at: ack.map(|ack| ack.acked_at),
+                    applied: ack.is_some_and(|ack| ack.applied),
+                    error: ack.and_then(|ack| ack.error.clone()),
+                    current: ack.is_some_and(|ack| ack.applied) && applied_version == Some(self.config_version),
+                    instance_id: instance.id,
+                    service: instance.service,
+                    node_id: instance.node_id,
+                }
+            })
+            .collect();
+        ConfigAcks { config_version: self.config_version, instances }
+    }
+
+    /// Registered instances counted by service and status (for gauges).
+    pub fn counts_by_service_and_status(&self) -> HashMap<(String, InstanceStatus), usize> {
+        let mut counts = HashMap::new();
+        for registration in self.instances.values() {
+            *counts.entry((registration.info.service.clone(), registration.info.status)).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The events emitted since the last call, oldest first, for broadcasting.
+    pub fn take_unpublished(&mut self) -> Vec<WatchEvent> {
+        std::mem::take(&mut self.unpublished)
+    }
+
+    fn lease(&self, id: &str) -> Lease {
+        Lease {
+            instance_id: id.to_string(),
+            heartbeat_millis: self.terms.heartbeat_millis,
+            lease_millis: self.terms.lease_millis,
+        }
+    }
+
+    fn emit(&mut self, change: WatchChange) {
+        self.version += 1;
+        let event = WatchEvent { version: self.version, change };
+        if self.event_log.len() == EVENT_LOG_CAPACITY {
+            self.event_log.pop_front();
+        }
+        self.event_log.push_back(event.clone());
+        self.unpublished.push(event);
+    }
+}
+
+/// Whether `id` is fit for a URL path segment: ASCII letters, digits and `-_.:@~`.
+fn is_valid_instance_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_INSTANCE_ID_LEN
+        && id.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_.:@~".contains(&byte))
+}
+
+fn validate_registration(registration: &RegisterInstance) -> Result<(), RegistryError> {
+    let invalid = |message: String| Err(RegistryError::InvalidInstance(message));
+    if !is_valid_instance_id(&registration.id) {
+        return invalid(format!(
+            "id must be 1 to {MAX_INSTANCE_ID_LEN} characters of ascii letters, digits and -_.:@~"
+        ));
+    }
+    if !is_valid_name(&registration.service) {
+        return invalid("service must match ^[a-z][a-z0-9-]{0,62}$".to_string());
+    }
+    if registration.node_id.trim().is_empty() {
+        return invalid("node_id must not be empty".to_string());
+    }
+    if registration.address.trim().is_empty() {
+        return invalid("address must not be empty".to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn terms() -> RegistrySettings {
+        RegistrySettings {
+            heartbeat_millis: 1_000,
+            lease_millis: 3_000,
+            self_preservation_threshold: 0.5,
+            self_preservation_min_instances: 4,
+            ..RegistrySettings::default()
+        }
+    }
+
+    fn registration(id: &str, service: &str) -> RegisterInstance {
+        RegisterInstance {
+            id: id.to_string(),
+            service: service.to_string(),
+            node_id: "node-a".to_string(),
+            address: "127.0.0.1:9000".to_string(),
+            status: InstanceStatus::Up,
+            roles: vec![service.to_string()],
+            version: "0.1.0".to_string(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn wall(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn ids(instances: &[InstanceInfo]) -> Vec<&str> {
+        instances.iter().map(|instance| instance.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_lease_is_renewed_by_heartbeats_and_lapses_without_them() {
+        let start = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        let lease = table.register(registration("inv-1", "inventory"), start, wall(0)).unwrap();
+        assert_eq!((lease.heartbeat_millis, lease.lease_millis), (1_000, 3_000));
+        table.register(registration("ord-1", "order"), start, wall(0)).unwrap();
+        assert_eq!(table.version(), 2);
+
+        table.heartbeat("inv-1", Heartbeat::default(), start + 2 * SECOND, wall(2)).unwrap();
+        assert_eq!(table.version(), 2, "a plain renewal is not a change");
+        assert_eq!(table.list(Some("inventory"))[0].last_heartbeat_at, wall(2));
+
+        assert!(table.sweep(start + 3 * SECOND).is_empty(), "exactly the lease is not yet lapsed");
+        let evicted = table.sweep(start + 3 * SECOND + Duration::from_millis(1));
+        assert_eq!(ids(&evicted), ["ord-1"]);
+        assert_eq!(ids(&table.list(None)), ["inv-1"]);
+        let removal = table.events_since(2).unwrap();
+        assert_eq!(
+            removal[0].change,
+            WatchChange::InstanceRemoved {
+                id: "ord-1".into(),
+                service: "order".into(),
+                reason: RemovalReason::LeaseExpired
+            }
+        );
+
+        table.deregister("inv-1").unwrap();
+        assert!(matches!(
+            table.events_since(3).unwrap()[0].change,
+            WatchChange::InstanceRemoved { reason: RemovalReason::Deregistered, .. }
+        ));
+        assert!(matches!(
+            table.heartbeat("inv-1", Heartbeat::default(), start, wall(5)),
+            Err(RegistryError::UnknownInstance(_))
+        ));
+        assert!(matches!(table.deregister("inv-1"), Err(RegistryError::UnknownInstance(_))));
+        assert_eq!(table.take_unpublished().len(), 4);
+        assert!(table.take_unpublished().is_empty());
+    }
+
+    #[test]
+    fn re_registering_keeps_registered_at_and_emits_an_upsert() {
+        let start = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        table.register(registration("inv-1", "inventory"), start, wall(0)).unwrap();
+        let mut again = registration("inv-1", "inventory");
+        again.address = "127.0.0.1:9001".into();
+        table.register(again, start + SECOND, wall(1)).unwrap();
+        let instance = &table.list(None)[0];
+        assert_eq!(instance.registered_at, wall(0));
+        assert_eq!(instance.last_heartbeat_at, wall(1));
+        assert_eq!(instance.address, "127.0.0.1:9001");
+        assert_eq!(table.version(), 2);
+        assert!(matches!(table.events_since(1).unwrap()[0].change, WatchChange::InstanceUpserted { .. }));
+    }
+
+    #[test]
+    fn a_status_change_on_a_heartbeat_is_an_event() {
+        let start = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        let mut starting = registration("inv-1", "inventory");
+        starting.status = InstanceStatus::Starting;
+        table.register(starting, start, wall(0)).unwrap();
+        let up = Heartbeat { status: Some(InstanceStatus::Up) };
+        table.heartbeat("inv-1", up.clone(), start, wall(1)).unwrap();
+        assert_eq!(table.version(), 2);
+        match &table.events_since(1).unwrap()[0].change {
+            WatchChange::InstanceUpserted { instance } => assert_eq!(instance.status, InstanceStatus::Up),
+            other => panic!("unexpected {other:?}"),
+        }
+        table.heartbeat("inv-1", up, start, wall(2)).unwrap();
+        assert_eq!(table.version(), 2, "the same status again is no change");
+    }
+
+    #[test]
+    fn registrations_are_validated() {
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        let now = Instant::now();
+        for broken in [
+            RegisterInstance { id: String::new(), ..registration("x", "inventory") },
+            RegisterInstance { id: "a".repeat(201), ..registration("x", "inventory") },
+            RegisterInstance { id: "node/inventory".into(), ..registration("x", "inventory") },
+            registration("x", ""),
+            registration("x", "Inventory"),
+            RegisterInstance { node_id: " ".into(), ..registration("x", "inventory") },
+            RegisterInstance { address: String::new(), ..registration("x", "inventory") },
+        ] {
+            assert!(matches!(table.register(broken, now, wall(0)), Err(RegistryError::InvalidInstance(_))));
+        }
+        table.register(registration(&"a".repeat(200), "inventory"), now, wall(0)).unwrap();
+        assert_eq!(table.version(), 1);
+    }
+
+    #[test]
+    fn list_filters_by_service_and_sorts_by_service_then_id() {
+        let now = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        for (id, service) in [("b", "order"), ("z", "inventory"), ("a", "order"), ("c", "inventory")] {
+            table.register(registration(id, service), now, wall(0)).unwrap();
+        }
+        assert_eq!(ids(&table.list(None)), ["c", "z", "a", "b"]);
+        assert_eq!(ids(&table.list(Some("order"))), ["a", "b"]);
+        assert!(table.list(Some("payment")).is_empty());
+    }
+
+    #[test]
+    fn self_preservation_pauses_eviction_says_why_and_lifts() {
+        let start = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        for index in 0..8 {
+            table.register(registration(&format!("i-{index}"), "inventory"), start, wall(0)).unwrap();
+        }
+        let later = start + 5 * SECOND;
+        table.heartbeat("i-6", Heartbeat::default(), later, wall(5)).unwrap();
+        table.heartbeat("i-7", Heartbeat::default(), later, wall(5)).unwrap();
+        let before = table.version();
+
+        assert!(table.sweep(later).is_empty(), "6 of 8 lapsed: nothing is evicted");
+        let state = table.state();
+        assert!(state.self_preservation);
+        assert_eq!(state.self_preservation_reason.as_deref(), Some("6 of 8 leases lapsed at once; eviction paused"));
+        assert_eq!(table.num_instances(), 8);
+        let events = table.events_since(before).unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(matches!(&events[0].change, WatchChange::StateChanged { state } if state.self_preservation));
+
+        assert!(table.sweep(later + SECOND).is_empty(), "still paused");
+        assert_eq!(table.version(), before + 1, "staying paused is not a change");
+
+        // Four come back: 2 of 8 lapsed is at or below the threshold, so eviction resumes.
+        let recovered = later + 2 * SECOND;
+        for index in 0..4 {
+            table.heartbeat(&format!("i-{index}"), Heartbeat::default(), recovered, wall(7)).unwrap();
+        }
+        let evicted = table.sweep(recovered);
+        assert_eq!(ids(&evicted), ["i-4", "i-5"]);
+        assert!(!table.state().self_preservation);
+        assert_eq!(table.state().self_preservation_reason, None);
+        let events = table.events_since(before + 1).unwrap();
+        assert!(matches!(&events[0].change, WatchChange::StateChanged { state } if !state.self_preservation));
+        assert_eq!(events.len(), 3);
+    }
+
+    #[test]
+    fn few_instances_are_evicted_even_when_all_lapse() {
+        let start = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        for index in 0..3 {
+            table.register(registration(&format!("i-{index}"), "inventory"), start, wall(0)).unwrap();
+        }
+        assert_eq!(table.sweep(start + 4 * SECOND).len(), 3, "below the minimum, no self-preservation");
+        assert!(!table.self_preservation());
+    }
+
+    #[test]
+    fn events_since_serves_the_log_then_asks_for_a_snapshot() {
+        let now = Instant::now();
+        let mut table = InstanceTable::new(terms(), 100, 1);
+        table.register(registration("i-0", "inventory"), now, wall(0)).unwrap();
+        assert_eq!(table.version(), 101);
+        assert_eq!(table.events_since(100).unwrap().len(), 1);
+        assert_eq!(table.events_since(101).unwrap(), Vec::new());
+        assert_eq!(table.events_since(99), None, "before the first event of this registry");
+        assert_eq!(table.events_since(5_000), None, "a version this registry never reached");
+
+        for index in 0..EVENT_LOG_CAPACITY + 10 {
+            let status = if index % 2 == 0 { InstanceStatus::Down } else { InstanceStatus::Up };
+            table.heartbeat("i-0", Heartbeat { status: Some(status) }, now, wall(1)).unwrap();
+        }
+        let version = table.version();
+        assert_eq!(version, 101 + EVENT_LOG_CAPACITY as u64 + 10);
+        let oldest_kept = version - EVENT_LOG_CAPACITY as u64 + 1;
+        let backlog = table.events_since(oldest_kept - 1).unwrap();
+        assert_eq!(backlog.len(), EVENT_LOG_CAPACITY);
+        assert_eq!(backlog[0].version, oldest_kept);
+        assert_eq!(table.events_since(oldest_kept - 2), None, "fell out of the log");
+        assert_eq!(table.events_since(version - 3).unwrap().len(), 3);
+
+        let snapshot = table.snapshot();
+        assert_eq!(snapshot.version, version);
+        assert!(matches!(snapshot.change, WatchChange::Snapshot { ref instances, .. } if instances.len() == 1));
+    }
+
+    #[test]
+    fn config_changes_are_events_and_acks_say_who_runs_the_current_version() {
+        let now = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        table.register(registration("inv-1", "inventory"), now, wall(0)).unwrap();
+        table.register(registration("ord-1", "order"), now, wall(0)).unwrap();
+        table.register(registration("pay-1", "payment"), now, wall(0)).unwrap();
+        assert!(matches!(
+            table.ack_config("nobody", ConfigAck { version: 1, applied: true, error: None }, wall(1)),
+            Err(RegistryError::UnknownInstance(_))
+        ));
+        table.ack_config("inv-1", ConfigAck { version: 1, applied: true, error: None }, wall(1)).unwrap();
+        table.ack_config("ord-1", ConfigAck { version: 1, applied: true, error: None }, wall(1)).unwrap();
+
+        table.set_config_version(2);
+        assert_eq!(table.events_since(3).unwrap()[0].change, WatchChange::ConfigChanged { config_version: 2 });
+        table.set_config_version(2);
+        assert_eq!(table.version(), 4, "the same version again is no change");
+        table.ack_config("inv-1", ConfigAck { version: 2, applied: true, error: None }, wall(2)).unwrap();
+        let refused = ConfigAck { version: 2, applied: false, error: Some("bad level".into()) };
+        table.ack_config("ord-1", refused, wall(2)).unwrap();
+
+        let acks = table.config_acks();
+        assert_eq!(acks.config_version, 2);
+        let rows: Vec<_> = acks
+            .instances
+            .iter()
+            .map(|row| (row.instance_id.as_str(), row.applied_version, row.applied, row.current))
+            .collect();
+        assert_eq!(
+            rows,
+            [("inv-1", Some(2), true, true), ("ord-1", Some(2), false, false), ("pay-1", None, false, false)]
+        );
+        assert_eq!(acks.instances[0].acked_at, Some(wall(2)));
+        assert_eq!(acks.instances[1].error.as_deref(), Some("bad level"));
+
+        table.deregister("inv-1").unwrap();
+        table.register(registration("inv-1", "inventory"), now, wall(3)).unwrap();
+        assert_eq!(table.config_acks().instances[0].applied_version, None, "acks leave with the instance");
+    }
+}

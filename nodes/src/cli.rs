@@ -1,0 +1,71 @@
+//! Command-line flags and their environment variables (API.md section 1).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::roles::Role;
+
+/// Starts an Emporium node.
+#[derive(Debug, Parser)]
+#[command(name = "emporium", version, about = "Starts an Emporium node: one binary, one or more roles")]
+pub struct Cli {
+    /// Comma-separated roles: registry, gateway, auth, product, inventory, order, payment,
+    /// notification, all.
+    #[arg(long, env = "EMPORIUM_ROLE", default_value = "all", value_parser = Role::parse_list)]
+    pub role: RoleList,
+    /// The configuration repository (read by the registry role).
+    #[arg(long, env = "EMPORIUM_CONFIG_DIR", default_value = "config")]
+    pub config_dir: PathBuf,
+    /// Selects `<name>-<profile>.toml` overlays.
+    #[arg(long, env = "EMPORIUM_PROFILE", default_value = "local")]
+    pub profile: String,
+    /// Registry URL(s), comma-separated. Default: this node when it has the registry role,
+    /// else http://127.0.0.1:8761.
+    #[arg(long, env = "EMPORIUM_REGISTRY", value_delimiter = ',')]
+    pub registry: Vec<String>,
+    /// Cluster, health and metrics listener. Default: 0.0.0.0:8761 with the registry role,
+    /// else 127.0.0.1:0.
+    #[arg(long, env = "EMPORIUM_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes use to reach this one. Default: the bound listen address.
+    #[arg(long, env = "EMPORIUM_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Public HTTP listener (gateway role only).
+    #[arg(long, env = "EMPORIUM_HTTP", default_value = "0.0.0.0:8080")]
+    pub http: SocketAddr,
+    /// Stable identity of this node. Default: generated.
+    #[arg(long, env = "EMPORIUM_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Where the embedded stores live.
+    #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+/// The parsed `--role` value.
+#[derive(Debug, Clone)]
+pub struct RoleList(pub Vec<Role>);
+
+impl Cli {
+    /// Parses the command line; a bad flag gives one clear line on stderr and a non-zero code.
+    pub fn parse_or_explain() -> Result<Cli, ExitCode> {
+        Cli::try_parse().map_err(|error| {
+            use clap::error::ErrorKind;
+            match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = error.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    let rendered = error.to_string();
+                    let first_line = rendered.lines().next().unwrap_or("invalid arguments");
+                    let first_line = first_line.strip_prefix("error: ").unwrap_or(first_line);
+                    eprintln!("emporium: {first_line} (see emporium --help)");
+                    ExitCode::from(2)
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! Roles and the wiring from roles to services. This is the only place that knows every
+//! service.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use emporium_cluster::{ClusterSecret, Node, NodeOptions, Telemetry};
+
+use crate::cli::{Cli, RoleList};
+
+/// What a node can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Discovery and configuration.
+    Registry,
+    /// The diagnostic echo service (builds with the `test-services` feature only).
+    #[cfg(feature = "test-services")]
+    Echo,
+    /// The diagnostic probe service, which asks `echo` through `ServiceRef`.
+    #[cfg(feature = "test-services")]
+    Probe,
+}
+
+/// Roles the contract names that this build cannot run yet.
+const PLANNED_ROLES: [&str; 7] = ["gateway", "auth", "product", "inventory", "order", "payment", "notification"];
+
+impl Role {
+    /// Every role `all` stands for.
+    const ALL: [Role; 1] = [Role::Registry];
+
+    /// The role's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Registry => "registry",
+            #[cfg(feature = "test-services")]
+            Role::Echo => "echo",
+            #[cfg(feature = "test-services")]
+            Role::Probe => "probe",
+        }
+    }
+
+    /// Parses `--role`: comma-separated names, `all` for every production role.
+    pub fn parse_list(text: &str) -> Result<RoleList, String> {
+        let mut roles = Vec::new();
+        for name in text.split(',').map(str::trim) {
+            match name {
+                "all" => roles.extend(Role::ALL),
+                "registry" => roles.push(Role::Registry),
+                #[cfg(feature = "test-services")]
+                "echo" => roles.push(Role::Echo),
+                #[cfg(feature = "test-services")]
+                "probe" => roles.push(Role::Probe),
+                planned if PLANNED_ROLES.contains(&planned) => {
+                    return Err(format!("role {planned:?} is not available in this build yet"));
+                }
+                "" => return Err("empty role name".to_string()),
+                unknown => {
+                    return Err(format!(
+                        "unknown role {unknown:?} (expected registry, gateway, auth, product, inventory, order, payment, notification or all)"
+                    ));
+                }
+            }
+        }
+        roles.sort();
+        roles.dedup();
+        Ok(RoleList(roles))
+    }
+}
+
+fn generated_node_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("node-{}", &id[..8])
+}
+
+/// Runs one node with the roles of `cli` until SIGTERM or Ctrl-C.
+pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let env_overrides: Vec<(String, String)> = env
+        .iter()
+        .filter(|(name, _)| name.starts_with(emporium_cluster::settings::ENV_OVERRIDE_PREFIX))
+        .cloned()
+        .collect();
+    let initial_level = env_overrides
+        .iter()
+        .find(|(name, _)| name == "EMPORIUM__LOG__LEVEL")
+        .map_or("info", |(_, level)| level.as_str());
+    let telemetry = Telemetry::init(initial_level).map_err(anyhow::Error::msg)?;
+
+    let roles = cli.role.0.clone();
+    let has_registry = roles.contains(&Role::Registry);
+    let registry_urls = if !cli.registry.is_empty() {
+        cli.registry.clone()
+    } else if has_registry {
+        Vec::new()
+    } else {
+        vec!["http://127.0.0.1:8761".to_string()]
+    };
+    let secret = match std::env::var("EMPORIUM_CLUSTER_SECRET") {
+        Ok(secret) if !secret.is_empty() => ClusterSecret::new(secret).map_err(anyhow::Error::msg)?,
+        _ => {
+            if !registry_urls.is_empty() {
+                tracing::warn!(
+                    "EMPORIUM_CLUSTER_SECRET is unset: this node made up its own secret, so the registry and other nodes will refuse it"
+                );
+            }
+            ClusterSecret::generate()
+        }
+    };
+    let listen = cli.listen.unwrap_or_else(|| {
+        if has_registry {
+            "0.0.0.0:8761".parse().expect("valid address")
+        } else {
+            "127.0.0.1:0".parse().expect("valid address")
+        }
+    });
+    let options = NodeOptions {
+        node_id: cli.node_id.clone().unwrap_or_else(generated_node_id),
+        roles: roles.iter().map(|role| role.name().to_string()).collect(),
+        listen,
+        advertise: cli.advertise.clone(),
+        registry_urls,
+        profile: cli.profile.clone(),
+        secret: secret.clone(),
+        env_overrides,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        drain_timeout: Duration::from_secs(10),
+    };
+    let mut node = Node::bind(options, telemetry)?;
+
+    for role in &roles {
+        match role {
+            Role::Registry => {
+                if !cli.config_dir.is_dir() {
+                    bail!("the configuration directory {} does not exist (see --config-dir)", cli.config_dir.display());
+                }
+                let registry = emporium_registry::start(emporium_registry::RegistryOptions {
+                    config_dir: cli.config_dir.clone(),
+                    profile: cli.profile.clone(),
+                    secret: secret.clone(),
+                })
+                .context("the registry could not start")?;
+                let routes = registry.clone();
+                node.mount(Arc::new(move |config| routes.configure(config)));
+                node.add_instance("registry", None, BTreeMap::new());
+            }
+            #[cfg(feature = "test-services")]
+            Role::Echo => {
+                let handle = emporium_echo::start(node.service_context())?;
+                node.add_service(handle);
+            }
+            #[cfg(feature = "test-services")]
+            Role::Probe => {
+                let handle = emporium_echo::start_probe(node.service_context())?;
+                node.add_service(handle);
+            }
+        }
+    }
+
+    node.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => futures_pending().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn futures_pending() {
+    std::future::pending::<()>().await
+}

@@ -1,0 +1,252 @@
+//! Test harness: `emporium` node processes on loopback, a private copy of `config/` per test,
+//! and an HTTP client that carries the cluster credential.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The cluster secret every test node shares.
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+
+/// A free loopback port (bound then released; the node binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private copy of the repository's `config/` that a test may edit.
+pub struct ConfigDir {
+    pub path: PathBuf,
+}
+
+impl ConfigDir {
+    pub fn copy_of_repository_config() -> ConfigDir {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let unique = format!("emporium-test-config-{}-{}", std::process::id(), free_port());
+        let path = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&path).unwrap();
+        for entry in std::fs::read_dir(source).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), path.join(entry.file_name())).unwrap();
+        }
+        ConfigDir { path }
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        let temporary = self.path.join(format!(".{name}.tmp"));
+        std::fs::write(&temporary, text).unwrap();
+        std::fs::rename(temporary, self.path.join(name)).unwrap();
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// One `emporium` process.
+pub struct NodeProcess {
+    child: Option<Child>,
+    pub node_id: String,
+    pub listen: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl NodeProcess {
+    /// Starts `emporium` with `args` (plus `--node-id`) and waits for "node started".
+    pub fn start(node_id: &str, args: &[&str], env: &[(&str, &str)]) -> NodeProcess {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut node = NodeProcess {
+            child: None,
+            node_id: node_id.to_string(),
+            listen: String::new(),
+            args,
+            env,
+            lines: Arc::new(Mutex::new(Vec::new())),
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
+        command
+            .args(&self.args)
+            .args(["--node-id", &self.node_id])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EMPORIUM_CLUSTER_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("emporium starts");
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = self.lines.clone();
+            let started_tx = started_tx.clone();
+            let node_id = self.node_id.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var("EMPORIUM_TEST_ECHO_LOGS").is_ok() {
+                        eprintln!("[{node_id}] {line}");
+                    }
+                    if let Ok(json) = serde_json::from_str::<Value>(&line)
+                        && json["message"] == "node started"
+                    {
+                        let _ = started_tx.send(json["listen"].as_str().unwrap_or_default().to_string());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+        match started_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(listen) => self.listen = listen,
+            Err(_) => panic!("node {} did not start; output:\n{}", self.node_id, self.output()),
+        }
+    }
+
+    /// Starts the same process again with the same arguments.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the exit status.
+    pub fn sigterm(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {} did not exit within {within:?} after SIGTERM:\n{}", self.node_id, self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An HTTP client carrying the cluster credential.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+pub fn auth() -> String {
+    format!("Cluster {SECRET}")
+}
+
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let response = client().get(url).header("authorization", auth()).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let response = client().post(url).header("authorization", auth()).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Asks `service`/`message` on the node at `node` through the cluster transport.
+pub async fn ask(node: &NodeProcess, service: &str, message: &str, body: Value) -> (u16, Value) {
+    post_json(&node.url(&format!("/cluster/v1/ask/{service}/{message}")), &body).await
+}
+
+/// Polls `check` every 20 ms until it answers `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The registry's instances of `service`, as `(id, status)`.
+pub async fn instances(registry: &NodeProcess, service: &str) -> Vec<(String, String)> {
+    let (status, body) = get_json(&registry.url(&format!("/registry/v1/instances?service={service}"))).await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|instance| {
+            (instance["id"].as_str().unwrap().to_string(), instance["status"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// A registry node on a fixed free port with a private config copy.
+pub struct RegistryNode {
+    pub node: NodeProcess,
+    pub config: ConfigDir,
+    pub url: String,
+}
+
+pub fn start_registry(name: &str) -> RegistryNode {
+    let config = ConfigDir::copy_of_repository_config();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let config_dir = config.path.to_str().unwrap().to_string();
+    let node = NodeProcess::start(name, &["--role", "registry", "--listen", &listen, "--config-dir", &config_dir], &[]);
+    RegistryNode { node, config, url: format!("http://{listen}") }
+}
+
+/// A node with `roles` that uses the registry at `registry_url`.
+pub fn start_node(name: &str, roles: &str, registry_url: &str) -> NodeProcess {
+    NodeProcess::start(name, &["--role", roles, "--registry", registry_url, "--listen", "127.0.0.1:0"], &[])
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The one test command: makes sure the services the tests need are up, then runs the format
+# check, clippy with -D warnings and the whole test suite against the real services.
+# README.md and .ci/run call this and nothing else.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/emporium/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+say() { printf '== %s\n' "$*"; }
+die() { printf 'ops/test.sh: %s\n' "$*" >&2; exit 1; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local seconds=$1 what=$2; shift 2
+    for _ in $(seq 1 $((seconds * 2))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.5
+    done
+    die "$what did not come up within ${seconds}s"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_mariadb() {
+    if mariadb-admin --protocol=tcp -h127.0.0.1 -uroot ping >/dev/null 2>&1; then return 0; fi
+    [ -x /usr/sbin/mariadbd ] || die "MariaDB is not running on 127.0.0.1:3306 and is not installed (apt-get install mariadb-server)"
+    say "starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    wait_for 60 "MariaDB" mariadb-admin --protocol=tcp -h127.0.0.1 -uroot ping
+}
+
+ensure_rabbitmq() {
+    if port_open 5672; then return 0; fi
+    command -v rabbitmq-server >/dev/null || die "RabbitMQ is not running on 127.0.0.1:5672 and is not installed (apt-get install rabbitmq-server)"
+    say "starting RabbitMQ"
+    rabbitmq-server -detached
+    wait_for 90 "RabbitMQ" port_open 5672
+}
+
+ensure_mariadb
+ensure_rabbitmq
+say "services: MariaDB and RabbitMQ are up"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+say "cargo test"
+cargo test --workspace --all-features --locked -- --test-threads 4
