@@ -128,6 +128,9 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(10),
     };
     let mut node = Node::bind(options, telemetry)?;
+    if !has_registry {
+        node.prefetch_config(Duration::from_secs(1)).await;
+    }
 
     for role in &roles {
         match role {
@@ -141,6 +144,7 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
                     secret: secret.clone(),
                 })
                 .context("the registry could not start")?;
+                node.live_config().seed(&registry.settings().await).map_err(anyhow::Error::msg)?;
                 let routes = registry.clone();
                 node.mount(Arc::new(move |config| routes.configure(config)));
                 node.add_instance("registry", None, BTreeMap::new());

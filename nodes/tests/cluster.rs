@@ -321,3 +321,33 @@ fn bad_flags_unknown_roles_and_taken_ports_exit_with_one_line() {
     assert_eq!(error_lines.len(), 1, "{stderr}");
     assert!(error_lines[0].contains(&format!("cannot listen on {address}")), "{stderr}");
 }
+
+#[tokio::test]
+async fn metrics_show_asks_actors_breakers_and_leases() {
+    let registry = start_registry("reg-metrics");
+    let _echo = start_node("echo-metrics", "echo", &registry.url);
+    let probe = start_node("probe-metrics", "probe", &registry.url);
+    eventually(Duration::from_secs(10), "relay works", || async {
+        (ask(&probe, "probe", "RelayEcho", json!({"text": "x"})).await.0 == 200).then_some(())
+    })
+    .await;
+    let text = |node: &NodeProcess| {
+        let url = node.url("/metrics");
+        async move { client().get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let probe_metrics = text(&probe).await;
+    for expected in [
+        "emporium_asks_total{service=\"echo\",message=\"Echo\",path=\"remote\",outcome=\"ok\"}",
+        "emporium_ask_duration_seconds_bucket{service=\"echo\",message=\"Echo\",path=\"remote\"",
+        "emporium_breaker_state{service=\"echo\"} 0",
+        "emporium_actor_mailbox_depth{actor=\"probe/caller\"}",
+        "emporium_actor_restarts{actor=\"probe/caller\"} 0",
+        "emporium_cluster_requests_total{service=\"probe\",message=\"RelayEcho\",status=\"200\"}",
+        "emporium_http_requests_total{listener=\"cluster\",route=\"/cluster/v1/ask/{service}/{message}\"",
+        "emporium_directory_stale 0",
+    ] {
+        assert!(probe_metrics.contains(expected), "missing {expected} in:\n{probe_metrics}");
+    }
+    let registry_metrics = text(&registry.node).await;
+    assert!(registry_metrics.contains("emporium_registry_instances{"), "{registry_metrics}");
+}

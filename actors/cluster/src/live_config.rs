@@ -22,6 +22,7 @@ struct LiveConfigInner {
     env: Vec<(String, String)>,
     settings_tx: watch::Sender<Arc<Settings>>,
     applied_version: AtomicU64,
+    acked_version: AtomicU64,
     appliers: Mutex<Vec<Applier>>,
     instance_ids: Mutex<Vec<String>>,
     refresh_lock: tokio::sync::Mutex<()>,
@@ -47,6 +48,7 @@ impl LiveConfig {
                 env,
                 settings_tx,
                 applied_version: AtomicU64::new(0),
+                acked_version: AtomicU64::new(0),
                 appliers: Mutex::new(Vec::new()),
                 instance_ids: Mutex::new(Vec::new()),
                 refresh_lock: tokio::sync::Mutex::new(()),
@@ -81,7 +83,34 @@ impl LiveConfig {
         *self.inner.instance_ids.lock() = instance_ids;
     }
 
-    /// Fetches, validates, applies and acknowledges the registry's current configuration.
+    /// Before services start on a registry node: applies the registry's own settings (with
+    /// this node's environment overrides), unversioned; the first refresh versions them.
+    pub fn seed(&self, settings: &Settings) -> Result<(), String> {
+        self.apply_document(serde_json::to_value(settings).map_err(|error| error.to_string())?)
+    }
+
+    /// Before services start: fetches and applies the registry's configuration once, within
+    /// `within`, so services start with it. Nothing is acknowledged yet (no instance is
+    /// registered); a registry that does not answer in time leaves the defaults in force.
+    pub async fn prefetch(&self, within: std::time::Duration) {
+        let fetch = self.inner.client.fetch_config("application", &self.inner.profile);
+        match tokio::time::timeout(within, fetch).await {
+            Ok(Ok(document)) => match self.apply_document(document.settings) {
+                Ok(()) => self.inner.applied_version.store(document.version, Ordering::Release),
+                Err(error) => {
+                    tracing::error!(config_version = document.version, error = %error, "configuration refused")
+                }
+            },
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "configuration not fetched at start; using defaults for now")
+            }
+            Err(_) => tracing::warn!("the registry did not answer in time; starting with default configuration"),
+        }
+    }
+
+    /// Fetches, validates and applies the registry's current configuration, then acknowledges
+    /// it for every instance (`applied: false` with the reason when it was refused). Fails
+    /// when the registry could not be reached or an acknowledgement was not taken.
     pub async fn refresh(&self) -> Result<u64, String> {
         let _one_at_a_time = self.inner.refresh_lock.lock().await;
         let document = self
@@ -91,23 +120,27 @@ impl LiveConfig {
             .await
             .map_err(|error| error.to_string())?;
         let version = document.version;
-        let outcome = self.apply_document(document.settings);
-        match &outcome {
-            Ok(()) => {
-                self.inner.applied_version.store(version, Ordering::Release);
-                tracing::info!(config_version = version, "configuration applied");
+        let outcome = if version == self.applied_version() {
+            Ok(())
+        } else {
+            let outcome = self.apply_document(document.settings);
+            match &outcome {
+                Ok(()) => {
+                    self.inner.applied_version.store(version, Ordering::Release);
+                    tracing::info!(config_version = version, "configuration applied");
+                }
+                Err(error) => tracing::error!(config_version = version, error = %error, "configuration refused"),
             }
-            Err(error) => tracing::error!(config_version = version, error = %error, "configuration refused"),
-        }
+            outcome
+        };
         let ack = ConfigAck { version, applied: outcome.is_ok(), error: outcome.as_ref().err().cloned() };
         let instance_ids = self.inner.instance_ids.lock().clone();
         let acks = instance_ids.iter().map(|id| self.inner.client.ack_config(id, &ack));
         for result in futures::future::join_all(acks).await {
-            if let Err(error) = result {
-                tracing::warn!(error = %error, "could not acknowledge the configuration version");
-            }
+            result.map_err(|error| format!("acknowledgement not taken: {error}"))?;
         }
-        outcome.map(|()| version)
+        self.inner.acked_version.store(version, Ordering::Release);
+        Ok(version)
     }
 
     fn apply_document(&self, mut document: serde_json::Value) -> Result<(), String> {
@@ -120,14 +153,14 @@ impl LiveConfig {
         Ok(())
     }
 
-    /// Refreshes whenever the registry announces a version other than the applied one.
+    /// Refreshes whenever the registry announces a version other than the acknowledged one.
     pub fn follow(&self, mut announced: watch::Receiver<u64>) -> JoinHandle<()> {
         let live = self.clone();
         tokio::spawn(async move {
             loop {
                 let target = *announced.borrow_and_update();
                 if target != 0
-                    && target != live.applied_version()
+                    && target != live.inner.acked_version.load(Ordering::Acquire)
                     && let Err(error) = live.refresh().await
                 {
                     tracing::warn!(error = %error, "configuration refresh failed; retrying");

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::Arbiter;
+use actix_web::dev::Service;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use emporium_contracts::registry::{InstanceStatus, RegisterInstance};
 use emporium_contracts::{ErrorKind, ServiceError};
@@ -215,6 +216,13 @@ impl Node {
         &self.readiness
     }
 
+    /// Fetches the configuration once before services start (see [`LiveConfig::prefetch`]).
+    pub async fn prefetch_config(&self, within: Duration) {
+        self.live_config.prefetch(within).await;
+        let settings = self.live_config.current();
+        self.cluster.call_sites().apply(&settings.resilience);
+    }
+
     /// The context a service's `start` takes; each service gets its own arbiter (thread).
     pub fn service_context(&mut self) -> ServiceContext {
         let arbiter = Arbiter::new();
@@ -300,6 +308,21 @@ impl Node {
         let mounts = self.mounts.clone();
         let server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap_fn(|request, service| {
+                    let started = std::time::Instant::now();
+                    let method = request.method().to_string();
+                    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        let status = response.status().as_u16().to_string();
+                        metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "cluster", "route" => route.clone(), "method" => method.clone())
+                            .record(started.elapsed().as_secs_f64());
+                        metrics::counter!("emporium_http_requests_total", "listener" => "cluster", "route" => route, "method" => method, "status" => status)
+                            .increment(1);
+                        Ok(response)
+                    }
+                })
                 .app_data(state.clone())
                 .app_data(cluster_data.clone())
                 .app_data(secret_data.clone())
