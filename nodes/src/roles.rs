@@ -15,6 +15,8 @@ use crate::cli::{Cli, RoleList};
 pub enum Role {
     /// Discovery and configuration.
     Registry,
+    /// The public HTTP entry.
+    Gateway,
     /// The diagnostic echo service (builds with the `test-services` feature only).
     #[cfg(feature = "test-services")]
     Echo,
@@ -24,16 +26,17 @@ pub enum Role {
 }
 
 /// Roles the contract names that this build cannot run yet.
-const PLANNED_ROLES: [&str; 7] = ["gateway", "auth", "product", "inventory", "order", "payment", "notification"];
+const PLANNED_ROLES: [&str; 6] = ["auth", "product", "inventory", "order", "payment", "notification"];
 
 impl Role {
     /// Every role `all` stands for.
-    const ALL: [Role; 1] = [Role::Registry];
+    const ALL: [Role; 2] = [Role::Registry, Role::Gateway];
 
     /// The role's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Role::Registry => "registry",
+            Role::Gateway => "gateway",
             #[cfg(feature = "test-services")]
             Role::Echo => "echo",
             #[cfg(feature = "test-services")]
@@ -48,6 +51,7 @@ impl Role {
             match name {
                 "all" => roles.extend(Role::ALL),
                 "registry" => roles.push(Role::Registry),
+                "gateway" => roles.push(Role::Gateway),
                 #[cfg(feature = "test-services")]
                 "echo" => roles.push(Role::Echo),
                 #[cfg(feature = "test-services")]
@@ -149,6 +153,25 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
                 node.mount(Arc::new(move |config| routes.configure(config)));
                 node.add_instance("registry", None, BTreeMap::new());
             }
+            Role::Gateway => {
+                let listener = std::net::TcpListener::bind(cli.http)
+                    .map_err(|error| anyhow::anyhow!("cannot listen on {} (--http): {error}", cli.http))?;
+                let gateway = emporium_gateway::start(
+                    node.service_context(),
+                    emporium_gateway::GatewayOptions {
+                        listener,
+                        routes: public_routes(),
+                        openapi: public_openapi(),
+                        body_limit: emporium_cluster::edge::DEFAULT_BODY_LIMIT,
+                        request_timeout: Duration::from_secs(10),
+                        user_check_ttl: Duration::from_secs(5),
+                    },
+                )?;
+                let metadata = BTreeMap::from([("http".to_string(), gateway.address.to_string())]);
+                node.add_service_with_metadata(gateway.service, metadata);
+                let server = gateway.server;
+                node.on_shutdown(Box::new(move || Box::pin(async move { server.stop(true).await })));
+            }
             #[cfg(feature = "test-services")]
             Role::Echo => {
                 let handle = emporium_echo::start(node.service_context())?;
@@ -164,6 +187,25 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
 
     node.run(shutdown_signal()).await?;
     Ok(())
+}
+
+/// The public routes of every service in this build; the gateway mounts them all, wherever
+/// the services run. (Pushes depend on features, hence the lint exception.)
+#[allow(clippy::vec_init_then_push)]
+fn public_routes() -> Vec<emporium_cluster::node::RouteMount> {
+    let mut routes: Vec<emporium_cluster::node::RouteMount> = Vec::new();
+    #[cfg(feature = "test-services")]
+    routes.push(Arc::new(emporium_echo::routes));
+    routes
+}
+
+/// The OpenAPI fragments of the services in this build.
+#[allow(clippy::vec_init_then_push, unused_mut)]
+fn public_openapi() -> Vec<utoipa::openapi::OpenApi> {
+    let mut fragments = Vec::new();
+    #[cfg(feature = "test-services")]
+    fragments.push(emporium_echo::openapi());
+    fragments
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,1 +1,5 @@
-//! The event bus (being built).
+//! stub
+pub mod database;
+pub mod error;
+pub mod inbox;
+pub mod outbox;

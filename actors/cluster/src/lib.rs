@@ -9,6 +9,7 @@
 //! - [`settings`], [`live_config`]: typed, layered configuration applied live and acked.
 //! - [`credential`]: the cluster secret.
 //! - [`node`]: a node's life, its listener and its health, metrics and supervision routes.
+//! - [`edge`]: helpers for services' public HTTP routes (errors, caller, request context).
 //! - [`context`]: what a service's `start` receives ([`ServiceContext`]) and returns.
 //! - [`telemetry`]: JSON logs and Prometheus metrics.
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod call_site;
 pub mod context;
 pub mod credential;
 pub mod directory;
+pub mod edge;
 pub mod live_config;
 pub mod membership;
 pub mod node;

@@ -124,6 +124,10 @@ impl Readiness {
 /// Adds routes to the cluster listener (the registry's, for example).
 pub type RouteMount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
+/// Work to do at shutdown, after deregistration and before the cluster listener stops (a
+/// gateway stopping its public server, for example).
+pub type ShutdownHook = Box<dyn FnOnce() -> futures::future::LocalBoxFuture<'static, ()>>;
+
 /// Shared state of the node's HTTP handlers.
 struct NodeState {
     node_id: String,
@@ -150,6 +154,7 @@ pub struct Node {
     instances: Vec<LocalInstance>,
     arbiters: Vec<Arbiter>,
     config_version_tx: watch::Sender<u64>,
+    shutdown_hooks: Vec<ShutdownHook>,
 }
 
 impl Node {
@@ -188,6 +193,7 @@ impl Node {
             instances: Vec::new(),
             arbiters: Vec::new(),
             config_version_tx,
+            shutdown_hooks: Vec::new(),
         })
     }
 
@@ -239,10 +245,20 @@ impl Node {
 
     /// Adds a started service: reachable locally and remotely, registered as an instance.
     pub fn add_service(&mut self, handle: ServiceHandle) {
+        self.add_service_with_metadata(handle, BTreeMap::new());
+    }
+
+    /// Adds a started service whose instance carries `metadata` (a gateway's public address).
+    pub fn add_service_with_metadata(&mut self, handle: ServiceHandle, metadata: BTreeMap<String, String>) {
         let service = handle.endpoint.service().to_string();
         self.cluster.add_local(handle.endpoint);
         self.readiness.parts.lock().health.push((service.clone(), handle.supervision.health.clone()));
-        self.add_instance(&service, Some(handle.supervision.health), BTreeMap::new());
+        self.add_instance(&service, Some(handle.supervision.health), metadata);
+    }
+
+    /// Runs `hook` at shutdown, after deregistration.
+    pub fn on_shutdown(&mut self, hook: ShutdownHook) {
+        self.shutdown_hooks.push(hook);
     }
 
     /// Registers an instance of `service` on this node (for services without actors of their
@@ -378,6 +394,9 @@ impl Node {
         self.readiness.draining.store(true, Ordering::Release);
         draining_tx.send_replace(true);
         membership.deregister_all(Duration::from_secs(2)).await;
+        for hook in self.shutdown_hooks {
+            hook().await;
+        }
         watcher.abort();
         config_follower.abort();
         gauges.abort();

@@ -8,13 +8,20 @@
 //! - [`error`]: the one error type every reply may carry, with its HTTP mapping.
 //! - [`request`]: the [`Request`] trait.
 //! - [`registry`]: instances, leases, watch events and configuration documents of the registry.
+//! - [`identity`]: the verified caller ([`identity::Caller`]) and roles.
+//! - [`auth`]: the auth service's messages and public bodies.
 //! - [`echo`]: the diagnostic echo service used by the cluster tests.
+//! - [`events`]: the CloudEvents envelope, exchanges, event types and payloads of the event bus.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod echo;
 pub mod error;
+pub mod events;
+pub mod identity;
 pub mod registry;
 pub mod request;
 
 pub use error::{ErrorKind, ServiceError};
+pub use events::EventEnvelope;
 pub use request::Request;

@@ -10,11 +10,14 @@
 #![warn(missing_docs)]
 
 pub mod probe;
+pub mod routes;
 pub mod worker;
 
 use emporium_cluster::{ServiceContext, ServiceHandle};
 use emporium_contracts::echo::{Crash, Echo, IncrementCounter, MeasureAsks, PROBE_SERVICE, RelayEcho, SERVICE, Sleep};
 use emporium_runtime::LocalEndpoint;
+
+pub use routes::{openapi, routes};
 
 /// Starts the echo service under its supervisor.
 pub fn start(ctx: ServiceContext) -> anyhow::Result<ServiceHandle> {

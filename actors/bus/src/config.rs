@@ -1,0 +1,263 @@
+//! How the bus is set up ([`BusConfig`]), what a consumer subscribes to ([`ConsumerSpec`]),
+//! and the names of exchanges and queues.
+//!
+//! Names: exchange `<ns>order-events`; consumer queue `<ns><consumer>.<exchange>`; its
+//! dead-letter exchange `<queue>.dlx` and dead-letter queue `<queue>.dlq`. `<ns>` is the
+//! namespace followed by a dot, or nothing when the namespace is empty (production).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{BusError, redact_url};
+
+/// The bus's settings. [`BusConfig::default`] is the embedded in-process bus.
+#[derive(Clone)]
+pub struct BusConfig {
+    /// RabbitMQ URL (`EMPORIUM_AMQP_URL`); `None`: the in-process bus.
+    pub amqp_url: Option<String>,
+    /// Prefix of every exchange and queue name, so that several test runs share one broker.
+    /// Empty in production.
+    pub namespace: String,
+    /// Unacknowledged deliveries a consumer holds at most (AMQP prefetch).
+    pub prefetch: u16,
+    /// Events a consumer applies in one transaction at most.
+    pub consumer_batch_size: usize,
+    /// Times a handler may fail on one event before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry of a failed event; doubles with each attempt, up to 10 s.
+    pub retry_delay: Duration,
+    /// Outbox rows a relay publishes per batch at most.
+    pub relay_batch_size: usize,
+    /// How often a relay looks for rows when no commit woke it.
+    pub relay_poll_interval: Duration,
+    /// How often relays measure and export their lag.
+    pub lag_report_interval: Duration,
+    /// First delay before reconnecting to the broker or retrying after an error.
+    pub reconnect_min_delay: Duration,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max_delay: Duration,
+    /// How long sent outbox rows are kept before they are purged.
+    pub outbox_retention: Duration,
+    /// How long inbox rows (the record that dedupes redeliveries) are kept.
+    pub inbox_retention: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            amqp_url: None,
+            namespace: String::new(),
+            prefetch: 64,
+            consumer_batch_size: 64,
+            max_attempts: 5,
+            retry_delay: Duration::from_millis(200),
+            relay_batch_size: 256,
+            relay_poll_interval: Duration::from_millis(500),
+            lag_report_interval: Duration::from_secs(1),
+            reconnect_min_delay: Duration::from_millis(100),
+            reconnect_max_delay: Duration::from_secs(5),
+            outbox_retention: Duration::from_secs(24 * 3600),
+            inbox_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl fmt::Debug for BusConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("BusConfig")
+            .field("amqp_url", &self.amqp_url.as_deref().map(redact_url))
+            .field("namespace", &self.namespace)
+            .field("prefetch", &self.prefetch)
+            .field("consumer_batch_size", &self.consumer_batch_size)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_delay", &self.retry_delay)
+            .field("relay_batch_size", &self.relay_batch_size)
+            .field("relay_poll_interval", &self.relay_poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BusConfig {
+    /// The RabbitMQ bus at `amqp_url`, other settings default.
+    pub fn amqp(amqp_url: &str) -> BusConfig {
+        BusConfig { amqp_url: Some(amqp_url.to_string()), ..BusConfig::default() }
+    }
+
+    /// The same settings with `namespace`.
+    pub fn with_namespace(mut self, namespace: &str) -> BusConfig {
+        self.namespace = namespace.to_string();
+        self
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), BusError> {
+        let invalid = |reason: &str| Err(BusError::InvalidConfig(reason.to_string()));
+        if self.prefetch == 0 {
+            return invalid("prefetch must be at least 1");
+        }
+        if self.consumer_batch_size == 0 || self.consumer_batch_size > self.prefetch as usize {
+            return invalid("consumer_batch_size must be between 1 and prefetch");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts must be at least 1");
+        }
+        if self.relay_batch_size == 0 || self.relay_batch_size > 10_000 {
+            return invalid("relay_batch_size must be between 1 and 10000");
+        }
+        if self.reconnect_min_delay.is_zero() || self.reconnect_min_delay > self.reconnect_max_delay {
+            return invalid("reconnect delays must satisfy 0 < min <= max");
+        }
+        let name_ok = |name: &str| name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok(&self.namespace) {
+            return invalid("namespace may hold only letters, digits, '-', '_' and '.'");
+        }
+        Ok(())
+    }
+
+    fn prefix(&self) -> String {
+        if self.namespace.is_empty() { String::new() } else { format!("{}.", self.namespace) }
+    }
+
+    /// The broker name of `exchange` (`order-events`).
+    pub fn exchange_name(&self, exchange: &str) -> String {
+        format!("{}{exchange}", self.prefix())
+    }
+
+    /// The broker names of the queue of `consumer` on `exchange`.
+    pub fn queue_names(&self, consumer: &str, exchange: &str) -> QueueNames {
+        let queue = format!("{}{consumer}.{exchange}", self.prefix());
+        QueueNames {
+            dead_letter_exchange: format!("{queue}.dlx"),
+            dead_letter_queue: format!("{queue}.dlq"),
+            queue,
+        }
+    }
+
+    /// The delay before retry number `attempt` (1 = the first retry) of a failed event.
+    pub fn retry_delay_for(&self, attempt: u32) -> Duration {
+        self.retry_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(10))
+    }
+}
+
+/// A consumer queue's broker names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueNames {
+    /// The durable queue the consumer reads (`payment.order-events`).
+    pub queue: String,
+    /// Where its dead letters are published (`payment.order-events.dlx`).
+    pub dead_letter_exchange: String,
+    /// Where its dead letters wait for an operator (`payment.order-events.dlq`).
+    pub dead_letter_queue: String,
+}
+
+/// What a consumer subscribes to: its name, the source exchange, and the routing-key patterns
+/// (AMQP topic syntax: `*` one word, `#` zero or more) it wants from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    /// The consuming service (`payment`); with the exchange it names the queue.
+    pub consumer: String,
+    /// The source exchange (`order-events`).
+    pub exchange: String,
+    /// Routing-key patterns (`order.created`, `order.*`).
+    pub routing_keys: Vec<String>,
+}
+
+impl ConsumerSpec {
+    /// `consumer` reading `routing_keys` from `exchange`.
+    pub fn new(consumer: &str, exchange: &str, routing_keys: &[&str]) -> ConsumerSpec {
+        ConsumerSpec {
+            consumer: consumer.to_string(),
+            exchange: exchange.to_string(),
+            routing_keys: routing_keys.iter().map(|key| key.to_string()).collect(),
+        }
+    }
+
+    /// Checks the names.
+    pub fn validate(&self) -> Result<(), BusError> {
+        let name_ok = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !name_ok(&self.consumer) || !name_ok(&self.exchange) {
+            return Err(BusError::InvalidConfig(format!(
+                "consumer {:?} and exchange {:?} must be non-empty words of letters, digits, '-' and '_'",
+                self.consumer, self.exchange
+            )));
+        }
+        if self.routing_keys.is_empty() {
+            return Err(BusError::InvalidConfig(format!("consumer {} subscribes to no routing key", self.consumer)));
+        }
+        Ok(())
+    }
+
+    /// Whether `routing_key` matches one of the patterns.
+    pub fn matches(&self, routing_key: &str) -> bool {
+        self.routing_keys.iter().any(|pattern| topic_matches(pattern, routing_key))
+    }
+}
+
+/// AMQP topic matching: words separated by dots, `*` matches one word, `#` zero or more.
+pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = if routing_key.is_empty() { Vec::new() } else { routing_key.split('.').collect() };
+    matches_from(&pattern, &key)
+}
+
+fn matches_from(pattern: &[&str], key: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => key.is_empty(),
+        Some((&"#", rest)) => (0..=key.len()).any(|skip| matches_from(rest, &key[skip..])),
+        Some((word, rest)) => match key.split_first() {
+            Some((first, key_rest)) => (*word == "*" || word == first) && matches_from(rest, key_rest),
+            None => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_patterns_follow_amqp() {
+        assert!(topic_matches("order.created", "order.created"));
+        assert!(!topic_matches("order.created", "order.cancelled"));
+        assert!(topic_matches("order.*", "order.created"));
+        assert!(!topic_matches("order.*", "order.created.v2"));
+        assert!(topic_matches("order.#", "order.created.v2"));
+        assert!(topic_matches("order.#", "order"));
+        assert!(topic_matches("#", "anything.at.all"));
+        assert!(topic_matches("*.failed", "payment.failed"));
+        assert!(!topic_matches("*.failed", "payment.succeeded"));
+    }
+
+    #[test]
+    fn names_carry_the_namespace() {
+        let production = BusConfig::default();
+        assert_eq!(production.exchange_name("order-events"), "order-events");
+        assert_eq!(production.queue_names("payment", "order-events").queue, "payment.order-events");
+        let test = BusConfig::default().with_namespace("t1");
+        assert_eq!(test.exchange_name("order-events"), "t1.order-events");
+        let names = test.queue_names("payment", "order-events");
+        assert_eq!(names.dead_letter_exchange, "t1.payment.order-events.dlx");
+        assert_eq!(names.dead_letter_queue, "t1.payment.order-events.dlq");
+    }
+
+    #[test]
+    fn validation_rejects_unusable_settings_and_debug_hides_the_password() {
+        assert!(BusConfig::default().validate().is_ok());
+        assert!(BusConfig { prefetch: 0, ..BusConfig::default() }.validate().is_err());
+        assert!(BusConfig { consumer_batch_size: 65, ..BusConfig::default() }.validate().is_err());
+        assert!(BusConfig::default().with_namespace("a b").validate().is_err());
+        assert!(ConsumerSpec::new("pay ment", "order-events", &["#"]).validate().is_err());
+        assert!(ConsumerSpec::new("payment", "order-events", &[]).validate().is_err());
+        let debug = format!("{:?}", BusConfig::amqp("amqp://guest:secret@h/%2f"));
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn retry_delays_double_and_cap() {
+        let config = BusConfig::default();
+        assert_eq!(config.retry_delay_for(1), Duration::from_millis(200));
+        assert_eq!(config.retry_delay_for(3), Duration::from_millis(800));
+        assert_eq!(config.retry_delay_for(40), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,283 @@
+//! The transactional outbox: `bus_outbox` rows written in a service's own transaction, read
+//! and marked sent by its relay.
+//!
+//! For events of one aggregate to leave in order, a service enqueues them after it wrote (and
+//! so locked) the aggregate's row in the same transaction: the ids then follow the order in
+//! which the transactions took the lock.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use emporium_contracts::EventEnvelope;
+use emporium_contracts::events::exchange_of;
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::database::{Database, DbConnection, DbTx, Pool};
+use crate::error::BusError;
+
+/// An outbox row waiting to be published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    /// Publish order.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: String,
+    /// The exchange, without namespace (`order-events`).
+    pub exchange: String,
+    /// The routing key: the event type.
+    pub routing_key: String,
+    /// The aggregate the event is about.
+    pub subject: String,
+    /// The CloudEvents JSON, as stored.
+    pub envelope: String,
+    /// The W3C trace context of the transaction that wrote it.
+    pub traceparent: Option<String>,
+}
+
+/// How far a service's relay is behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxLag {
+    /// Rows not yet published.
+    pub num_unsent: u64,
+    /// Age of the oldest of them, in seconds (0 when there is none).
+    pub oldest_unsent_age_secs: f64,
+}
+
+/// Writes `envelope` into the outbox of `service` within `tx`, to be published to the
+/// exchange of its type (see [`emporium_contracts::events::exchange_of`]) once `tx` commits.
+pub async fn enqueue(
+    tx: &mut DbTx,
+    service: &str,
+    envelope: &EventEnvelope,
+    traceparent: Option<String>,
+) -> Result<(), BusError> {
+    let exchange = exchange_of(&envelope.event_type).ok_or_else(|| {
+        BusError::InvalidConfig(format!("event type {} belongs to no known exchange", envelope.event_type))
+    })?;
+    enqueue_to(tx, service, exchange, envelope, traceparent).await
+}
+
+/// Writes `envelope` into the outbox of `service` within `tx`, to be published to `exchange`
+/// with the event type as routing key.
+#[tracing::instrument(skip(tx, envelope, traceparent), fields(event_id = %envelope.id, event_type = %envelope.event_type))]
+pub async fn enqueue_to(
+    tx: &mut DbTx,
+    service: &str,
+    exchange: &str,
+    envelope: &EventEnvelope,
+    traceparent: Option<String>,
+) -> Result<(), BusError> {
+    let body = String::from_utf8(envelope.to_json()?)
+        .map_err(|error| BusError::Unexpected(anyhow::anyhow!("envelope is not utf-8: {error}")))?;
+    let now = Utc::now();
+    const INSERT: &str = "INSERT INTO bus_outbox \
+        (service, event_id, exchange_name, routing_key, subject, envelope, traceparent, created_at, attempts) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)";
+    match tx.connection() {
+        DbConnection::MySql(connection) => {
+            sqlx::query(INSERT)
+                .bind(service)
+                .bind(&envelope.id)
+                .bind(exchange)
+                .bind(&envelope.event_type)
+                .bind(&envelope.subject)
+                .bind(&body)
+                .bind(&traceparent)
+                .bind(now.naive_utc())
+                .execute(connection)
+                .await?;
+        }
+        DbConnection::Sqlite(connection) => {
+            sqlx::query(INSERT)
+                .bind(service)
+                .bind(&envelope.id)
+                .bind(exchange)
+                .bind(&envelope.event_type)
+                .bind(&envelope.subject)
+                .bind(&body)
+                .bind(&traceparent)
+                .bind(sqlite_time(now))
+                .execute(connection)
+                .await?;
+        }
+    }
+    tx.record_enqueued(service);
+    Ok(())
+}
+
+/// Up to `limit` unsent rows of `service`, oldest first.
+pub(crate) async fn fetch_pending(
+    database: &Database,
+    service: &str,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, BusError> {
+    const SELECT: &str = "SELECT id, event_id, exchange_name, routing_key, subject, envelope, traceparent \
+        FROM bus_outbox WHERE service = ? AND sent_at IS NULL ORDER BY id LIMIT ?";
+    let limit = limit as i64;
+    match database.pool() {
+        Pool::MySql(pool) => {
+            let rows = sqlx::query(SELECT).bind(service).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(|row| read_row(row)).collect()
+        }
+        Pool::Sqlite(pool) => {
+            let rows = sqlx::query(SELECT).bind(service).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(|row| read_row(row)).collect()
+        }
+    }
+}
+
+fn read_row<'r, R>(row: &'r R) -> Result<OutboxRow, BusError>
+where
+    R: Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        exchange: row.try_get("exchange_name")?,
+        routing_key: row.try_get("routing_key")?,
+        subject: row.try_get("subject")?,
+        envelope: row.try_get("envelope")?,
+        traceparent: row.try_get("traceparent")?,
+    })
+}
+
+/// Marks rows `ids` published.
+pub(crate) async fn mark_sent(database: &Database, ids: &[i64]) -> Result<(), BusError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql =
+        format!("UPDATE bus_outbox SET sent_at = ?, attempts = attempts + 1 WHERE id IN ({})", placeholders(ids.len()));
+    let now = Utc::now();
+    match database.pool() {
+        Pool::MySql(pool) => {
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.naive_utc());
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.execute(pool).await?;
+        }
+        Pool::Sqlite(pool) => {
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(sqlite_time(now));
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts a failed publish attempt of rows `ids` (they stay unsent).
+pub(crate) async fn record_failed_attempt(database: &Database, ids: &[i64]) -> Result<(), BusError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("UPDATE bus_outbox SET attempts = attempts + 1 WHERE id IN ({})", placeholders(ids.len()));
+    match database.pool() {
+        Pool::MySql(pool) => {
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.execute(pool).await?;
+        }
+        Pool::Sqlite(pool) => {
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How many rows of `service` wait, and for how long the oldest has.
+pub async fn measure_lag(database: &Database, service: &str) -> Result<OutboxLag, BusError> {
+    const SELECT: &str = "SELECT COUNT(*) AS num_unsent, MIN(created_at) AS oldest FROM bus_outbox WHERE service = ? AND sent_at IS NULL";
+    let now = Utc::now();
+    let (num_unsent, oldest): (i64, Option<DateTime<Utc>>) = match database.pool() {
+        Pool::MySql(pool) => {
+            let row = sqlx::query(SELECT).bind(service).fetch_one(pool).await?;
+            let oldest: Option<NaiveDateTime> = row.try_get("oldest")?;
+            (row.try_get("num_unsent")?, oldest.map(|oldest| oldest.and_utc()))
+        }
+        Pool::Sqlite(pool) => {
+            let row = sqlx::query(SELECT).bind(service).fetch_one(pool).await?;
+            let oldest: Option<String> = row.try_get("oldest")?;
+            let oldest =
+                oldest.and_then(|text| DateTime::parse_from_rfc3339(&text).ok()).map(|time| time.with_timezone(&Utc));
+            (row.try_get("num_unsent")?, oldest)
+        }
+    };
+    let oldest_unsent_age_secs =
+        oldest.map(|oldest| (now - oldest).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6).unwrap_or(0.0);
+    Ok(OutboxLag { num_unsent: num_unsent.max(0) as u64, oldest_unsent_age_secs })
+}
+
+/// Deletes up to `limit` rows of `service` sent before `before`; answers how many went.
+pub(crate) async fn purge_sent(
+    database: &Database,
+    service: &str,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<u64, BusError> {
+    let limit = limit as i64;
+    let deleted = match database.pool() {
+        Pool::MySql(pool) => sqlx::query(
+            "DELETE FROM bus_outbox WHERE service = ? AND sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?",
+        )
+        .bind(service)
+        .bind(before.naive_utc())
+        .bind(limit)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Pool::Sqlite(pool) => sqlx::query(
+            "DELETE FROM bus_outbox WHERE id IN (SELECT id FROM bus_outbox \
+             WHERE service = ? AND sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?)",
+        )
+        .bind(service)
+        .bind(sqlite_time(before))
+        .bind(limit)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    };
+    Ok(deleted)
+}
+
+/// `?, ?, ?` for `count` parameters.
+pub(crate) fn placeholders(count: usize) -> String {
+    let mut text = String::with_capacity(count * 3);
+    for index in 0..count {
+        if index > 0 {
+            text.push_str(", ");
+        }
+        text.push('?');
+    }
+    text
+}
+
+/// A fixed-width RFC 3339 UTC time, so that SQLite's text order is time order.
+pub(crate) fn sqlite_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_times_are_well_formed() {
+        assert_eq!(placeholders(1), "?");
+        assert_eq!(placeholders(3), "?, ?, ?");
+        let time = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
+        assert_eq!(sqlite_time(time), "2026-01-02T03:04:05.000000Z");
+    }
+}

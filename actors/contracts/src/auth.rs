@@ -1,0 +1,279 @@
+//! The auth service's messages and public API bodies (API.md section 4, Auth).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Request;
+use crate::identity::{Caller, Role};
+
+/// The service name of the auth service.
+pub const SERVICE: &str = "auth";
+
+/// `POST /api/v1/auth/register` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3 to 32 characters: letters, digits, `.`, `_`, `-`.
+    pub username: String,
+    /// An email address.
+    pub email: String,
+    /// 1 to 100 characters.
+    pub full_name: String,
+    /// At least 8 characters.
+    pub password: String,
+}
+
+/// `POST /api/v1/auth/login` body: `email` or `username`, and the password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The email address to sign in with.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Or the username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password.
+    pub password: String,
+}
+
+/// `POST /api/v1/auth/refresh` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token of the last pair.
+    pub refresh_token: String,
+}
+
+/// `POST /api/v1/auth/logout` optional body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// The refresh token to revoke (by default, the one issued with the access token used).
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// The user's id.
+    pub id: String,
+    /// The username.
+    pub username: String,
+    /// The email address.
+    pub email: String,
+    /// The full name.
+    pub full_name: String,
+    /// The roles.
+    pub roles: Vec<Role>,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An access token and a refresh token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    /// A signed JWT (EdDSA), valid `expires_in` seconds.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token, in seconds.
+    pub expires_in: u64,
+    /// An opaque token, stored hashed, rotated on use.
+    pub refresh_token: String,
+}
+
+/// One public key of the JWKS (RFC 7517 / RFC 8037 for Ed25519).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Key type (`OKP` for Ed25519).
+    pub kty: String,
+    /// Curve (`Ed25519`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// Public key, base64url without padding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// Key id, the `kid` of the tokens it verifies.
+    pub kid: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    pub key_use: String,
+    /// `EdDSA`.
+    pub alg: String,
+}
+
+/// `GET /.well-known/jwks.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Jwks {
+    /// Every key that may verify a token still valid.
+    pub keys: Vec<Jwk>,
+}
+
+/// Where a request came from, for rate limits and audit (never trusted for authorization).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// The client's IP address as the gateway saw it.
+    pub address: Option<String>,
+}
+
+/// Create an account (role `customer`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterUser {
+    /// What the user sent.
+    pub request: RegisterRequest,
+    /// Where from.
+    pub client: ClientInfo,
+}
+
+impl Request for RegisterUser {
+    type Reply = UserView;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "RegisterUser";
+    const IDEMPOTENT: bool = false;
+    fn summary(&self) -> String {
+        "register".to_string()
+    }
+}
+
+/// Sign in; answers a token pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogIn {
+    /// What the user sent.
+    pub request: LoginRequest,
+    /// Where from (login attempts are limited per account and per address).
+    pub client: ClientInfo,
+}
+
+impl Request for LogIn {
+    type Reply = TokenPair;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "LogIn";
+    const IDEMPOTENT: bool = false;
+    fn summary(&self) -> String {
+        "login".to_string()
+    }
+}
+
+/// Exchange a refresh token for a new pair; reusing a rotated token revokes its whole family.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshTokens {
+    /// The refresh token.
+    pub refresh_token: String,
+    /// Where from.
+    pub client: ClientInfo,
+}
+
+impl Request for RefreshTokens {
+    type Reply = TokenPair;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "RefreshTokens";
+    const IDEMPOTENT: bool = false;
+}
+
+/// Sign out: revokes the refresh token issued with the caller's access token (or the given one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogOut {
+    /// Who.
+    pub caller: Caller,
+    /// A specific refresh token to revoke.
+    pub refresh_token: Option<String>,
+}
+
+impl Request for LogOut {
+    type Reply = ();
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "LogOut";
+    const IDEMPOTENT: bool = true;
+}
+
+/// The caller's own account (`GET /api/v1/auth/me`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetCurrentUser {
+    /// Who.
+    pub caller: Caller,
+}
+
+impl Request for GetCurrentUser {
+    type Reply = UserView;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "GetCurrentUser";
+    const IDEMPOTENT: bool = true;
+}
+
+/// The public keys that verify access tokens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetJwks {}
+
+impl Request for GetJwks {
+    type Reply = Jwks;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "GetJwks";
+    const IDEMPOTENT: bool = true;
+}
+
+/// Whether a user still exists and may act (the gateway caches the answer briefly).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckUserActive {
+    /// The user's id.
+    pub user_id: String,
+}
+
+impl Request for CheckUserActive {
+    type Reply = bool;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "CheckUserActive";
+    const IDEMPOTENT: bool = true;
+}
+
+/// Delete an account (admin): its refresh tokens go with it and its access tokens stop working.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteUser {
+    /// The admin asking.
+    pub caller: Caller,
+    /// The user to delete.
+    pub user_id: String,
+}
+
+impl Request for DeleteUser {
+    type Reply = ();
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "DeleteUser";
+    const IDEMPOTENT: bool = true;
+}
+
+/// Start signing with a new key (admin); the old key keeps verifying until its tokens expire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateSigningKey {
+    /// The admin asking.
+    pub caller: Caller,
+}
+
+/// The answer to [`RotateSigningKey`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyRotated {
+    /// The new key's id.
+    pub kid: String,
+    /// Key ids still published for verification.
+    pub verifying_kids: Vec<String>,
+}
+
+impl Request for RotateSigningKey {
+    type Reply = SigningKeyRotated;
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "RotateSigningKey";
+    const IDEMPOTENT: bool = false;
+}

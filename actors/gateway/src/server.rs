@@ -1,0 +1,200 @@
+//! Starting the gateway: its actor, its public HTTP server with every service's routes, and
+//! its own routes (`/openapi.json`, `/api/v1/cluster/nodes`).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
+use emporium_cluster::edge::{AdminCaller, ApiError, error_response, json_config, path_config, query_config};
+use emporium_cluster::node::RouteMount;
+use emporium_cluster::{Cluster, ServiceContext, ServiceHandle};
+use emporium_contracts::ServiceError;
+use emporium_contracts::registry::InstanceInfo;
+use emporium_runtime::{CallMeta, LocalEndpoint};
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use crate::active_users::ActiveUsers;
+use crate::key_refresher::KeyRefresher;
+use crate::messages::{RefreshSigningKeys, SERVICE};
+use crate::middleware::{EdgeState, edge};
+use crate::verifier::TokenVerifier;
+
+/// How the gateway is started.
+pub struct GatewayOptions {
+    /// The bound public listener (`--http`).
+    pub listener: TcpListener,
+    /// Routes of the services, mounted under the edge middleware.
+    pub routes: Vec<RouteMount>,
+    /// OpenAPI fragments of the services, merged into `/openapi.json`.
+    pub openapi: Vec<utoipa::openapi::OpenApi>,
+    /// Largest body accepted (1 MiB by default).
+    pub body_limit: usize,
+    /// Time budget of one request.
+    pub request_timeout: Duration,
+    /// How long the answer "this user exists" is trusted.
+    pub user_check_ttl: Duration,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// The gateway's actors, to register as the `gateway` service.
+    pub service: ServiceHandle,
+    /// Stops the public server.
+    pub server: ServerHandle,
+    /// The public address it listens on.
+    pub address: std::net::SocketAddr,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Emporium", description = "The public API of an Emporium cluster, through its gateway."),
+    paths(cluster_nodes, openapi_document),
+    modifiers(&BearerSecurity)
+)]
+struct GatewayApi;
+
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// Starts the gateway's actor and its public server. Must run inside the node's actix System.
+pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gateway> {
+    let verifier = Arc::new(TokenVerifier::default());
+    let mut group = ctx.group(SERVICE);
+    let auth = ctx.service(emporium_contracts::auth::SERVICE);
+    let refresher_verifier = verifier.clone();
+    let refresher_auth = auth.clone();
+    let keys = group.spawn("keys", move || KeyRefresher::new(refresher_auth.clone(), refresher_verifier.clone()));
+    let supervision = group.finish();
+    let endpoint =
+        LocalEndpoint::builder(SERVICE, supervision.health.clone()).route::<RefreshSigningKeys, _>(&keys).build();
+    let refresh_keys = endpoint.route::<RefreshSigningKeys>().expect("just routed").clone();
+
+    let state = web::Data::new(EdgeState {
+        verifier,
+        refresh_keys: refresh_keys.clone(),
+        active_users: ActiveUsers::new(auth, options.user_check_ttl),
+        body_limit: options.body_limit,
+        request_timeout: options.request_timeout,
+    });
+    let mut document = GatewayApi::openapi();
+    for fragment in options.openapi {
+        document.merge(fragment);
+    }
+    let document = web::Data::new(serde_json::to_value(&document)?);
+    let cluster = web::Data::new(ctx.cluster.clone());
+    let routes = options.routes;
+    let body_limit = options.body_limit;
+    let address = options.listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        let mut app = App::new()
+            .wrap(middleware::from_fn(edge))
+            .app_data(state.clone())
+            .app_data(cluster.clone())
+            .app_data(document.clone())
+            .app_data(json_config(body_limit))
+            .app_data(query_config())
+            .app_data(path_config())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .route("/openapi.json", web::get().to(openapi_document))
+            .route("/api/v1/cluster/nodes", web::get().to(cluster_nodes));
+        for mount in &routes {
+            let mount = mount.clone();
+            app = app.configure(move |config| mount(config));
+        }
+        app.default_service(web::to(not_found))
+    })
+    .workers(2)
+    .disable_signals()
+    .client_request_timeout(Duration::from_secs(5))
+    .shutdown_timeout(10)
+    .listen(options.listener)?
+    .run();
+    let server_handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    // Keys at start and every minute; an unknown kid also triggers a refresh.
+    actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            interval.tick().await;
+            let meta = CallMeta { deadline: Some(std::time::Instant::now() + Duration::from_secs(5)), trace: None };
+            if let Err(error) = refresh_keys.ask(RefreshSigningKeys {}, meta).await {
+                tracing::debug!(code = %error.code, "verification keys not refreshed");
+            }
+        }
+    });
+    tracing::info!(http = %address, "gateway listening");
+    Ok(Gateway { service: ServiceHandle { endpoint, supervision }, server: server_handle, address })
+}
+
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    error_response(&ServiceError::not_found(
+        "not_found",
+        format!("no route for {} {}", request.method(), request.path()),
+    ))
+}
+
+/// The OpenAPI 3 document of this API, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3 document")))]
+async fn openapi_document(document: web::Data<serde_json::Value>) -> HttpResponse {
+    HttpResponse::Ok().json(document.get_ref())
+}
+
+/// One node of the cluster and its service instances.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ClusterNode {
+    node_id: String,
+    address: String,
+    roles: Vec<String>,
+    version: String,
+    #[schema(value_type = Vec<Object>)]
+    instances: Vec<InstanceInfo>,
+}
+
+/// The cluster's nodes, roles, instances and their status, from this gateway's directory.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster/nodes",
+    tag = "cluster",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Nodes and their instances", body = [ClusterNode]),
+        (status = 401, description = "No or bad token"),
+        (status = 403, description = "Not an admin"),
+    )
+)]
+async fn cluster_nodes(_admin: AdminCaller, cluster: web::Data<Cluster>) -> Result<HttpResponse, ApiError> {
+    let directory = cluster.directory().snapshot();
+    let mut nodes: BTreeMap<String, ClusterNode> = BTreeMap::new();
+    for instance in directory.instances {
+        let node = nodes.entry(instance.node_id.clone()).or_insert_with(|| ClusterNode {
+            node_id: instance.node_id.clone(),
+            address: instance.address.clone(),
+            roles: instance.roles.clone(),
+            version: instance.version.clone(),
+            instances: Vec::new(),
+        });
+        node.instances.push(instance);
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "stale": directory.stale,
+        "registryVersion": directory.version,
+        "selfPreservation": directory.registry.self_preservation,
+        "nodes": nodes.into_values().collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,941 @@
+#!/usr/bin/env python3
+"""Cluster foundation benchmark (issue 2): real `emporium` node processes on 127.0.0.1.
+
+Measures, on a release build with the `test-services` feature:
+
+  1. eviction after kill -9 of a single-role echo node (registry lists it no more)
+  2. a config edit applied and acked on every instance (file poll, and explicit refresh)
+  3. remote ask on loopback (probe node -> echo node): p50/p99 at concurrency 1,
+     asks/s at concurrency 32 and 64
+  4. local ask (one node with roles echo,probe) and its ratio to the remote figures
+  5. node start to ready (spawn -> first 200 from /health/ready)
+  6. idle RSS of a registry, an echo and a probe node
+
+Prints a summary table and replaces the section "## Cluster foundation (issue 2)" of
+docs/BENCHMARKS.md (other sections are kept). Python 3.11 standard library only.
+
+    python3 ops/bench/cluster.py            # build the binary if missing, run, write docs
+    python3 ops/bench/cluster.py --build    # rebuild first
+    python3 ops/bench/cluster.py --only 3,4 --no-docs
+
+Every child process is killed at the end (try/finally and atexit); every wait is bounded.
+"""
+
+import argparse
+import atexit
+import datetime
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "bench-cluster-secret-0123456789abcdef"
+SECTION = "## Cluster foundation (issue 2)"
+COMMAND = "python3 ops/bench/cluster.py"
+BUILD_COMMAND = ["cargo", "build", "--release", "-p", "emporium", "--features", "test-services"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Direct connections only: a proxy from the environment must never see loopback traffic.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+CHILDREN: list[subprocess.Popen] = []
+
+
+def kill_children() -> None:
+    for child in CHILDREN:
+        if child.poll() is None:
+            try:
+                child.kill()
+            except OSError:
+                pass
+    for child in CHILDREN:
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+atexit.register(kill_children)
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+for _signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_signal, _on_signal)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def uptime_line() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        one, five, fifteen = os.getloadavg()
+        return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+def request(method: str, url: str, body=None, timeout: float = 10.0):
+    """(status, parsed JSON or text); status 0 when the connection failed."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Cluster {SECRET}"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with OPENER.open(req, timeout=timeout) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        status = error.code
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        return 0, None
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def get(url: str, timeout: float = 10.0):
+    return request("GET", url, timeout=timeout)
+
+
+def post(url: str, body=None, timeout: float = 10.0):
+    return request("POST", url, body if body is not None else {}, timeout=timeout)
+
+
+def wait_until(what: str, check, within: float, every: float = 0.02):
+    """Calls `check` every `every` s until it returns a truthy value; raises after `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {within:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc
+
+
+def proc_status(pid: int) -> dict:
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def kib(value: str) -> int:
+    return int(value.split()[0])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        text = stat.read()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+class CpuWindow:
+    """CPU used by some processes and by the whole machine over a window."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+        self.started = time.monotonic()
+        self.proc = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
+        self.machine = machine_cpu()
+
+    def finish(self) -> dict:
+        wall = time.monotonic() - self.started
+        busy, total = machine_cpu()
+        ours = {name: proc_cpu_seconds(pid) - self.proc[name] for name, pid in self.pids.items()}
+        machine_busy = busy - self.machine[0]
+        return {
+            "wallSeconds": wall,
+            "cores": {name: seconds / wall for name, seconds in ours.items()},
+            "machineBusyCores": machine_busy / wall,
+            "otherCores": max(0.0, (machine_busy - sum(ours.values())) / wall),
+            "cpuSeconds": ours,
+        }
+
+
+def metric_sums(text: str, name: str, label_filter: str = "") -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram over every series whose labels contain
+    `label_filter`."""
+    total_sum = total_count = 0.0
+    for line in text.splitlines():
+        for suffix in ("_sum", "_count"):
+            prefix = name + suffix
+            if line.startswith(prefix + "{") or line.startswith(prefix + " "):
+                if label_filter and label_filter not in line:
+                    continue
+                value = float(line.rsplit(" ", 1)[1])
+                if suffix == "_sum":
+                    total_sum += value
+                else:
+                    total_count += value
+    return total_sum, total_count
+
+
+# ---------------------------------------------------------------------------------------------
+# Nodes
+
+
+class Node:
+    """One `emporium` process with its log in the benchmark's temp dir."""
+
+    def __init__(self, bench, node_id: str, roles: str, registry: str | None = None,
+                 listen: str = "127.0.0.1:0", config_dir: Path | None = None):
+        self.node_id = node_id
+        self.roles = roles
+        self.listen = None
+        self.log_path = bench.tmp / f"{node_id}.log"
+        args = [str(bench.binary), "--role", roles, "--listen", listen, "--node-id", node_id,
+                "--data-dir", str(bench.tmp / f"data-{node_id}")]
+        if registry:
+            args += ["--registry", registry]
+        if config_dir:
+            args += ["--config-dir", str(config_dir)]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EMPORIUM_CLUSTER_SECRET": SECRET}
+        self._log = open(self.log_path, "wb")
+        self.spawned_at = time.monotonic()
+        self.proc = subprocess.Popen(args, env=env, cwd=bench.tmp, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        CHILDREN.append(self.proc)
+        if listen != "127.0.0.1:0":
+            self.listen = listen
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, path: str) -> str:
+        return f"http://{self.listen}{path}"
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_started(self, within: float = 30.0) -> "Node":
+        """Waits for the JSON log line "node started" and takes its `listen` field."""
+        def started():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.node_id} exited with {self.proc.returncode}:\n{self.tail()}")
+            with open(self.log_path, errors="replace") as lines:
+                for line in lines:
+                    if '"node started"' not in line:
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    if event.get("message") == "node started":
+                        return event.get("listen")
+            return None
+        self.listen = wait_until(f"{self.node_id} to start", started, within, every=0.01)
+        return self
+
+    def wait_ready(self, within: float = 20.0) -> "Node":
+        wait_until(f"{self.node_id} ready", lambda: get(self.url("/health/ready"), 2)[0] == 200, within)
+        return self
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+    def sigterm(self, within: float = 15.0) -> int | None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return None
+        finally:
+            self._log.close()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="emporium-bench-"))
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/emporium/target")
+        self.target_dir = Path(target)
+        self.binary = self.target_dir / "release" / "emporium"
+        self.nodes: list[Node] = []
+        self.registry_counter = 0
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            if node.proc.poll() is None:
+                node.kill9()
+        kill_children()
+        if self.args.keep_logs:
+            log(f"logs kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def ensure_binary(self) -> None:
+        if self.args.build or not self.binary.exists():
+            log(f"building: CARGO_TARGET_DIR={self.target_dir} {' '.join(BUILD_COMMAND)}")
+            env = dict(os.environ, CARGO_TARGET_DIR=str(self.target_dir))
+            subprocess.run(BUILD_COMMAND, cwd=ROOT, env=env, check=True, timeout=3600)
+        # A binary built without `test-services` refuses the echo role: clap names the role
+        # first when it is unknown, and the (deliberately bad) listen address otherwise.
+        probe = subprocess.run([str(self.binary), "--role", "echo,probe", "--listen", "not-an-address"],
+                               capture_output=True, text=True, timeout=30)
+        if "role" in probe.stderr and "listen" not in probe.stderr:
+            raise SystemExit(f"{self.binary} lacks the test-services roles ({probe.stderr.strip()}); "
+                             f"run with --build")
+
+    def node(self, node_id: str, roles: str, registry: str | None = None, **kwargs) -> Node:
+        node = Node(self, node_id, roles, registry, **kwargs)
+        self.nodes.append(node)
+        return node
+
+    def registry(self, name: str) -> Node:
+        """A registry node on a fixed free port with its own copy of config/."""
+        self.registry_counter += 1
+        config_dir = self.tmp / f"config-{name}"
+        shutil.copytree(ROOT / "config", config_dir)
+        port = free_port()
+        node = self.node(name, "registry", listen=f"127.0.0.1:{port}", config_dir=config_dir)
+        node.config_dir = config_dir
+        node.wait_started().wait_ready()
+        return node
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.proc.poll() is None:
+                node.kill9()
+        self.nodes = []
+
+
+def instance_ids(registry: Node, service: str) -> dict[str, str] | None:
+    status, body = get(registry.url(f"/registry/v1/instances?service={service}"), 5)
+    if status != 200 or not isinstance(body, list):
+        return None
+    return {instance["id"]: instance["status"] for instance in body}
+
+
+def summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def figure_eviction(bench: Bench) -> dict:
+    """1. kill -9 of a single-role echo node -> gone from the registry's instance list."""
+    registry = bench.registry("reg-evict")
+    times = []
+    for run in range(bench.args.runs):
+        node_id = f"echo-evict-{run}"
+        instance = f"echo@{node_id}"
+        echo = bench.node(node_id, "echo", registry.url("")).wait_started()
+        wait_until(f"{instance} UP", lambda: (instance_ids(registry, "echo") or {}).get(instance) == "UP", 20)
+        # Kill at a random point of the heartbeat period (1 s), not in step with registration.
+        time.sleep(1.0 + random.random())
+        os.kill(echo.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        tick = killed
+        deadline = killed + 20
+        while True:
+            listed = instance_ids(registry, "echo")
+            if listed is not None and instance not in listed:
+                took = time.monotonic() - killed
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{instance} still listed 20 s after kill -9")
+            tick += 0.020
+            time.sleep(max(0.0, tick - time.monotonic()))
+        echo.proc.wait(timeout=10)
+        times.append(took)
+        log(f"  eviction run {run + 1}: {took:.3f} s")
+    bench.stop_all()
+    result = summary(times)
+    result["met"] = result["median"] <= 3.0
+    return result
+
+
+def set_timeout_millis(config_dir: Path, value: int) -> None:
+    path = config_dir / "application.toml"
+    text = path.read_text()
+    new_text, replaced = re.subn(r"(?m)^timeout_millis = \d+$", f"timeout_millis = {value}", text)
+    if replaced != 1:
+        raise RuntimeError(f"expected one timeout_millis line in {path}, found {replaced}")
+    temporary = config_dir / ".application.toml.tmp"
+    temporary.write_text(new_text)
+    os.replace(temporary, path)
+
+
+def figure_config(bench: Bench) -> dict:
+    """2. config edit -> every instance's appliedVersion equals the new configVersion."""
+    registry = bench.registry("reg-config")
+    for node_id, roles in (("echo-cfg-1", "echo"), ("echo-cfg-2", "echo"),
+                           ("probe-cfg-1", "probe"), ("probe-cfg-2", "probe")):
+        bench.node(node_id, roles, registry.url(""))
+    for node in bench.nodes:
+        node.wait_started()
+    acks_url = registry.url("/registry/v1/config/acks")
+    expected = 5  # the registry's own instance and four others
+
+    def all_current():
+        status, acks = get(acks_url, 5)
+        if status != 200:
+            return None
+        rows = acks.get("instances") or []
+        if len(rows) == expected and all(row.get("current") for row in rows):
+            return acks["configVersion"]
+        return None
+
+    wait_until("5 instances acking the current config", all_current, 30)
+    results = {}
+    value = 2000
+    for mode in ("poll", "refresh"):
+        times, detected = [], []
+        for run in range(bench.args.runs):
+            # Edits fall at random points of the registry's 500 ms poll period.
+            time.sleep(0.5 + random.random() * 0.5)
+            version_before = wait_until("stable config", all_current, 10)
+            value += 7
+            set_timeout_millis(registry.config_dir, value)
+            edited = time.monotonic()
+            if mode == "refresh":
+                status, answer = post(registry.url("/registry/v1/config/refresh"))
+                if status != 200:
+                    raise RuntimeError(f"refresh answered {status}: {answer}")
+            seen_version = None
+            tick = edited
+            deadline = edited + 20
+            while True:
+                status, acks = get(acks_url, 5)
+                now = time.monotonic()
+                if status == 200:
+                    version = acks["configVersion"]
+                    rows = acks.get("instances") or []
+                    if version > version_before and seen_version is None:
+                        seen_version = now - edited
+                    if (version > version_before and len(rows) == expected
+                            and all(row.get("appliedVersion") == version and row.get("applied") for row in rows)):
+                        took = now - edited
+                        break
+                if now > deadline:
+                    raise RuntimeError(f"config edit not acked by all within 20 s: {acks}")
+                tick += 0.010
+                time.sleep(max(0.0, tick - time.monotonic()))
+            times.append(took)
+            detected.append(seen_version)
+            log(f"  config ({mode}) run {run + 1}: new version seen at {seen_version:.3f} s, "
+                f"acked by all 5 at {took:.3f} s")
+        result = summary(times)
+        result["detectedMedian"] = statistics.median(detected)
+        result["met"] = result["median"] <= 1.0
+        results[mode] = result
+    bench.stop_all()
+    return results
+
+
+def measure(node: Node, count: int, concurrency: int, payload: int = 16, pids: dict | None = None) -> dict:
+    cpu = CpuWindow(pids) if pids else None
+    started = time.monotonic()
+    status, body = post(node.url("/cluster/v1/ask/probe/MeasureAsks"),
+                        {"count": count, "concurrency": concurrency, "payloadBytes": payload},
+                        timeout=max(60.0, count / 100.0))
+    wall = time.monotonic() - started
+    if status != 200 or not isinstance(body, dict):
+        raise RuntimeError(f"MeasureAsks answered {status}: {body}")
+    body["wallSeconds"] = wall
+    if cpu:
+        body["cpu"] = cpu.finish()
+    return body
+
+
+def python_direct_latency(node: Node, count: int = 2000) -> dict:
+    """Python http.client (keep-alive) straight to the echo node: what the server side costs
+    without the probe's reqwest client."""
+    host, port = node.listen.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    headers = {"Authorization": f"Cluster {SECRET}", "Content-Type": "application/json"}
+    body = json.dumps({"text": "x" * 16})
+    latencies = []
+    for _ in range(count):
+        sent = time.perf_counter()
+        connection.request("POST", "/cluster/v1/ask/echo/Echo", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - sent)
+        if response.status != 200:
+            raise RuntimeError(f"direct Echo answered {response.status}")
+    connection.close()
+    latencies.sort()
+    return {"p50Micros": latencies[len(latencies) // 2] * 1e6,
+            "p99Micros": latencies[int(len(latencies) * 0.99)] * 1e6}
+
+
+def ask_runs(bench: Bench, probe: Node, pids: dict, label: str) -> dict:
+    """Warm-up, then `reps` repetitions of: c=1 5,000 asks; c=32 and c=64 50,000 asks."""
+    warm = measure(probe, 2000, 64, pids=None)
+    log(f"  {label} warm-up (2,000 asks at c=64, discarded): {warm['asksPerSecond']:.0f}/s "
+        f"answeredBy={warm['answeredBy']} errors={warm['numErrors']}")
+    runs = {"c1": [], "c32": [], "c64": []}
+    for rep in range(bench.args.reps):
+        for key, count, concurrency in (("c1", bench.args.latency_asks, 1),
+                                        ("c32", bench.args.throughput_asks, 32),
+                                        ("c64", bench.args.throughput_asks, 64)):
+            result = measure(probe, count, concurrency, pids=pids)
+            runs[key].append(result)
+            cores = " ".join(f"{name}={value:.2f}" for name, value in result["cpu"]["cores"].items())
+            log(f"  {label} {key} rep {rep + 1}: p50={result['p50Micros']} us p99={result['p99Micros']} us "
+                f"{result['asksPerSecond']:.0f} asks/s errors={result['numErrors']} "
+                f"answeredBy={result['answeredBy']} | cores used: {cores} "
+                f"others={result['cpu']['otherCores']:.2f}")
+    out = {}
+    for key, results in runs.items():
+        out[key] = {
+            "p50Micros": statistics.median(r["p50Micros"] for r in results),
+            "p99Micros": statistics.median(r["p99Micros"] for r in results),
+            "asksPerSecond": statistics.median(r["asksPerSecond"] for r in results),
+            "asksPerSecondAll": [round(r["asksPerSecond"]) for r in results],
+            "p50All": [r["p50Micros"] for r in results],
+            "p99All": [r["p99Micros"] for r in results],
+            "errors": sum(r["numErrors"] for r in results),
+            "answeredBy": sorted({n for r in results for n in r["answeredBy"]}),
+            "cores": {name: statistics.median(r["cpu"]["cores"][name] for r in results)
+                      for name in results[0]["cpu"]["cores"]},
+            "otherCores": statistics.median(r["cpu"]["otherCores"] for r in results),
+            "cpuMicrosPerAsk": {name: statistics.median(r["cpu"]["cpuSeconds"][name] * 1e6 / max(1, r["numOk"])
+                                                        for r in results)
+                                for name in results[0]["cpu"]["cores"]},
+        }
+    return out
+
+
+def figure_remote_and_rss(bench: Bench) -> tuple[dict, dict]:
+    """6. idle RSS of fresh single-role nodes, then 3. remote asks probe -> echo."""
+    registry = bench.registry("reg-remote")
+    echo = bench.node("echo-remote", "echo", registry.url("")).wait_started()
+    probe = bench.node("probe-remote", "probe", registry.url("")).wait_started()
+    for node in (registry, echo, probe):
+        node.wait_ready()
+    time.sleep(5.0)
+    rss = {}
+    for name, node in (("registry", registry), ("echo", echo), ("probe", probe)):
+        if node.proc.poll() is not None:
+            raise RuntimeError(f"{node.node_id} exited with {node.proc.returncode}:\n{node.tail()}")
+        status = proc_status(node.pid)
+        rss[name] = {"vmRssMiB": kib(status["VmRSS"]) / 1024, "vmHwmMiB": kib(status["VmHWM"]) / 1024,
+                     "threads": int(status["Threads"])}
+        log(f"  idle RSS {name}: {rss[name]['vmRssMiB']:.1f} MiB (peak {rss[name]['vmHwmMiB']:.1f}, "
+            f"{rss[name]['threads']} threads)")
+    rss["met"] = all(rss[name]["vmRssMiB"] <= 30 for name in ("registry", "echo", "probe"))
+
+    def relayed():
+        status, body = post(probe.url("/cluster/v1/ask/probe/RelayEcho"), {"text": "hi"}, timeout=5)
+        return status == 200 and body.get("nodeId") == "echo-remote"
+    wait_until("probe reaching echo-remote", relayed, 20, every=0.1)
+
+    pids = {"probe": probe.pid, "echo": echo.pid}
+    echo_metrics_before = get(echo.url("/metrics"))[1]
+    probe_metrics_before = get(probe.url("/metrics"))[1]
+    result = ask_runs(bench, probe, pids, "remote")
+    echo_metrics_after = get(echo.url("/metrics"))[1]
+    probe_metrics_after = get(probe.url("/metrics"))[1]
+
+    # Where the time of a remote ask goes, as mean per ask over all runs (from /metrics).
+    def mean_delta(before, after, name, label=""):
+        s0, c0 = metric_sums(before, name, label)
+        s1, c1 = metric_sums(after, name, label)
+        return (s1 - s0) / (c1 - c0) * 1e6 if c1 > c0 else None
+
+    breakdown = {
+        "probeAskMeanMicros": mean_delta(probe_metrics_before, probe_metrics_after,
+                                         "emporium_ask_duration_seconds", 'path="remote"'),
+        "echoHttpMeanMicros": mean_delta(echo_metrics_before, echo_metrics_after,
+                                         "emporium_http_request_duration_seconds", "/cluster/v1/ask"),
+        "echoClusterHandlerMeanMicros": mean_delta(echo_metrics_before, echo_metrics_after,
+                                                   "emporium_cluster_request_duration_seconds"),
+    }
+    # The same server, called by a plain keep-alive Python client at concurrency 1.
+    breakdown["pythonDirect"] = python_direct_latency(echo)
+    log(f"  remote breakdown: {json.dumps(breakdown)}")
+    result["breakdown"] = breakdown
+    final = {name: kib(proc_status(node.pid)["VmRSS"]) / 1024 for name, node in (("echo", echo), ("probe", probe))}
+    rss["afterLoadMiB"] = final
+    result["threads"] = {"echo": int(proc_status(echo.pid)["Threads"]), "probe": int(proc_status(probe.pid)["Threads"])}
+    bench.stop_all()
+    return result, rss
+
+
+def figure_local(bench: Bench) -> dict:
+    """4. one node with roles echo,probe: asks go straight to the local actor."""
+    registry = bench.registry("reg-local")
+    node = bench.node("local-echo-probe", "echo,probe", registry.url("")).wait_started().wait_ready()
+    result = ask_runs(bench, node, {"node": node.pid}, "local")
+    bench.stop_all()
+    return result
+
+
+def figure_start(bench: Bench) -> dict:
+    """5. spawn of an echo node -> first 200 from its /health/ready (registry running)."""
+    registry = bench.registry("reg-start")
+    ready_times, first_answer_times = [], []
+    for run in range(bench.args.runs):
+        port = free_port()
+        node = bench.node(f"echo-start-{run}", "echo", registry.url(""), listen=f"127.0.0.1:{port}")
+        spawned = node.spawned_at
+        first_answer = None
+        tick = spawned
+        deadline = spawned + 30
+        while True:
+            status, _ = get(node.url("/health/ready"), 2)
+            now = time.monotonic()
+            if status and first_answer is None:
+                first_answer = now - spawned
+            if status == 200:
+                took = now - spawned
+                break
+            if node.proc.poll() is not None:
+                raise RuntimeError(f"echo node exited: {node.tail()}")
+            if now > deadline:
+                raise RuntimeError("echo node not ready within 30 s")
+            tick += 0.010
+            time.sleep(max(0.0, tick - time.monotonic()))
+        ready_times.append(took)
+        first_answer_times.append(first_answer)
+        log(f"  start run {run + 1}: first HTTP answer {first_answer:.3f} s, ready {took:.3f} s")
+        node.sigterm()
+        time.sleep(0.3)
+    bench.stop_all()
+    result = summary(ready_times)
+    result["firstAnswerMedian"] = statistics.median(first_answer_times)
+    result["met"] = result["median"] <= 1.0
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine_info() -> dict:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "unknown", ""
+    return {
+        "nproc": os.cpu_count(),
+        "model": model,
+        "kernel": f"{os.uname().sysname} {os.uname().release}",
+        "commit": commit + (" (with uncommitted changes in the tree)" if dirty else ""),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": sys.version.split()[0],
+    }
+
+
+def yes(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def rows(results: dict) -> list[tuple[str, str, str, str]]:
+    out = []
+    if "eviction" in results:
+        r = results["eviction"]
+        out.append(("1. Eviction after kill -9 (median of 5; min-max)", "<= 3 s",
+                    f"{r['median']:.2f} s ({r['min']:.2f}-{r['max']:.2f})", yes(r["met"])))
+    if "config" in results:
+        for mode, label in (("poll", "file edit, registry's 500 ms poll"), ("refresh", "file edit + POST refresh")):
+            r = results["config"][mode]
+            out.append((f"2. Config applied and acked on all 5 instances ({label}; median of 5)", "<= 1 s",
+                        f"{ms(r['median'])} ({ms(r['min'])}-{ms(r['max'])})", yes(r["met"])))
+    if "remote" in results:
+        r = results["remote"]
+        out.append(("3a. Remote ask p50 / p99, concurrency 1, 16 B", "p50 <= 0.5 ms",
+                    f"{r['c1']['p50Micros'] / 1000:.3f} / {r['c1']['p99Micros'] / 1000:.3f} ms",
+                    yes(r["c1"]["p50Micros"] <= 500)))
+        best = max(r["c32"]["asksPerSecond"], r["c64"]["asksPerSecond"])
+        out.append(("3b. Remote asks/s, concurrency 32 / 64", ">= 10,000/s",
+                    f"{r['c32']['asksPerSecond']:,.0f} / {r['c64']['asksPerSecond']:,.0f}", yes(best >= 10000)))
+    if "local" in results:
+        r = results["local"]
+        out.append(("4a. Local ask p50 / p99, concurrency 1", "-",
+                    f"{r['c1']['p50Micros'] / 1000:.3f} / {r['c1']['p99Micros'] / 1000:.3f} ms", "-"))
+        out.append(("4b. Local asks/s, concurrency 32 / 64", "-",
+                    f"{r['c32']['asksPerSecond']:,.0f} / {r['c64']['asksPerSecond']:,.0f}", "-"))
+    if "ratio" in results:
+        r = results["ratio"]
+        out.append(("4c. Local vs remote: p50 latency ratio (c=1)", ">= 20x",
+                    f"{r['latency']:.1f}x", yes(r["latency"] >= 20)))
+        out.append(("4d. Local vs remote: throughput ratio (c=64)", ">= 20x",
+                    f"{r['throughput']:.1f}x", yes(r["throughput"] >= 20)))
+    if "start" in results:
+        r = results["start"]
+        out.append(("5. Node start to ready (median of 5; min-max)", "<= 1 s",
+                    f"{ms(r['median'])} ({ms(r['min'])}-{ms(r['max'])})", yes(r["met"])))
+    if "rss" in results:
+        r = results["rss"]
+        out.append(("6. Idle RSS registry / echo / probe node", "<= 30 MiB each",
+                    f"{r['registry']['vmRssMiB']:.1f} / {r['echo']['vmRssMiB']:.1f} / "
+                    f"{r['probe']['vmRssMiB']:.1f} MiB", yes(r["met"])))
+    return out
+
+
+def print_table(table: list[tuple[str, str, str, str]]) -> None:
+    widths = [max(len(row[i]) for row in table + [("Figure", "Goal", "Measured", "Met?")]) for i in range(4)]
+    header = ("Figure", "Goal", "Measured", "Met?")
+    print()
+    for row in [header, tuple("-" * w for w in widths)] + table:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+    print()
+
+
+def markdown(results: dict, info: dict, load_before: str) -> str:
+    table = rows(results)
+    lines = [
+        SECTION,
+        "",
+        f"Measured {info['date']} on commit `{info['commit']}` with `{COMMAND}` "
+        f"(release build: `CARGO_TARGET_DIR=${{CARGO_TARGET_DIR:-~/.cache/emporium/target}} "
+        f"{' '.join(BUILD_COMMAND)}`).",
+        "",
+        f"Machine: {info['nproc']} cores, {info['model']}, {info['kernel']}. Everything runs on this one "
+        f"{info['nproc']}-core machine: the benchmark script, the registry and every node share the cores "
+        "(the probe node is the load generator), and other engineers were building on the same machine. "
+        f"Load before the run: `{load_before}`.",
+        "",
+        "| Figure | Goal | Measured | Met? |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in table]
+    lines += ["", "How each figure is measured (all traffic on 127.0.0.1, nodes started by the script with "
+              "`--listen 127.0.0.1:0` or a free port, `--node-id`, `EMPORIUM_CLUSTER_SECRET`; the registry "
+              "gets its own copy of `config/`):", ""]
+    lines += [
+        "1. A single-role `echo` node registers; 1-2 s later (a random point of its 1 s heartbeat) it gets "
+        "SIGKILL; `GET /registry/v1/instances?service=echo` is polled every 20 ms until the instance is gone. "
+        "Lease 3 s, heartbeat 1 s, eviction sweep every lease/4 = 750 ms (`config/application.toml`).",
+        "2. Registry + 2 `echo` + 2 `probe` nodes (5 instances). `timeout_millis` in the registry's copy "
+        "of `application.toml` is changed (temp file + rename) at a random point of the registry's 500 ms "
+        "file poll; `GET /registry/v1/config/acks` is polled every 10 ms until every instance's "
+        "`appliedVersion` equals the new `configVersion`. Second row: the same, with "
+        "`POST /registry/v1/config/refresh` right after the write.",
+        "3. A `probe` node and an `echo` node (separate processes) and the registry. The script sends "
+        "`MeasureAsks {count, concurrency, payloadBytes: 16}` to the probe, which asks `echo` through "
+        "`ServiceRef` (reqwest -> actix-web, JSON) and reports p50/p99 and asks/s. Warm-up: one 2,000-ask "
+        f"run at concurrency 64, discarded. Then {results.get('reps', 3)} repetitions of 5,000 asks at "
+        "concurrency 1 and 50,000 at 32 and at 64; the table shows the median of the repetitions.",
+        "4. One node with roles `echo,probe` (asks go to the local actor's `Addr`, no serialization), same "
+        "runs. Ratios: remote p50 / local p50 at concurrency 1; local asks/s / remote asks/s at concurrency 64.",
+        "5. Registry running; an `echo` node is spawned on a free port and `GET /health/ready` is polled "
+        "every 10 ms from spawn until the first 200 (ready means registered with the registry). Median of 5.",
+        "6. Fresh registry, `echo` and `probe` nodes (the cluster of figure 3, before any ask), ready, "
+        "then 5 s idle: `VmRSS` from `/proc/<pid>/status`.",
+    ]
+    details = []
+    if "eviction" in results:
+        r = results["eviction"]
+        details.append(f"- Eviction runs (s): {', '.join(f'{v:.3f}' for v in r['runs'])}.")
+    if "config" in results:
+        for mode in ("poll", "refresh"):
+            r = results["config"][mode]
+            details.append(f"- Config ({mode}) runs (ms): {', '.join(f'{v * 1000:.0f}' for v in r['runs'])}; "
+                           f"median time until the registry showed the new version: "
+                           f"{r['detectedMedian'] * 1000:.0f} ms.")
+    for key in ("remote", "local"):
+        if key not in results:
+            continue
+        r = results[key]
+        details.append(
+            f"- {key.capitalize()} repetitions: c=1 p50 {r['c1']['p50All']} us, p99 {r['c1']['p99All']} us, "
+            f"{r['c1']['asksPerSecondAll']} asks/s; c=32 {r['c32']['asksPerSecondAll']} asks/s; "
+            f"c=64 {r['c64']['asksPerSecondAll']} asks/s; errors {r['c1']['errors'] + r['c32']['errors'] + r['c64']['errors']}; "
+            f"answered by {r['c1']['answeredBy']}.")
+        cores = "; ".join(
+            f"c={c[1:]}: " + ", ".join(f"{n} {v:.2f} cores ({r[c]['cpuMicrosPerAsk'][n]:.0f} us CPU/ask)"
+                                       for n, v in r[c]["cores"].items())
+            + f", other processes {r[c]['otherCores']:.2f} cores"
+            for c in ("c1", "c32", "c64"))
+        details.append(f"- {key.capitalize()} CPU during the runs (from /proc): {cores}.")
+    if "remote" in results:
+        b = results["remote"]["breakdown"]
+
+        def fmt(v):
+            return "n/a" if v is None else f"{v:.0f} us"
+        details.append(
+            f"- Remote ask breakdown (means over all runs, from the nodes' `/metrics`): probe's ask "
+            f"{fmt(b['probeAskMeanMicros'])}; echo node's HTTP request {fmt(b['echoHttpMeanMicros'])}, of "
+            f"which the cluster ask handler {fmt(b['echoClusterHandlerMeanMicros'])}. A Python keep-alive "
+            f"client straight to the echo node at c=1: p50 {b['pythonDirect']['p50Micros']:.0f} us, "
+            f"p99 {b['pythonDirect']['p99Micros']:.0f} us.")
+    if "rss" in results:
+        r = results["rss"]
+        details.append(
+            f"- Threads at idle: registry {r['registry']['threads']}, echo {r['echo']['threads']}, probe "
+            f"{r['probe']['threads']}. RSS after the remote runs: echo {r['afterLoadMiB']['echo']:.1f} MiB, "
+            f"probe {r['afterLoadMiB']['probe']:.1f} MiB.")
+    if "start" in results:
+        details.append(f"- Start runs (ms): {', '.join(f'{v * 1000:.0f}' for v in results['start']['runs'])}; "
+                       f"median first HTTP answer (any status) "
+                       f"{results['start']['firstAnswerMedian'] * 1000:.0f} ms.")
+    if details:
+        lines += ["", "Details of this run:", ""] + details
+    if results.get("notes"):
+        lines += ["", results["notes"].strip()]
+    return "\n".join(lines) + "\n"
+
+
+INTRO = """# Benchmarks
+
+Figures here are measured, not asserted: each section names the script and the command that
+produced it, the machine, the commit and the load at the time. Run them yourself with the
+release build, for example:
+
+    python3 ops/bench/cluster.py
+
+Re-running a script replaces only its own section.
+
+"""
+
+
+def write_docs(section: str) -> Path:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else INTRO
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    if start is None:
+        if not text.endswith("\n\n"):
+            text = text.rstrip("\n") + "\n\n"
+        new_text = text + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        tail = "".join(lines[end:])
+        new_text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    temporary = path.with_suffix(".md.tmp")
+    temporary.write_text(new_text)
+    os.replace(temporary, path)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", action="store_true", help="rebuild the release binary first")
+    parser.add_argument("--runs", type=int, default=5, help="runs of figures 1, 2 and 5 (default 5)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each ask run (default 3)")
+    parser.add_argument("--latency-asks", type=int, default=5000)
+    parser.add_argument("--throughput-asks", type=int, default=50000)
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="figures to run, e.g. 3,4 (docs need all)")
+    parser.add_argument("--no-docs", action="store_true", help="do not write docs/BENCHMARKS.md")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the nodes' logs in the temp dir")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    args = parser.parse_args()
+    only = {int(f) for f in args.only.split(",") if f.strip()}
+
+    bench = Bench(args)
+    load_before = uptime_line()
+    info = machine_info()
+    log(f"machine: {info['nproc']} x {info['model']}, {info['kernel']}; commit {info['commit']}")
+    log(f"before the run: {load_before}")
+    results: dict = {"reps": args.reps}
+    try:
+        bench.ensure_binary()
+        log(f"binary: {bench.binary}")
+        if 5 in only:
+            log("figure 5: node start to ready")
+            results["start"] = figure_start(bench)
+        if 3 in only or 6 in only:
+            log("figures 6 and 3: idle RSS, then remote asks")
+            results["remote"], results["rss"] = figure_remote_and_rss(bench)
+        if 4 in only:
+            log("figure 4: local asks")
+            results["local"] = figure_local(bench)
+        if "remote" in results and "local" in results:
+            remote, local = results["remote"], results["local"]
+            results["ratio"] = {
+                "latency": remote["c1"]["p50Micros"] / max(1, local["c1"]["p50Micros"]),
+                "throughput": local["c64"]["asksPerSecond"] / max(1e-9, remote["c64"]["asksPerSecond"]),
+            }
+        if 1 in only:
+            log("figure 1: eviction after kill -9")
+            results["eviction"] = figure_eviction(bench)
+        if 2 in only:
+            log("figure 2: config change applied and acked")
+            results["config"] = figure_config(bench)
+    finally:
+        bench.cleanup()
+    load_after = uptime_line()
+    log(f"after the run: {load_after}")
+
+    table = rows(results)
+    print_table(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "loadBefore": load_before, "loadAfter": load_after,
+                                               "results": results}, indent=2, default=str))
+    if not args.no_docs:
+        if only >= {1, 2, 3, 4, 5, 6}:
+            path = write_docs(markdown(results, info, load_before))
+            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r}")
+        else:
+            log("not writing docs: only some figures ran")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
