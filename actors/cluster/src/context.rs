@@ -27,6 +27,15 @@ pub struct ServiceContext {
 }
 
 impl ServiceContext {
+    /// A context for a service started on its own, outside a node (tests, tools): a fresh
+    /// supervision tree, a cluster view that only knows local services, the given settings,
+    /// and the current arbiter. Must run inside an actix System.
+    pub fn standalone(node_id: &str, settings: watch::Receiver<Arc<Settings>>) -> ServiceContext {
+        let tree = SupervisionTree::new(node_id, 256, settings.borrow().supervision.flight_recorder_len);
+        let cluster = Cluster::new(node_id, crate::directory::Directory::new(), crate::ClusterSecret::generate());
+        ServiceContext { node_id: node_id.to_string(), tree, cluster, settings, arbiter: actix::Arbiter::current() }
+    }
+
     /// Starts building the supervision group of `service` with the configured policy.
     pub fn group(&self, service: &str) -> ServiceGroup {
         let policy = self.settings.borrow().supervision.policy();

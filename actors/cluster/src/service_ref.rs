@@ -164,7 +164,6 @@ impl Cluster {
         let result = self.attempt_with_retries::<M>(site, body, deadline, meta).await;
         let target_healthy = match &result {
             Ok(_) => Some(true),
-            Err(error) if error.code == "no_instance" => None,
             Err(error) => Some(!matches!(
                 error.kind,
                 ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Fault | ErrorKind::Internal
@@ -187,12 +186,11 @@ impl Cluster {
         let mut delays = site.retry_delays();
         loop {
             let Some(endpoint) = self.pick_remote(M::SERVICE, &tried) else {
-                let error =
-                    ServiceError::unavailable("no_instance", format!("no healthy instance of {} is known", M::SERVICE));
-                let mut error = error;
-                error.code =
-                    if tried.is_empty() { "no_instance".to_string() } else { format!("{}_unavailable", M::SERVICE) };
-                return Err(error);
+                let reason = if tried.is_empty() { "no healthy instance is known" } else { "every instance failed" };
+                return Err(ServiceError::unavailable(
+                    format!("{}_unavailable", M::SERVICE),
+                    format!("{} is unavailable: {reason}", M::SERVICE),
+                ));
             };
             let _in_flight = endpoint.track();
             let trace = meta.trace.map(|trace| trace.child());

@@ -1,7 +1,13 @@
 //! The auth service's messages and public API bodies (API.md section 4, Auth).
+//!
+//! The public bodies derive `utoipa::ToSchema` for the OpenAPI document; the types that carry a
+//! password or a token print it as `<redacted>` in `Debug`.
+
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::Request;
 use crate::identity::{Caller, Role};
@@ -10,35 +16,41 @@ use crate::identity::{Caller, Role};
 pub const SERVICE: &str = "auth";
 
 /// `POST /api/v1/auth/register` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// 3 to 32 characters: letters, digits, `.`, `_`, `-`.
+    /// 3 to 32 characters: letters, digits, `.`, `_`, `-`; unique regardless of case.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9._-]{3,32}$", example = "ada")]
     pub username: String,
-    /// An email address.
+    /// An email address (at most 254 characters); unique regardless of case.
+    #[schema(max_length = 254, example = "ada@example.com")]
     pub email: String,
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, example = "Ada Lovelace")]
     pub full_name: String,
-    /// At least 8 characters.
+    /// 8 to 1024 bytes.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
     pub password: String,
 }
 
 /// `POST /api/v1/auth/login` body: `email` or `username`, and the password.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
-    /// The email address to sign in with.
+    /// The email address to sign in with (wins when both are given).
     #[serde(default)]
+    #[schema(example = "ada@example.com")]
     pub email: Option<String>,
     /// Or the username.
     #[serde(default)]
     pub username: Option<String>,
     /// The password.
+    #[schema(format = Password)]
     pub password: String,
 }
 
 /// `POST /api/v1/auth/refresh` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token of the last pair.
@@ -46,7 +58,7 @@ pub struct RefreshRequest {
 }
 
 /// `POST /api/v1/auth/logout` optional body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogoutRequest {
     /// The refresh token to revoke (by default, the one issued with the access token used).
@@ -55,7 +67,7 @@ pub struct LogoutRequest {
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     /// The user's id.
@@ -66,14 +78,15 @@ pub struct UserView {
     pub email: String,
     /// The full name.
     pub full_name: String,
-    /// The roles.
+    /// The roles: `customer`, `admin`.
+    #[schema(value_type = Vec<String>, example = json!(["customer"]))]
     pub roles: Vec<Role>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
 }
 
 /// An access token and a refresh token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPair {
     /// A signed JWT (EdDSA), valid `expires_in` seconds.
@@ -87,7 +100,7 @@ pub struct TokenPair {
 }
 
 /// One public key of the JWKS (RFC 7517 / RFC 8037 for Ed25519).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Jwk {
     /// Key type (`OKP` for Ed25519).
     pub kty: String,
@@ -107,11 +120,64 @@ pub struct Jwk {
 }
 
 /// `GET /.well-known/jwks.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Jwks {
     /// Every key that may verify a token still valid.
     pub keys: Vec<Jwk>,
 }
+
+impl fmt::Debug for RegisterRequest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("RegisterRequest")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("full_name", &self.full_name)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("username", &self.username)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RefreshRequest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_struct("RefreshRequest").field("refresh_token", &REDACTED).finish()
+    }
+}
+
+impl fmt::Debug for LogoutRequest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("LogoutRequest")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl fmt::Debug for TokenPair {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("TokenPair")
+            .field("access_token", &REDACTED)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &REDACTED)
+            .finish()
+    }
+}
+
+/// What `Debug` prints in place of a password or a token.
+const REDACTED: &str = "<redacted>";
 
 /// Where a request came from, for rate limits and audit (never trusted for authorization).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,13 +228,19 @@ impl Request for LogIn {
 }
 
 /// Exchange a refresh token for a new pair; reusing a rotated token revokes its whole family.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshTokens {
     /// The refresh token.
     pub refresh_token: String,
     /// Where from.
     pub client: ClientInfo,
+}
+
+impl fmt::Debug for RefreshTokens {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_struct("RefreshTokens").field("refresh_token", &REDACTED).field("client", &self.client).finish()
+    }
 }
 
 impl Request for RefreshTokens {
@@ -179,13 +251,23 @@ impl Request for RefreshTokens {
 }
 
 /// Sign out: revokes the refresh token issued with the caller's access token (or the given one).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogOut {
     /// Who.
     pub caller: Caller,
     /// A specific refresh token to revoke.
     pub refresh_token: Option<String>,
+}
+
+impl fmt::Debug for LogOut {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("LogOut")
+            .field("caller", &self.caller)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 impl Request for LogOut {
@@ -262,7 +344,7 @@ pub struct RotateSigningKey {
 }
 
 /// The answer to [`RotateSigningKey`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SigningKeyRotated {
     /// The new key's id.

@@ -10,6 +10,8 @@
 //! - [`registry`]: instances, leases, watch events and configuration documents of the registry.
 //! - [`identity`]: the verified caller ([`identity::Caller`]) and roles.
 //! - [`auth`]: the auth service's messages and public bodies.
+//! - [`inventory`]: the inventory service's messages (the synchronous stock check).
+//! - [`page`]: paged lists.
 //! - [`echo`]: the diagnostic echo service used by the cluster tests.
 //! - [`events`]: the CloudEvents envelope, exchanges, event types and payloads of the event bus.
 #![warn(missing_docs)]
@@ -19,6 +21,8 @@ pub mod echo;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod inventory;
+pub mod page;
 pub mod registry;
 pub mod request;
 

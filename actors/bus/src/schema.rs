@@ -1,0 +1,46 @@
+//! Migrations of the crates that share a service's database: each crate embeds its SQL for
+//! both dialects at compile time and runs it with [`Database::migrate`], in its own version
+//! range, leaving the other crates' migrations alone.
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::database::{Database, Dialect, Pool};
+use crate::error::BusError;
+
+/// One migration: `(version, description, MySQL SQL, SQLite SQL)`.
+pub type SqlMigration = (i64, &'static str, &'static str, &'static str);
+
+/// A migrator for `dialect` over `migrations`, ignoring versions it does not know.
+pub fn migrator(dialect: Dialect, migrations: &[SqlMigration]) -> Migrator {
+    let migrations = migrations
+        .iter()
+        .map(|(version, description, mysql, sqlite)| {
+            let sql = match dialect {
+                Dialect::MySql => *mysql,
+                Dialect::Sqlite => *sqlite,
+            };
+            Migration::new(
+                *version,
+                (*description).into(),
+                MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(sql),
+                false,
+            )
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+impl Database {
+    /// Applies `migrations` (a crate's own, in its version range) to this database.
+    pub async fn migrate(&self, migrations: &[SqlMigration]) -> Result<(), BusError> {
+        let migrator = migrator(self.dialect(), migrations);
+        match self.pool() {
+            Pool::MySql(pool) => migrator.run(pool).await?,
+            Pool::Sqlite(pool) => migrator.run(pool).await?,
+        }
+        Ok(())
+    }
+}

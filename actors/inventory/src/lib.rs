@@ -1,0 +1,73 @@
+//! The inventory service: stock per SKU, and the synchronous stock check the order service
+//! asks before it takes an order.
+//!
+//! - Actor: [`stock_keeper::StockKeeper`] (`inventory/stock`) handles every message of
+//!   `emporium_contracts::inventory`: `CheckAvailability`, `ReserveStock` (all lines or none,
+//!   idempotent per order id, with a TTL), `CommitReservation`, `ReleaseReservation`,
+//!   `ReleaseExpiredReservations` (sent by its own sweeper), `SetStock`, `AdjustStock`,
+//!   `GetStock`, `ListStock`.
+//! - Store: [`store`], one SQL text for MariaDB/MySQL and SQLite; no oversell by conditional
+//!   updates inside the reservation's transaction (and a `CHECK (available >= 0)`).
+//! - Events through the outbox, in the transaction of the change: `inventory.reserved`,
+//!   `inventory.released`, `inventory.committed`, `inventory.reorder_needed`.
+//! - HTTP: [`routes::routes`] (mounted by the gateway) and [`routes::openapi`].
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod routes;
+pub mod stock_keeper;
+pub mod store;
+pub mod validation;
+
+use std::time::Duration;
+
+use emporium_bus::database::Database;
+use emporium_cluster::{ServiceContext, ServiceHandle};
+use emporium_contracts::inventory::{
+    AdjustStock, CheckAvailability, CommitReservation, GetStock, ListStock, ReleaseExpiredReservations,
+    ReleaseReservation, ReserveStock, SERVICE, SetStock,
+};
+use emporium_runtime::{CallMeta, LocalEndpoint};
+
+pub use routes::{openapi, routes};
+
+/// What the inventory service needs besides its context.
+pub struct InventoryOptions {
+    /// Where the stock, the reservations and the outbox live.
+    pub database: Database,
+}
+
+/// Migrates the store, starts the stock keeper under its supervisor and its expiry sweeper.
+pub async fn start(ctx: ServiceContext, options: InventoryOptions) -> anyhow::Result<ServiceHandle> {
+    store::migrate(&options.database).await?;
+    let mut group = ctx.group(SERVICE);
+    let database = options.database.clone();
+    let settings = ctx.settings.clone();
+    let keeper = group.spawn("stock", move || stock_keeper::StockKeeper::new(database.clone(), settings.clone()));
+    let supervision = group.finish();
+    let endpoint = LocalEndpoint::builder(SERVICE, supervision.health.clone())
+        .route::<CheckAvailability, _>(&keeper)
+        .route::<ReserveStock, _>(&keeper)
+        .route::<CommitReservation, _>(&keeper)
+        .route::<ReleaseReservation, _>(&keeper)
+        .route::<ReleaseExpiredReservations, _>(&keeper)
+        .route::<SetStock, _>(&keeper)
+        .route::<AdjustStock, _>(&keeper)
+        .route::<GetStock, _>(&keeper)
+        .route::<ListStock, _>(&keeper)
+        .build();
+
+    let sweeper_route = endpoint.route::<ReleaseExpiredReservations>().expect("just routed").clone();
+    let settings = ctx.settings.clone();
+    tokio::spawn(async move {
+        loop {
+            let interval = Duration::from_millis(settings.borrow().inventory.expiry_sweep_millis);
+            tokio::time::sleep(interval).await;
+            let meta = CallMeta { deadline: Some(std::time::Instant::now() + Duration::from_secs(30)), trace: None };
+            if let Err(error) = sweeper_route.ask(ReleaseExpiredReservations {}, meta).await {
+                tracing::warn!(code = %error.code, message = %error.message, "expired reservations not released this round");
+            }
+        }
+    });
+    Ok(ServiceHandle { endpoint, supervision })
+}
