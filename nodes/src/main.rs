@@ -3,6 +3,7 @@
 
 mod cli;
 mod roles;
+mod stores;
 
 use std::process::ExitCode;
 

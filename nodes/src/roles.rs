@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use emporium_cluster::{ClusterSecret, Node, NodeOptions, Telemetry};
 
 use crate::cli::{Cli, RoleList};
+use crate::stores;
 
 /// What a node can be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -17,6 +18,8 @@ pub enum Role {
     Registry,
     /// The public HTTP entry.
     Gateway,
+    /// Stock and reservations.
+    Inventory,
     /// The diagnostic echo service (builds with the `test-services` feature only).
     #[cfg(feature = "test-services")]
     Echo,
@@ -26,17 +29,18 @@ pub enum Role {
 }
 
 /// Roles the contract names that this build cannot run yet.
-const PLANNED_ROLES: [&str; 6] = ["auth", "product", "inventory", "order", "payment", "notification"];
+const PLANNED_ROLES: [&str; 5] = ["auth", "product", "order", "payment", "notification"];
 
 impl Role {
     /// Every role `all` stands for.
-    const ALL: [Role; 2] = [Role::Registry, Role::Gateway];
+    const ALL: [Role; 3] = [Role::Registry, Role::Gateway, Role::Inventory];
 
     /// The role's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Role::Registry => "registry",
             Role::Gateway => "gateway",
+            Role::Inventory => "inventory",
             #[cfg(feature = "test-services")]
             Role::Echo => "echo",
             #[cfg(feature = "test-services")]
@@ -52,6 +56,7 @@ impl Role {
                 "all" => roles.extend(Role::ALL),
                 "registry" => roles.push(Role::Registry),
                 "gateway" => roles.push(Role::Gateway),
+                "inventory" => roles.push(Role::Inventory),
                 #[cfg(feature = "test-services")]
                 "echo" => roles.push(Role::Echo),
                 #[cfg(feature = "test-services")]
@@ -131,6 +136,7 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         drain_timeout: Duration::from_secs(10),
     };
+    let mysql_url = std::env::var("EMPORIUM_MYSQL_URL").ok().filter(|url| !url.is_empty());
     let mut node = Node::bind(options, telemetry)?;
     if !has_registry {
         node.prefetch_config(Duration::from_secs(1)).await;
@@ -172,6 +178,13 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
                 let server = gateway.server;
                 node.on_shutdown(Box::new(move || Box::pin(async move { server.stop(true).await })));
             }
+            Role::Inventory => {
+                let database = stores::sql_database("inventory", mysql_url.as_deref(), &cli.data_dir).await?;
+                stores::watch_database(node.readiness(), "inventory", database.clone());
+                let options = emporium_inventory::InventoryOptions { database };
+                let handle = emporium_inventory::start(node.service_context(), options).await?;
+                node.add_service(handle);
+            }
             #[cfg(feature = "test-services")]
             Role::Echo => {
                 let handle = emporium_echo::start(node.service_context())?;
@@ -194,6 +207,7 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
 #[allow(clippy::vec_init_then_push)]
 fn public_routes() -> Vec<emporium_cluster::node::RouteMount> {
     let mut routes: Vec<emporium_cluster::node::RouteMount> = Vec::new();
+    routes.push(Arc::new(emporium_inventory::routes));
     #[cfg(feature = "test-services")]
     routes.push(Arc::new(emporium_echo::routes));
     routes
@@ -203,6 +217,7 @@ fn public_routes() -> Vec<emporium_cluster::node::RouteMount> {
 #[allow(clippy::vec_init_then_push, unused_mut)]
 fn public_openapi() -> Vec<utoipa::openapi::OpenApi> {
     let mut fragments = Vec::new();
+    fragments.push(emporium_inventory::openapi());
     #[cfg(feature = "test-services")]
     fragments.push(emporium_echo::openapi());
     fragments
