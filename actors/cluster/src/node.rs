@@ -229,11 +229,14 @@ impl Node {
         self.cluster.call_sites().apply(&settings.resilience);
     }
 
-    /// The context a service's `start` takes; each service gets its own arbiter (thread).
+    /// The context a service's `start` takes. The node's services share one arbiter (thread),
+    /// so a local ask between them never crosses threads; the HTTP listeners have their own
+    /// workers, and CPU-heavy work goes to blocking threads (`spawn_blocking`).
     pub fn service_context(&mut self) -> ServiceContext {
-        let arbiter = Arbiter::new();
-        let handle = arbiter.handle();
-        self.arbiters.push(arbiter);
+        if self.arbiters.is_empty() {
+            self.arbiters.push(Arbiter::new());
+        }
+        let handle = self.arbiters[0].handle();
         ServiceContext {
             node_id: self.options.node_id.clone(),
             tree: self.tree.clone(),

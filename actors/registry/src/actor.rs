@@ -147,7 +147,9 @@ impl RegistryActor {
     /// (Re)starts the eviction sweep and the configuration poll when their periods changed.
     fn schedule_timers(&mut self, ctx: &mut Context<Self>) {
         let terms = self.table.terms();
-        let sweep_period = Duration::from_millis(terms.lease_millis / 4).max(MIN_SWEEP_PERIOD);
+        // A lapsed lease is noticed within a twentieth of the lease (150 ms for 3 s), so a dead
+        // instance is gone within about the lease itself; a sweep is cheap.
+        let sweep_period = Duration::from_millis(terms.lease_millis / 20).max(MIN_SWEEP_PERIOD);
         let poll_period = Duration::from_millis(terms.config_poll_millis.max(1));
         if self.sweeper.as_ref().is_none_or(|(period, _)| *period != sweep_period) {
             if let Some((_, handle)) = self.sweeper.take() {
