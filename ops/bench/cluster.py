@@ -29,6 +29,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -44,7 +45,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-cluster-secret-0123456789abcdef"
 SECTION = "## Cluster foundation (issue 2)"
-COMMAND = "python3 ops/bench/cluster.py"
 BUILD_COMMAND = ["cargo", "build", "--release", "-p", "emporium", "--features", "test-services"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -161,10 +161,16 @@ def kib(value: str) -> int:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        text = stat.read()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    """CPU time of every thread of `pid`, from /proc/<pid>/task/*/schedstat (nanoseconds; the
+    clock-tick counters of /proc/<pid>/stat are too coarse for short runs)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as schedstat:
+                total += int(schedstat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -176,6 +182,20 @@ def machine_cpu() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary plus involuntary context switches of every thread of `pid`."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as status:
+                for line in status:
+                    if "ctxt_switches" in line:
+                        total += int(line.split(":")[1])
+        except OSError:
+            pass
+    return total
+
+
 class CpuWindow:
     """CPU used by some processes and by the whole machine over a window."""
 
@@ -183,6 +203,7 @@ class CpuWindow:
         self.pids = pids
         self.started = time.monotonic()
         self.proc = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
+        self.switches = {name: context_switches(pid) for name, pid in pids.items()}
         self.machine = machine_cpu()
 
     def finish(self) -> dict:
@@ -196,6 +217,7 @@ class CpuWindow:
             "machineBusyCores": machine_busy / wall,
             "otherCores": max(0.0, (machine_busy - sum(ours.values())) / wall),
             "cpuSeconds": ours,
+            "contextSwitches": {name: context_switches(pid) - self.switches[name] for name, pid in self.pids.items()},
         }
 
 
@@ -307,6 +329,8 @@ class Bench:
         self.target_dir = Path(target)
         self.binary = self.target_dir / "release" / "emporium"
         self.nodes: list[Node] = []
+        self.source_label = None
+        self.config_source = ROOT / "config"
         self.registry_counter = 0
 
     def cleanup(self) -> None:
@@ -320,10 +344,27 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def ensure_binary(self) -> None:
-        if self.args.build or not self.binary.exists():
-            log(f"building: CARGO_TARGET_DIR={self.target_dir} {' '.join(BUILD_COMMAND)}")
+        source = ROOT
+        if self.args.rev:
+            # A clean export of one commit, so that uncommitted work in the tree (other people's
+            # half-done edits) neither breaks the build nor ends up in the figures. The export
+            # lives under the target dir and is reused, so a second run does not rebuild.
+            sha = subprocess.run(["git", "rev-parse", "--short", self.args.rev], cwd=ROOT, capture_output=True,
+                                 text=True, check=True, timeout=30).stdout.strip()
+            source = self.target_dir / "bench-src" / sha
+            if not (source / "Cargo.toml").exists():
+                log(f"exporting commit {sha} to {source}")
+                source.mkdir(parents=True, exist_ok=True)
+                archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT, capture_output=True,
+                                         check=True, timeout=120).stdout
+                subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True, timeout=120)
+            self.binary = self.target_dir / "release" / "emporium"
+            self.source_label = f"commit {sha} (clean export)"
+        self.config_source = source / "config"
+        if self.args.build or self.args.rev or not self.binary.exists():
+            log(f"building in {source}: CARGO_TARGET_DIR={self.target_dir} {' '.join(BUILD_COMMAND)}")
             env = dict(os.environ, CARGO_TARGET_DIR=str(self.target_dir))
-            subprocess.run(BUILD_COMMAND, cwd=ROOT, env=env, check=True, timeout=3600)
+            subprocess.run(BUILD_COMMAND, cwd=source, env=env, check=True, timeout=3600)
         # A binary built without `test-services` refuses the echo role: clap names the role
         # first when it is unknown, and the (deliberately bad) listen address otherwise.
         probe = subprocess.run([str(self.binary), "--role", "echo,probe", "--listen", "not-an-address"],
@@ -341,7 +382,7 @@ class Bench:
         """A registry node on a fixed free port with its own copy of config/."""
         self.registry_counter += 1
         config_dir = self.tmp / f"config-{name}"
-        shutil.copytree(ROOT / "config", config_dir)
+        shutil.copytree(self.config_source, config_dir)
         port = free_port()
         node = self.node(name, "registry", listen=f"127.0.0.1:{port}", config_dir=config_dir)
         node.config_dir = config_dir
@@ -377,6 +418,9 @@ def figure_eviction(bench: Bench) -> dict:
     for run in range(bench.args.runs):
         node_id = f"echo-evict-{run}"
         instance = f"echo@{node_id}"
+        # Start at a random point of the registry's 750 ms eviction sweep: otherwise every node
+        # registers right after the previous eviction, in step with the sweep.
+        time.sleep(random.random() * 0.75)
         echo = bench.node(node_id, "echo", registry.url("")).wait_started()
         wait_until(f"{instance} UP", lambda: (instance_ids(registry, "echo") or {}).get(instance) == "UP", 20)
         # Kill at a random point of the heartbeat period (1 s), not in step with registration.
@@ -481,7 +525,18 @@ def figure_config(bench: Bench) -> dict:
     return results
 
 
-def measure(node: Node, count: int, concurrency: int, payload: int = 16, pids: dict | None = None) -> dict:
+def mean_micros(before: str, after: str, name: str, label: str = "") -> float | None:
+    s0, c0 = metric_sums(before, name, label)
+    s1, c1 = metric_sums(after, name, label)
+    return (s1 - s0) / (c1 - c0) * 1e6 if c1 > c0 else None
+
+
+def measure(node: Node, count: int, concurrency: int, payload: int = 16, pids: dict | None = None,
+            server: Node | None = None, path: str = "remote") -> dict:
+    """One MeasureAsks run on the probe at `node`; with `pids`, the CPU and context switches of
+    those processes; the mean ask time from the probe's /metrics and, with `server`, the mean
+    time the echo node spent per request (HTTP middleware and the cluster ask handler)."""
+    metrics_before = (get(node.url("/metrics"))[1], get(server.url("/metrics"))[1] if server else None)
     cpu = CpuWindow(pids) if pids else None
     started = time.monotonic()
     status, body = post(node.url("/cluster/v1/ask/probe/MeasureAsks"),
@@ -493,6 +548,14 @@ def measure(node: Node, count: int, concurrency: int, payload: int = 16, pids: d
     body["wallSeconds"] = wall
     if cpu:
         body["cpu"] = cpu.finish()
+    metrics_after = (get(node.url("/metrics"))[1], get(server.url("/metrics"))[1] if server else None)
+    body["means"] = {"ask": mean_micros(metrics_before[0], metrics_after[0], "emporium_ask_duration_seconds",
+                                        f'path="{path}"')}
+    if server:
+        body["means"]["serverHttp"] = mean_micros(metrics_before[1], metrics_after[1],
+                                                  "emporium_http_request_duration_seconds", "/cluster/v1/ask")
+        body["means"]["serverHandler"] = mean_micros(metrics_before[1], metrics_after[1],
+                                                     "emporium_cluster_request_duration_seconds", 'service="echo"')
     return body
 
 
@@ -518,9 +581,10 @@ def python_direct_latency(node: Node, count: int = 2000) -> dict:
             "p99Micros": latencies[int(len(latencies) * 0.99)] * 1e6}
 
 
-def ask_runs(bench: Bench, probe: Node, pids: dict, label: str) -> dict:
+def ask_runs(bench: Bench, probe: Node, pids: dict, label: str, server: Node | None = None) -> dict:
     """Warm-up, then `reps` repetitions of: c=1 5,000 asks; c=32 and c=64 50,000 asks."""
-    warm = measure(probe, 2000, 64, pids=None)
+    path = "remote" if server else "local"
+    warm = measure(probe, 2000, 64)
     log(f"  {label} warm-up (2,000 asks at c=64, discarded): {warm['asksPerSecond']:.0f}/s "
         f"answeredBy={warm['answeredBy']} errors={warm['numErrors']}")
     runs = {"c1": [], "c32": [], "c64": []}
@@ -528,30 +592,37 @@ def ask_runs(bench: Bench, probe: Node, pids: dict, label: str) -> dict:
         for key, count, concurrency in (("c1", bench.args.latency_asks, 1),
                                         ("c32", bench.args.throughput_asks, 32),
                                         ("c64", bench.args.throughput_asks, 64)):
-            result = measure(probe, count, concurrency, pids=pids)
+            result = measure(probe, count, concurrency, pids=pids, server=server, path=path)
             runs[key].append(result)
             cores = " ".join(f"{name}={value:.2f}" for name, value in result["cpu"]["cores"].items())
+            means = " ".join(f"{name}={value:.0f}us" for name, value in result["means"].items() if value)
             log(f"  {label} {key} rep {rep + 1}: p50={result['p50Micros']} us p99={result['p99Micros']} us "
                 f"{result['asksPerSecond']:.0f} asks/s errors={result['numErrors']} "
-                f"answeredBy={result['answeredBy']} | cores used: {cores} "
-                f"others={result['cpu']['otherCores']:.2f}")
+                f"answeredBy={result['answeredBy']} | cores: {cores} others={result['cpu']['otherCores']:.2f} "
+                f"| means: {means}")
     out = {}
     for key, results in runs.items():
+        names = list(results[0]["cpu"]["cores"])
+
+        def med(values):
+            values = [v for v in values if v is not None]
+            return statistics.median(values) if values else None
         out[key] = {
-            "p50Micros": statistics.median(r["p50Micros"] for r in results),
-            "p99Micros": statistics.median(r["p99Micros"] for r in results),
-            "asksPerSecond": statistics.median(r["asksPerSecond"] for r in results),
+            "p50Micros": med(r["p50Micros"] for r in results),
+            "p99Micros": med(r["p99Micros"] for r in results),
+            "asksPerSecond": med(r["asksPerSecond"] for r in results),
             "asksPerSecondAll": [round(r["asksPerSecond"]) for r in results],
             "p50All": [r["p50Micros"] for r in results],
             "p99All": [r["p99Micros"] for r in results],
             "errors": sum(r["numErrors"] for r in results),
             "answeredBy": sorted({n for r in results for n in r["answeredBy"]}),
-            "cores": {name: statistics.median(r["cpu"]["cores"][name] for r in results)
-                      for name in results[0]["cpu"]["cores"]},
-            "otherCores": statistics.median(r["cpu"]["otherCores"] for r in results),
-            "cpuMicrosPerAsk": {name: statistics.median(r["cpu"]["cpuSeconds"][name] * 1e6 / max(1, r["numOk"])
-                                                        for r in results)
-                                for name in results[0]["cpu"]["cores"]},
+            "cores": {name: med(r["cpu"]["cores"][name] for r in results) for name in names},
+            "otherCores": med(r["cpu"]["otherCores"] for r in results),
+            "cpuMicrosPerAsk": {name: med(r["cpu"]["cpuSeconds"][name] * 1e6 / max(1, r["numOk"]) for r in results)
+                                for name in names},
+            "switchesPerAsk": {name: med(r["cpu"]["contextSwitches"][name] / max(1, r["numOk"]) for r in results)
+                               for name in names},
+            "means": {name: med(r["means"].get(name) for r in results) for name in results[0]["means"]},
         }
     return out
 
@@ -580,34 +651,13 @@ def figure_remote_and_rss(bench: Bench) -> tuple[dict, dict]:
         return status == 200 and body.get("nodeId") == "echo-remote"
     wait_until("probe reaching echo-remote", relayed, 20, every=0.1)
 
-    pids = {"probe": probe.pid, "echo": echo.pid}
-    echo_metrics_before = get(echo.url("/metrics"))[1]
-    probe_metrics_before = get(probe.url("/metrics"))[1]
-    result = ask_runs(bench, probe, pids, "remote")
-    echo_metrics_after = get(echo.url("/metrics"))[1]
-    probe_metrics_after = get(probe.url("/metrics"))[1]
-
-    # Where the time of a remote ask goes, as mean per ask over all runs (from /metrics).
-    def mean_delta(before, after, name, label=""):
-        s0, c0 = metric_sums(before, name, label)
-        s1, c1 = metric_sums(after, name, label)
-        return (s1 - s0) / (c1 - c0) * 1e6 if c1 > c0 else None
-
-    breakdown = {
-        "probeAskMeanMicros": mean_delta(probe_metrics_before, probe_metrics_after,
-                                         "emporium_ask_duration_seconds", 'path="remote"'),
-        "echoHttpMeanMicros": mean_delta(echo_metrics_before, echo_metrics_after,
-                                         "emporium_http_request_duration_seconds", "/cluster/v1/ask"),
-        "echoClusterHandlerMeanMicros": mean_delta(echo_metrics_before, echo_metrics_after,
-                                                   "emporium_cluster_request_duration_seconds"),
-    }
+    result = ask_runs(bench, probe, {"probe": probe.pid, "echo": echo.pid}, "remote", server=echo)
     # The same server, called by a plain keep-alive Python client at concurrency 1.
-    breakdown["pythonDirect"] = python_direct_latency(echo)
-    log(f"  remote breakdown: {json.dumps(breakdown)}")
-    result["breakdown"] = breakdown
-    final = {name: kib(proc_status(node.pid)["VmRSS"]) / 1024 for name, node in (("echo", echo), ("probe", probe))}
-    rss["afterLoadMiB"] = final
-    result["threads"] = {"echo": int(proc_status(echo.pid)["Threads"]), "probe": int(proc_status(probe.pid)["Threads"])}
+    result["pythonDirect"] = python_direct_latency(echo)
+    log(f"  Python http.client straight to the echo node, c=1: p50 {result['pythonDirect']['p50Micros']:.0f} us, "
+        f"p99 {result['pythonDirect']['p99Micros']:.0f} us")
+    rss["afterLoadMiB"] = {name: kib(proc_status(node.pid)["VmRSS"]) / 1024
+                           for name, node in (("echo", echo), ("probe", probe))}
     bench.stop_all()
     return result, rss
 
@@ -680,7 +730,8 @@ def machine_info() -> dict:
         "nproc": os.cpu_count(),
         "model": model,
         "kernel": f"{os.uname().sysname} {os.uname().release}",
-        "commit": commit + (" (with uncommitted changes in the tree)" if dirty else ""),
+        "commit": "working tree at " + commit
+                  + (f" + uncommitted changes in {len(dirty.splitlines())} tracked files" if dirty else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "python": sys.version.split()[0],
     }
@@ -696,14 +747,15 @@ def ms(seconds: float) -> str:
 
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
     out = []
+    n = results.get("runs", 5)
     if "eviction" in results:
         r = results["eviction"]
-        out.append(("1. Eviction after kill -9 (median of 5; min-max)", "<= 3 s",
+        out.append((f"1. Eviction after kill -9 (median of {n}; min-max)", "<= 3 s",
                     f"{r['median']:.2f} s ({r['min']:.2f}-{r['max']:.2f})", yes(r["met"])))
     if "config" in results:
         for mode, label in (("poll", "file edit, registry's 500 ms poll"), ("refresh", "file edit + POST refresh")):
             r = results["config"][mode]
-            out.append((f"2. Config applied and acked on all 5 instances ({label}; median of 5)", "<= 1 s",
+            out.append((f"2. Config applied and acked on all 5 instances ({label}; median of {n})", "<= 1 s",
                         f"{ms(r['median'])} ({ms(r['min'])}-{ms(r['max'])})", yes(r["met"])))
     if "remote" in results:
         r = results["remote"]
@@ -721,13 +773,16 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
                     f"{r['c32']['asksPerSecond']:,.0f} / {r['c64']['asksPerSecond']:,.0f}", "-"))
     if "ratio" in results:
         r = results["ratio"]
+        remote, local = results["remote"], results["local"]
         out.append(("4c. Local vs remote: p50 latency ratio (c=1)", ">= 20x",
-                    f"{r['latency']:.1f}x", yes(r["latency"] >= 20)))
+                    f"{r['latency']:.1f}x ({remote['c1']['p50Micros']:.0f} us / {local['c1']['p50Micros']:.0f} us)",
+                    yes(r["latency"] >= 20)))
         out.append(("4d. Local vs remote: throughput ratio (c=64)", ">= 20x",
-                    f"{r['throughput']:.1f}x", yes(r["throughput"] >= 20)))
+                    f"{r['throughput']:.1f}x ({local['c64']['asksPerSecond']:,.0f} / "
+                    f"{remote['c64']['asksPerSecond']:,.0f} asks/s)", yes(r["throughput"] >= 20)))
     if "start" in results:
         r = results["start"]
-        out.append(("5. Node start to ready (median of 5; min-max)", "<= 1 s",
+        out.append((f"5. Node start to ready (median of {n}; min-max)", "<= 1 s",
                     f"{ms(r['median'])} ({ms(r['min'])}-{ms(r['max'])})", yes(r["met"])))
     if "rss" in results:
         r = results["rss"]
@@ -746,14 +801,14 @@ def print_table(table: list[tuple[str, str, str, str]]) -> None:
     print()
 
 
-def markdown(results: dict, info: dict, load_before: str) -> str:
+def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
     table = rows(results)
     lines = [
         SECTION,
         "",
-        f"Measured {info['date']} on commit `{info['commit']}` with `{COMMAND}` "
+        f"Measured {info['date']} on `{info['commit']}` with `{command}` "
         f"(release build: `CARGO_TARGET_DIR=${{CARGO_TARGET_DIR:-~/.cache/emporium/target}} "
-        f"{' '.join(BUILD_COMMAND)}`).",
+        f"{' '.join(BUILD_COMMAND)}`; binary `{info.get('binary', '?')}`).",
         "",
         f"Machine: {info['nproc']} cores, {info['model']}, {info['kernel']}. Everything runs on this one "
         f"{info['nproc']}-core machine: the benchmark script, the registry and every node share the cores "
@@ -768,9 +823,13 @@ def markdown(results: dict, info: dict, load_before: str) -> str:
               "`--listen 127.0.0.1:0` or a free port, `--node-id`, `EMPORIUM_CLUSTER_SECRET`; the registry "
               "gets its own copy of `config/`):", ""]
     lines += [
-        "1. A single-role `echo` node registers; 1-2 s later (a random point of its 1 s heartbeat) it gets "
-        "SIGKILL; `GET /registry/v1/instances?service=echo` is polled every 20 ms until the instance is gone. "
-        "Lease 3 s, heartbeat 1 s, eviction sweep every lease/4 = 750 ms (`config/application.toml`).",
+        "1. A single-role `echo` node starts at a random point of the registry's eviction sweep and registers; "
+        "1-2 s later (a random point of its 1 s heartbeat) it gets SIGKILL; "
+        "`GET /registry/v1/instances?service=echo` is polled every 20 ms until the instance is gone. "
+        "With lease 3 s, heartbeat 1 s and a sweep every lease/4 = 750 ms (`config/application.toml`), the "
+        "time from kill to eviction is 3 s - (time since the last renewal, 0-1 s) + (wait for the next "
+        "sweep, 0-0.75 s): between 2.0 and 3.75 s, 2.875 s on average, so a median of 5 lands on either "
+        "side of 3 s.",
         "2. Registry + 2 `echo` + 2 `probe` nodes (5 instances). `timeout_millis` in the registry's copy "
         "of `application.toml` is changed (temp file + rename) at a random point of the registry's 500 ms "
         "file poll; `GET /registry/v1/config/acks` is polled every 10 ms until every instance's "
@@ -782,7 +841,9 @@ def markdown(results: dict, info: dict, load_before: str) -> str:
         f"run at concurrency 64, discarded. Then {results.get('reps', 3)} repetitions of 5,000 asks at "
         "concurrency 1 and 50,000 at 32 and at 64; the table shows the median of the repetitions.",
         "4. One node with roles `echo,probe` (asks go to the local actor's `Addr`, no serialization), same "
-        "runs. Ratios: remote p50 / local p50 at concurrency 1; local asks/s / remote asks/s at concurrency 64.",
+        "runs. Ratios: remote p50 / local p50 at concurrency 1; local asks/s / remote asks/s at concurrency 64. "
+        "The probe reports whole microseconds, so a local p50 of 3 us means 2.5-3.5 us and the latency ratio "
+        "carries about 15% of rounding.",
         "5. Registry running; an `echo` node is spawned on a free port and `GET /health/ready` is polled "
         "every 10 ms from spawn until the first 200 (ready means registered with the registry). Median of 5.",
         "6. Fresh registry, `echo` and `probe` nodes (the cluster of figure 3, before any ask), ready, "
@@ -807,23 +868,28 @@ def markdown(results: dict, info: dict, load_before: str) -> str:
             f"{r['c1']['asksPerSecondAll']} asks/s; c=32 {r['c32']['asksPerSecondAll']} asks/s; "
             f"c=64 {r['c64']['asksPerSecondAll']} asks/s; errors {r['c1']['errors'] + r['c32']['errors'] + r['c64']['errors']}; "
             f"answered by {r['c1']['answeredBy']}.")
-        cores = "; ".join(
-            f"c={c[1:]}: " + ", ".join(f"{n} {v:.2f} cores ({r[c]['cpuMicrosPerAsk'][n]:.0f} us CPU/ask)"
-                                       for n, v in r[c]["cores"].items())
-            + f", other processes {r[c]['otherCores']:.2f} cores"
+        cpu = "; ".join(
+            f"c={c[1:]}: " + ", ".join(
+                f"{n} {v:.2f} cores, {r[c]['cpuMicrosPerAsk'][n]:.1f} us CPU and "
+                f"{r[c]['switchesPerAsk'][n]:.2f} context switches per ask"
+                for n, v in r[c]["cores"].items())
+            + f"; other processes {r[c]['otherCores']:.2f} cores"
             for c in ("c1", "c32", "c64"))
-        details.append(f"- {key.capitalize()} CPU during the runs (from /proc): {cores}.")
-    if "remote" in results:
-        b = results["remote"]["breakdown"]
+        details.append(f"- {key.capitalize()} CPU during the runs (from /proc, medians): {cpu}.")
 
         def fmt(v):
             return "n/a" if v is None else f"{v:.0f} us"
-        details.append(
-            f"- Remote ask breakdown (means over all runs, from the nodes' `/metrics`): probe's ask "
-            f"{fmt(b['probeAskMeanMicros'])}; echo node's HTTP request {fmt(b['echoHttpMeanMicros'])}, of "
-            f"which the cluster ask handler {fmt(b['echoClusterHandlerMeanMicros'])}. A Python keep-alive "
-            f"client straight to the echo node at c=1: p50 {b['pythonDirect']['p50Micros']:.0f} us, "
-            f"p99 {b['pythonDirect']['p99Micros']:.0f} us.")
+        means = "; ".join(
+            f"c={c[1:]}: ask {fmt(r[c]['means'].get('ask'))}"
+            + (f", echo node's HTTP request {fmt(r[c]['means'].get('serverHttp'))} of which the cluster "
+               f"ask handler {fmt(r[c]['means'].get('serverHandler'))}" if key == "remote" else "")
+            for c in ("c1", "c32", "c64"))
+        details.append(f"- {key.capitalize()} mean times per ask (from the nodes' `/metrics`): {means}.")
+    if "remote" in results:
+        d = results["remote"]["pythonDirect"]
+        details.append(f"- A Python `http.client` keep-alive client straight to the echo node "
+                       f"(`POST /cluster/v1/ask/echo/Echo`, c=1, 2,000 requests): p50 {d['p50Micros']:.0f} us, "
+                       f"p99 {d['p99Micros']:.0f} us.")
     if "rss" in results:
         r = results["rss"]
         details.append(
@@ -877,6 +943,8 @@ def write_docs(section: str) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", action="store_true", help="rebuild the release binary first")
+    parser.add_argument("--rev", help="build and measure this commit from a clean export (e.g. HEAD), "
+                                      "not the working tree")
     parser.add_argument("--runs", type=int, default=5, help="runs of figures 1, 2 and 5 (default 5)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each ask run (default 3)")
     parser.add_argument("--latency-asks", type=int, default=5000)
@@ -885,7 +953,19 @@ def main() -> int:
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/BENCHMARKS.md")
     parser.add_argument("--keep-logs", action="store_true", help="keep the nodes' logs in the temp dir")
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--report-from", metavar="JSON",
+                        help="measure nothing: print the table and write the docs section from the raw results "
+                             "a previous run saved with --json")
     args = parser.parse_args()
+    command = " ".join(["python3", "ops/bench/cluster.py"] + [shlex.quote(arg) for arg in sys.argv[1:]])
+
+    if args.report_from:
+        saved = json.loads(Path(args.report_from).read_text())
+        print_table(rows(saved["results"]))
+        if not args.no_docs:
+            path = write_docs(markdown(saved["results"], saved["machine"], saved["loadBefore"], saved["command"]))
+            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r} from {args.report_from}")
+        return 0
     only = {int(f) for f in args.only.split(",") if f.strip()}
 
     bench = Bench(args)
@@ -893,10 +973,14 @@ def main() -> int:
     info = machine_info()
     log(f"machine: {info['nproc']} x {info['model']}, {info['kernel']}; commit {info['commit']}")
     log(f"before the run: {load_before}")
-    results: dict = {"reps": args.reps}
+    results: dict = {"reps": args.reps, "runs": args.runs}
     try:
         bench.ensure_binary()
-        log(f"binary: {bench.binary}")
+        if bench.source_label:
+            info["commit"] = bench.source_label
+        built = datetime.datetime.fromtimestamp(bench.binary.stat().st_mtime, datetime.timezone.utc)
+        info["binary"] = f"$CARGO_TARGET_DIR/release/emporium, built {built.strftime('%Y-%m-%d %H:%M UTC')}"
+        log(f"binary: {info['binary']}")
         if 5 in only:
             log("figure 5: node start to ready")
             results["start"] = figure_start(bench)
@@ -926,11 +1010,11 @@ def main() -> int:
     table = rows(results)
     print_table(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "loadBefore": load_before, "loadAfter": load_after,
-                                               "results": results}, indent=2, default=str))
+        Path(args.json).write_text(json.dumps({"command": command, "machine": info, "loadBefore": load_before,
+                                               "loadAfter": load_after, "results": results}, indent=2, default=str))
     if not args.no_docs:
         if only >= {1, 2, 3, 4, 5, 6}:
-            path = write_docs(markdown(results, info, load_before))
+            path = write_docs(markdown(results, info, load_before, command))
             log(f"wrote {path.relative_to(ROOT)} section {SECTION!r}")
         else:
             log("not writing docs: only some figures ran")

@@ -127,11 +127,13 @@ impl BusConfig {
     /// The broker names of the queue of `consumer` on `exchange`.
     pub fn queue_names(&self, consumer: &str, exchange: &str) -> QueueNames {
         let queue = format!("{}{consumer}.{exchange}", self.prefix());
-        QueueNames {
-            dead_letter_exchange: format!("{queue}.dlx"),
-            dead_letter_queue: format!("{queue}.dlq"),
-            queue,
-        }
+        QueueNames { dead_letter_exchange: format!("{queue}.dlx"), dead_letter_queue: format!("{queue}.dlq"), queue }
+    }
+
+    /// The delay before reconnection attempt or retry number `attempt` (1 = the first) after
+    /// a broker or database failure.
+    pub fn reconnect_delay_for(&self, attempt: u32) -> Duration {
+        self.reconnect_min_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.reconnect_max_delay)
     }
 
     /// The delay before retry number `attempt` (1 = the first retry) of a failed event.
@@ -175,7 +177,8 @@ impl ConsumerSpec {
 
     /// Checks the names.
     pub fn validate(&self) -> Result<(), BusError> {
-        let name_ok = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        let name_ok =
+            |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
         if !name_ok(&self.consumer) || !name_ok(&self.exchange) {
             return Err(BusError::InvalidConfig(format!(
                 "consumer {:?} and exchange {:?} must be non-empty words of letters, digits, '-' and '_'",

@@ -17,6 +17,9 @@ pub enum BusError {
     /// A broker operation failed (connection lost, channel closed, publish refused).
     #[error("rabbitmq operation failed: {0}")]
     Broker(#[from] lapin::Error),
+    /// The broker did not answer in time.
+    #[error("rabbitmq did not answer in time: {0}")]
+    BrokerTimeout(String),
     /// The broker refused (nacked) a publish.
     #[error("rabbitmq refused to take a message: {0}")]
     PublishRefused(String),
@@ -52,7 +55,9 @@ impl BusError {
     pub fn status_and_code(&self) -> (u16, &'static str) {
         match self {
             BusError::BrokerUnreachable { .. } => (503, "broker_unavailable"),
-            BusError::Broker(_) | BusError::PublishRefused(_) => (503, "broker_unavailable"),
+            BusError::Broker(_) | BusError::PublishRefused(_) | BusError::BrokerTimeout(_) => {
+                (503, "broker_unavailable")
+            }
             BusError::Database(_) => (503, "database_unavailable"),
             BusError::ShuttingDown => (503, "shutting_down"),
             BusError::Actor(error) if error.is_transient() => (503, "bus_unavailable"),

@@ -1,5 +1,72 @@
-//! stub
+//! The event bus: events that are never lost and never applied twice, over RabbitMQ or, in the
+//! embedded default, in process, with the same semantics.
+//!
+//! **Publishing (transactional outbox).** A service writes its state change and its events in
+//! one SQL transaction ([`Database::begin`], [`outbox::enqueue`], [`DbTx::commit`]). Its relay
+//! ([`Bus::start_relay`]: the supervised actor [`relay::OutboxRelay`], `<service>.outbox/relay`,
+//! and a driver task) publishes pending `bus_outbox` rows in id order with publisher confirms,
+//! in pipelined batches, and marks them sent; a commit that enqueued events wakes it at once.
+//! Broker outages are ridden out with reconnection and backoff; rows are never lost, and
+//! published again (consumers dedupe) rather than skipped. On MariaDB/MySQL one instance per
+//! service relays at a time (`GET_LOCK` on a dedicated connection). Lag is observable:
+//! [`RelayHandle::snapshot`] and the gauges `emporium_outbox_unsent` and
+//! `emporium_outbox_oldest_unsent_seconds` (label `service`).
+//!
+//! **Consuming (idempotent inbox).** [`Bus::subscribe`] declares the consumer's durable queue
+//! `<consumer>.<exchange>` with its routing-key bindings and dead-letter exchange and queue,
+//! and starts a supervised actor ([`consumer::InboxConsumer`],
+//! `<consumer>.<exchange>/consumer`) with a driver task (manual acks, prefetch 64). The
+//! service's [`EventHandler`] applies each event inside the transaction the bus gives it; the
+//! bus adds the `bus_inbox` row (consumer, event id) to the same transaction, commits, and only
+//! then acks. A redelivered event already in the inbox is acked without a second effect. An
+//! unreadable message, or one whose handler failed `max_attempts` times, goes to the
+//! dead-letter queue with the reason in its headers, and is recorded as a fault in the node's
+//! supervision snapshot; consuming goes on.
+//!
+//! **In process.** Without `EMPORIUM_AMQP_URL` the same API runs on an in-memory broker
+//! ([`in_process`]) with the same outbox and inbox tables: a row is marked sent only once every
+//! subscribed queue settled it, so a crash publishes it again and the inboxes dedupe it. Dead
+//! letters go to the `bus_dead_letter` table. Call [`Bus::start_delivery`] once every service
+//! subscribed.
+//!
+//! **Wire format.** See [`amqp`]: structured-mode CloudEvents JSON
+//! (`application/cloudevents+json`), persistent, `traceparent` in the AMQP headers.
+//!
+//! **Migrations.** The bus's tables come from `migrations/{mysql,sqlite}/`, embedded at compile
+//! time and applied by [`Database::migrate_bus`] (also run by `start_relay` and `subscribe`).
+//! Versions are reserved per crate so that several crates' migrations share one database and
+//! one `_sqlx_migrations` table: the bus owns `1_000_001..=1_999_999`; each other crate takes
+//! its own million (`2_000_001..` and so on) and runs its migrator with `ignore_missing`, as
+//! the bus does, so it ignores versions that are not its own.
+//!
+//! Messages of the bus's actors: [`messages`].
+#![warn(missing_docs)]
+
+pub mod amqp;
+mod ask;
+pub mod bus;
+pub mod config;
+pub mod consumer;
+pub mod consumer_driver;
 pub mod database;
 pub mod error;
+pub mod handler;
+pub mod in_process;
 pub mod inbox;
+pub mod messages;
 pub mod outbox;
+pub mod relay;
+pub mod relay_driver;
+pub mod schema;
+mod transport;
+
+pub use bus::{Bus, IN_PROCESS_BUS_WARNING};
+pub use config::{BusConfig, ConsumerSpec, QueueNames};
+pub use consumer_driver::{ConsumerHandle, ConsumerSnapshot};
+pub use database::{Database, DbConnection, DbTx, Dialect};
+pub use error::BusError;
+pub use handler::{EventError, EventHandler, ReceivedEvent, handler_fn};
+pub use inbox::DeadLetter;
+pub use outbox::OutboxLag;
+pub use relay_driver::{RelayHandle, RelayRole, RelaySnapshot};
+pub use schema::SqlMigration;

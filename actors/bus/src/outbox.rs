@@ -117,11 +117,11 @@ pub(crate) async fn fetch_pending(
     match database.pool() {
         Pool::MySql(pool) => {
             let rows = sqlx::query(SELECT).bind(service).bind(limit).fetch_all(pool).await?;
-            rows.iter().map(|row| read_row(row)).collect()
+            rows.iter().map(read_row).collect()
         }
         Pool::Sqlite(pool) => {
             let rows = sqlx::query(SELECT).bind(service).bind(limit).fetch_all(pool).await?;
-            rows.iter().map(|row| read_row(row)).collect()
+            rows.iter().map(read_row).collect()
         }
     }
 }

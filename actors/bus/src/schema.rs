@@ -44,3 +44,14 @@ impl Database {
         Ok(())
     }
 }
+
+impl Database {
+    /// Whether the database answers a trivial query (readiness checks).
+    pub async fn ping(&self) -> Result<(), BusError> {
+        match self.pool() {
+            Pool::MySql(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
+            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+}
