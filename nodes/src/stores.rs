@@ -35,9 +35,7 @@ pub fn watch_database(readiness: &Readiness, service: &str, database: Database) 
     let (healthy_check, reason_check) = (healthy.clone(), reason.clone());
     readiness.add_check(
         &format!("{service} database"),
-        Box::new(move || {
-            if healthy_check.load(Ordering::Acquire) { Ok(()) } else { Err(reason_check.lock().clone()) }
-        }),
+        Box::new(move || if healthy_check.load(Ordering::Acquire) { Ok(()) } else { Err(reason_check.lock().clone()) }),
     );
     tokio::spawn(async move {
         loop {

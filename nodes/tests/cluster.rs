@@ -351,3 +351,36 @@ async fn metrics_show_asks_actors_breakers_and_leases() {
     let registry_metrics = text(&registry.node).await;
     assert!(registry_metrics.contains("emporium_registry_instances{"), "{registry_metrics}");
 }
+
+#[tokio::test]
+async fn reservations_are_asked_from_another_node_and_never_oversell() {
+    let registry = start_registry("reg-reserve");
+    let data = DataDir::new();
+    let inventory = start_node_with_data("inventory-reserve", "inventory", &registry.url, &data);
+    let probe = start_node("probe-reserve", "probe", &registry.url);
+    let admin = json!({"userId": "admin-1", "roles": ["admin"], "tokenId": "t"});
+    let set = json!({"caller": admin, "sku": "LAST-FIVE", "request": {"available": 5, "reorderLevel": 0, "reorderQuantity": 0}});
+    assert_eq!(ask(&inventory, "inventory", "SetStock", set).await.0, 200);
+
+    let request = json!({"request": {"orderId": "order-1", "lines": [{"sku": "LAST-FIVE", "quantity": 2}]}});
+    let reservation = eventually(Duration::from_secs(10), "reservation through the probe", || async {
+        let (status, body) = ask(&probe, "probe", "RelayReserveStock", request.clone()).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(reservation["status"], "RESERVED");
+    // The same order again: the same reservation, no second hold.
+    let (status, again) = ask(&probe, "probe", "RelayReserveStock", request.clone()).await;
+    assert_eq!((status, again), (200, reservation));
+
+    // 20 concurrent one-unit reservations for the 3 units left.
+    let (status, run) =
+        ask(&probe, "probe", "MeasureReservations", json!({"count": 20, "concurrency": 20, "sku": "LAST-FIVE"})).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["numOk"], 3, "{run}");
+    assert_eq!(run["numErrors"], 17, "{run}");
+    let errors = run["errors"].as_object().unwrap();
+    assert!(errors.keys().all(|error| error.starts_with("out_of_stock")), "{run}");
+    let (_, stock) = ask(&inventory, "inventory", "GetStock", json!({"sku": "LAST-FIVE"})).await;
+    assert_eq!((stock["available"].as_u64(), stock["reserved"].as_u64()), (Some(0), Some(5)));
+}

@@ -143,3 +143,37 @@ pub struct AskMeasurement {
     /// The error codes of failed asks, with how many each.
     pub errors: std::collections::BTreeMap<String, u32>,
 }
+
+/// Ask the inventory for a reservation through `ServiceRef`, from the probe's node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayReserveStock {
+    /// The reservation to ask for.
+    pub request: crate::inventory::ReserveStock,
+}
+
+impl Request for RelayReserveStock {
+    type Reply = crate::inventory::Reservation;
+    const SERVICE: &'static str = PROBE_SERVICE;
+    const NAME: &'static str = "RelayReserveStock";
+    const IDEMPOTENT: bool = true;
+}
+
+/// Make `count` reservations of one unit of `sku` (a fresh order id each) through
+/// `ServiceRef`, `concurrency` at a time, and report latency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasureReservations {
+    /// Reservations to make.
+    pub count: u32,
+    /// Reservations in flight at once.
+    pub concurrency: u32,
+    /// The SKU to reserve.
+    pub sku: String,
+}
+
+impl Request for MeasureReservations {
+    type Reply = AskMeasurement;
+    const SERVICE: &'static str = PROBE_SERVICE;
+    const NAME: &'static str = "MeasureReservations";
+    const IDEMPOTENT: bool = false;
+}

@@ -14,7 +14,10 @@ pub mod routes;
 pub mod worker;
 
 use emporium_cluster::{ServiceContext, ServiceHandle};
-use emporium_contracts::echo::{Crash, Echo, IncrementCounter, MeasureAsks, PROBE_SERVICE, RelayEcho, SERVICE, Sleep};
+use emporium_contracts::echo::{
+    Crash, Echo, IncrementCounter, MeasureAsks, MeasureReservations, PROBE_SERVICE, RelayEcho, RelayReserveStock,
+    SERVICE, Sleep,
+};
 use emporium_runtime::LocalEndpoint;
 
 pub use routes::{openapi, routes};
@@ -38,11 +41,14 @@ pub fn start(ctx: ServiceContext) -> anyhow::Result<ServiceHandle> {
 pub fn start_probe(ctx: ServiceContext) -> anyhow::Result<ServiceHandle> {
     let mut group = ctx.group(PROBE_SERVICE);
     let echo = ctx.service(SERVICE);
-    let caller = group.spawn("caller", move || probe::Probe::new(echo.clone()));
+    let inventory = ctx.service(emporium_contracts::inventory::SERVICE);
+    let caller = group.spawn("caller", move || probe::Probe::new(echo.clone(), inventory.clone()));
     let supervision = group.finish();
     let endpoint = LocalEndpoint::builder(PROBE_SERVICE, supervision.health.clone())
         .route::<RelayEcho, _>(&caller)
         .route::<MeasureAsks, _>(&caller)
+        .route::<RelayReserveStock, _>(&caller)
+        .route::<MeasureReservations, _>(&caller)
         .build();
     Ok(ServiceHandle { endpoint, supervision })
 }

@@ -250,3 +250,32 @@ pub fn start_registry(name: &str) -> RegistryNode {
 pub fn start_node(name: &str, roles: &str, registry_url: &str) -> NodeProcess {
     NodeProcess::start(name, &["--role", roles, "--registry", registry_url, "--listen", "127.0.0.1:0"], &[])
 }
+
+/// A temporary data directory for a node's embedded stores, removed on drop.
+pub struct DataDir {
+    pub path: PathBuf,
+}
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        let path = std::env::temp_dir().join(format!("emporium-test-data-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&path).unwrap();
+        DataDir { path }
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A node with `roles` and its own data directory.
+pub fn start_node_with_data(name: &str, roles: &str, registry_url: &str, data: &DataDir) -> NodeProcess {
+    let data_dir = data.path.to_str().unwrap().to_string();
+    NodeProcess::start(
+        name,
+        &["--role", roles, "--registry", registry_url, "--listen", "127.0.0.1:0", "--data-dir", &data_dir],
+        &[],
+    )
+}
