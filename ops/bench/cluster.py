@@ -14,9 +14,14 @@ Measures, on a release build with the `test-services` feature:
 Prints a summary table and replaces the section "## Cluster foundation (issue 2)" of
 docs/BENCHMARKS.md (other sections are kept). Python 3.11 standard library only.
 
-    python3 ops/bench/cluster.py            # build the binary if missing, run, write docs
-    python3 ops/bench/cluster.py --build    # rebuild first
+    python3 ops/bench/cluster.py              # build the binary if missing, run, write docs
+    python3 ops/bench/cluster.py --build      # rebuild from the working tree first
+    python3 ops/bench/cluster.py --rev HEAD   # build and measure a clean export of a commit
     python3 ops/bench/cluster.py --only 3,4 --no-docs
+    python3 ops/bench/cluster.py --json out.json; python3 ops/bench/cluster.py --report-from out.json
+
+The binary is $CARGO_TARGET_DIR/release/emporium (default ~/.cache/emporium/target), built with
+`cargo build --release -p emporium --features test-services`.
 
 Every child process is killed at the end (try/finally and atexit); every wait is bounded.
 """

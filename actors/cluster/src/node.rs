@@ -329,13 +329,13 @@ impl Node {
             let mut app = App::new()
                 .wrap_fn(|request, service| {
                     let started = std::time::Instant::now();
-                    let method = request.method().to_string();
-                    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                    let method = request.method().as_str().to_string();
+                    let route = route_label(request.path());
                     let response = service.call(request);
                     async move {
                         let response = response.await?;
                         let status = response.status().as_u16().to_string();
-                        metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "cluster", "route" => route.clone(), "method" => method.clone())
+                        metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "cluster", "route" => route, "method" => method.clone())
                             .record(started.elapsed().as_secs_f64());
                         metrics::counter!("emporium_http_requests_total", "listener" => "cluster", "route" => route, "method" => method, "status" => status)
                             .increment(1);
@@ -410,6 +410,23 @@ impl Node {
         }
         tracing::info!(node_id = %self.options.node_id, "node stopped");
         Ok(())
+    }
+}
+
+/// The metrics label of a cluster-listener path: its route pattern, found without matching
+/// the router a second time (the hot path is the cluster transport).
+fn route_label(path: &str) -> &'static str {
+    match path {
+        _ if path.starts_with("/cluster/v1/ask/") => "/cluster/v1/ask/{service}/{message}",
+        _ if path.starts_with("/registry/v1/instances") => "/registry/v1/instances",
+        _ if path.starts_with("/registry/v1/watch") => "/registry/v1/watch",
+        _ if path.starts_with("/registry/v1/config") => "/registry/v1/config",
+        _ if path.starts_with("/registry/") => "/registry",
+        "/health/live" => "/health/live",
+        "/health/ready" => "/health/ready",
+        "/metrics" => "/metrics",
+        "/admin/v1/supervision" => "/admin/v1/supervision",
+        _ => "other",
     }
 }
 
