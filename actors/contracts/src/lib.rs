@@ -12,6 +12,8 @@
 //! - [`auth`]: the auth service's messages and public bodies.
 //! - [`inventory`]: the inventory service's messages (the synchronous stock check).
 //! - [`page`]: paged lists.
+//! - [`money`]: decimal-string amounts over integer minor units.
+//! - [`product`]: the product service's messages and public bodies.
 //! - [`echo`]: the diagnostic echo service used by the cluster tests.
 //! - [`events`]: the CloudEvents envelope, exchanges, event types and payloads of the event bus.
 #![warn(missing_docs)]
@@ -22,7 +24,9 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod inventory;
+pub mod money;
 pub mod page;
+pub mod product;
 pub mod registry;
 pub mod request;
 
