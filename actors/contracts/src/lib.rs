@@ -14,6 +14,7 @@
 //! - [`page`]: paged lists.
 //! - [`money`]: decimal-string amounts over integer minor units.
 //! - [`product`]: the product service's messages and public bodies.
+//! - [`order`]: the order service's messages and public bodies.
 //! - [`echo`]: the diagnostic echo service used by the cluster tests.
 //! - [`events`]: the CloudEvents envelope, exchanges, event types and payloads of the event bus.
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod events;
 pub mod identity;
 pub mod inventory;
 pub mod money;
+pub mod order;
 pub mod page;
 pub mod product;
 pub mod registry;
