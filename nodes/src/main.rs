@@ -3,7 +3,9 @@
 
 mod cli;
 mod roles;
+mod run;
 mod stores;
+mod wiring;
 
 use std::process::ExitCode;
 
@@ -12,7 +14,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    match actix_web::rt::System::new().block_on(roles::run_node(cli)) {
+    match actix_web::rt::System::new().block_on(run::run_node(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("emporium: {error:#}");

@@ -55,3 +55,32 @@ impl Database {
         Ok(())
     }
 }
+
+/// Runs `$body` with `$connection` bound to the transaction's connection, whatever its
+/// dialect: the same SQL text (both dialects take `?` placeholders) runs on either.
+///
+/// ```ignore
+/// emporium_bus::on_connection!(tx, |connection| {
+///     sqlx::query("UPDATE t SET n = n + 1 WHERE id = ?").bind(id).execute(&mut *connection).await
+/// })
+/// ```
+#[macro_export]
+macro_rules! on_connection {
+    ($tx:expr, |$connection:ident| $body:expr) => {
+        match $tx.connection() {
+            $crate::database::DbConnection::MySql($connection) => $body,
+            $crate::database::DbConnection::Sqlite($connection) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to the database's pool, whatever its dialect.
+#[macro_export]
+macro_rules! on_pool {
+    ($database:expr, |$pool:ident| $body:expr) => {
+        match $database.pool() {
+            $crate::database::Pool::MySql($pool) => $body,
+            $crate::database::Pool::Sqlite($pool) => $body,
+        }
+    };
+}

@@ -48,10 +48,26 @@ impl ServiceContext {
     }
 }
 
-/// A started service: its message table and its supervisor.
+/// A started service: its message table, its supervisor, and what must live as long as it
+/// (its outbox relay and event consumers, which stop when dropped).
 pub struct ServiceHandle {
     /// The service's messages, for local callers and the transport.
     pub endpoint: LocalEndpoint,
     /// Its supervisor and health.
     pub supervision: ServiceSupervision,
+    /// Kept until the node shuts down, then dropped (stopping relays and consumers).
+    pub resources: Vec<Box<dyn std::any::Any>>,
+}
+
+impl ServiceHandle {
+    /// A handle with no resources.
+    pub fn new(endpoint: LocalEndpoint, supervision: ServiceSupervision) -> Self {
+        ServiceHandle { endpoint, supervision, resources: Vec::new() }
+    }
+
+    /// Keeps `resource` alive as long as the service.
+    pub fn keep(mut self, resource: impl std::any::Any) -> Self {
+        self.resources.push(Box::new(resource));
+        self
+    }
 }

@@ -155,6 +155,7 @@ pub struct Node {
     arbiters: Vec<Arbiter>,
     config_version_tx: watch::Sender<u64>,
     shutdown_hooks: Vec<ShutdownHook>,
+    service_resources: Vec<Box<dyn std::any::Any>>,
 }
 
 impl Node {
@@ -194,6 +195,7 @@ impl Node {
             arbiters: Vec::new(),
             config_version_tx,
             shutdown_hooks: Vec::new(),
+            service_resources: Vec::new(),
         })
     }
 
@@ -254,6 +256,7 @@ impl Node {
     /// Adds a started service whose instance carries `metadata` (a gateway's public address).
     pub fn add_service_with_metadata(&mut self, handle: ServiceHandle, metadata: BTreeMap<String, String>) {
         let service = handle.endpoint.service().to_string();
+        self.service_resources.extend(handle.resources);
         self.cluster.add_local(handle.endpoint);
         self.readiness.parts.lock().health.push((service.clone(), handle.supervision.health.clone()));
         self.add_instance(&service, Some(handle.supervision.health), metadata);
@@ -400,6 +403,8 @@ impl Node {
         for hook in self.shutdown_hooks {
             hook().await;
         }
+        // Relays and consumers stop when their handles drop.
+        drop(self.service_resources);
         watcher.abort();
         config_follower.abort();
         gauges.abort();

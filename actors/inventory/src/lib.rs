@@ -10,10 +10,12 @@
 //!   updates inside the reservation's transaction (and a `CHECK (available >= 0)`).
 //! - Events through the outbox, in the transaction of the change: `inventory.reserved`,
 //!   `inventory.released`, `inventory.committed`, `inventory.reorder_needed`.
+//! - Consumer: [`order_outcomes`] commits or releases on `order.confirmed` / `order.cancelled`.
 //! - HTTP: [`routes::routes`] (mounted by the gateway) and [`routes::openapi`].
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod order_outcomes;
 pub mod routes;
 pub mod stock_keeper;
 pub mod store;
@@ -22,6 +24,8 @@ pub mod validation;
 use std::time::Duration;
 
 use emporium_bus::database::Database;
+use emporium_bus::{Bus, ConsumerSpec};
+use emporium_contracts::events::{ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_EVENTS};
 use emporium_cluster::{ServiceContext, ServiceHandle};
 use emporium_contracts::inventory::{
     AdjustStock, CheckAvailability, CommitReservation, GetStock, ListStock, ReleaseExpiredReservations,
@@ -35,6 +39,10 @@ pub use routes::{openapi, routes};
 pub struct InventoryOptions {
     /// Where the stock, the reservations and the outbox live.
     pub database: Database,
+    /// The event bus: the outbox relay and the consumer of `order.confirmed` and
+    /// `order.cancelled` run on it. Without it (tests of the store alone), events wait in the
+    /// outbox.
+    pub bus: Option<Bus>,
 }
 
 /// Migrates the store, starts the stock keeper under its supervisor and its expiry sweeper.
@@ -69,5 +77,12 @@ pub async fn start(ctx: ServiceContext, options: InventoryOptions) -> anyhow::Re
             }
         }
     });
-    Ok(ServiceHandle { endpoint, supervision })
+    let mut handle = ServiceHandle::new(endpoint, supervision);
+    if let Some(bus) = &options.bus {
+        let relay = bus.start_relay(&ctx, SERVICE, options.database.clone()).await?;
+        let spec = ConsumerSpec::new(SERVICE, ORDER_EVENTS, &[ORDER_CONFIRMED, ORDER_CANCELLED]);
+        let consumer = bus.subscribe(&ctx, spec, options.database.clone(), order_outcomes::handler()).await?;
+        handle = handle.keep(relay).keep(consumer);
+    }
+    Ok(handle)
 }

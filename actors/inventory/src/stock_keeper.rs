@@ -149,42 +149,55 @@ fn same_reservation(existing: Reservation, lines: &[events::StockLine]) -> Resul
     if existing.lines == lines { Ok(existing) } else { Err(InventoryError::ReservationMismatch(existing.order_id)) }
 }
 
-/// Settles an order's reservation: commit (stock leaves) or release (stock back).
+/// Settles an order's reservation inside `tx`: commit (stock leaves) or release (stock back),
+/// with its event. Answers the reservation as it now stands (`None`: the order has none).
+pub(crate) async fn settle_in(
+    tx: &mut DbTx,
+    order_id: &str,
+    commit: bool,
+    meta: &CallMeta,
+) -> Result<Option<Reservation>, InventoryError> {
+    check_order_id(order_id)?;
+    let Some(mut reservation) = store::reservation(tx, order_id).await? else { return Ok(None) };
+    let target = if commit { ReservationStatus::Committed } else { ReservationStatus::Released };
+    if reservation.status != ReservationStatus::Reserved || !store::settle_reservation(tx, order_id, target).await? {
+        if commit && reservation.status == ReservationStatus::Released {
+            return Err(InventoryError::ReservationReleased(order_id.to_string()));
+        }
+        return Ok(Some(reservation));
+    }
+    for line in &reservation.lines {
+        store::settle_reserved(tx, &line.sku, line.quantity, !commit).await?;
+    }
+    if commit {
+        let payload = InventoryCommitted { order_id: order_id.to_string(), lines: reservation.lines.clone() };
+        publish(tx, INVENTORY_COMMITTED, order_id, &payload, meta).await?;
+    } else {
+        let payload = InventoryReleased { order_id: order_id.to_string(), lines: reservation.lines.clone() };
+        publish(tx, INVENTORY_RELEASED, order_id, &payload, meta).await?;
+    }
+    reservation.status = target;
+    Ok(Some(reservation))
+}
+
+/// Settles an order's reservation in a transaction of its own.
 async fn settle(
     database: Database,
     order_id: String,
     commit: bool,
     meta: CallMeta,
 ) -> Result<Option<Reservation>, InventoryError> {
-    check_order_id(&order_id)?;
     let mut tx = database.begin().await?;
-    let Some(mut reservation) = store::reservation(&mut tx, &order_id).await? else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let target = if commit { ReservationStatus::Committed } else { ReservationStatus::Released };
-    if reservation.status != ReservationStatus::Reserved
-        || !store::settle_reservation(&mut tx, &order_id, target).await?
-    {
-        tx.rollback().await?;
-        if commit && reservation.status == ReservationStatus::Released {
-            return Err(InventoryError::ReservationReleased(order_id));
+    match settle_in(&mut tx, &order_id, commit, &meta).await {
+        Ok(reservation) => {
+            tx.commit().await?;
+            Ok(reservation)
         }
-        return Ok(Some(reservation));
+        Err(error) => {
+            tx.rollback().await?;
+            Err(error)
+        }
     }
-    for line in &reservation.lines {
-        store::settle_reserved(&mut tx, &line.sku, line.quantity, !commit).await?;
-    }
-    if commit {
-        let payload = InventoryCommitted { order_id: order_id.clone(), lines: reservation.lines.clone() };
-        publish(&mut tx, INVENTORY_COMMITTED, &order_id, &payload, &meta).await?;
-    } else {
-        let payload = InventoryReleased { order_id: order_id.clone(), lines: reservation.lines.clone() };
-        publish(&mut tx, INVENTORY_RELEASED, &order_id, &payload, &meta).await?;
-    }
-    tx.commit().await?;
-    reservation.status = target;
-    Ok(Some(reservation))
 }
 
 impl ServiceHandler<ReserveStock> for StockKeeper {

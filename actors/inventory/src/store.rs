@@ -1,6 +1,6 @@
 //! The inventory's SQL: one implementation for MariaDB/MySQL and SQLite (the statements are
-//! the same text in both dialects; [`on_connection!`] and [`on_pool!`] run them on the
-//! dialect at hand). Times are epoch milliseconds.
+//! the same text in both dialects; `emporium_bus::on_connection!` and `on_pool!` run them on
+//! the dialect at hand). Times are epoch milliseconds.
 //!
 //! No oversell: stock is taken with a conditional update (`available >= requested`) inside the
 //! reservation's transaction, so concurrent reservations serialize on the row and the
@@ -10,32 +10,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use emporium_bus::database::Database;
-use emporium_bus::database::{DbConnection, DbTx, Pool};
+use emporium_bus::database::DbTx;
+use emporium_bus::{on_connection, on_pool};
 use emporium_bus::error::BusError;
 use emporium_contracts::events::StockLine;
 use emporium_contracts::inventory::{Reservation, ReservationStatus, StockView};
 use emporium_contracts::page::PageRequest;
 use sqlx::Row;
-
-/// Runs `$body` with `$conn` bound to the transaction's connection, whatever its dialect.
-macro_rules! on_connection {
-    ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx.connection() {
-            DbConnection::MySql($conn) => $body,
-            DbConnection::Sqlite($conn) => $body,
-        }
-    };
-}
-
-/// Runs `$body` with `$pool` bound to the database's pool, whatever its dialect.
-macro_rules! on_pool {
-    ($database:expr, |$pool:ident| $body:expr) => {
-        match $database.pool() {
-            Pool::MySql($pool) => $body,
-            Pool::Sqlite($pool) => $body,
-        }
-    };
-}
 
 /// Migrations of the inventory: versions `3_000_001..=3_999_999` (see the bus crate for the
 /// convention), as `(version, description, MySQL, SQLite)`.

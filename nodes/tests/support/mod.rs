@@ -133,6 +133,18 @@ impl NodeProcess {
         format!("http://{}{path}", self.listen)
     }
 
+    /// The gateway's public address, from its "gateway listening" log line.
+    pub fn http(&self, path: &str) -> String {
+        let lines = self.lines.lock().unwrap();
+        let address = lines
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|json| json["message"] == "gateway listening")
+            .and_then(|json| json["http"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("node {} has no gateway", self.node_id));
+        format!("http://{address}{path}")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -278,4 +290,86 @@ pub fn start_node_with_data(name: &str, roles: &str, registry_url: &str, data: &
         &["--role", roles, "--registry", registry_url, "--listen", "127.0.0.1:0", "--data-dir", &data_dir],
         &[],
     )
+}
+
+/// The bootstrap admin's password in tests.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// One node with every role in `roles` (e.g. "registry,gateway,auth,inventory"), its own
+/// registry, data directory and a free gateway port; `env` adds variables.
+pub fn start_single_node(name: &str, roles: &str, data: &DataDir, env: &[(&str, &str)]) -> (NodeProcess, ConfigDir) {
+    let config = ConfigDir::copy_of_repository_config();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let data_dir = data.path.to_str().unwrap().to_string();
+    let config_dir = config.path.to_str().unwrap().to_string();
+    let mut all_env = vec![("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    all_env.extend_from_slice(env);
+    let node = NodeProcess::start(
+        name,
+        &["--role", roles, "--listen", &listen, "--http", &http, "--data-dir", &data_dir, "--config-dir", &config_dir],
+        &all_env,
+    );
+    (node, config)
+}
+
+/// A public API client (no cluster credential).
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Api {
+        Api { base, client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap() }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut request = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, body, headers)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let (status, body, _) = self.send("POST", path, token, Some(body)).await;
+        (status, body)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let (status, body, _) = self.send("GET", path, token, None).await;
+        (status, body)
+    }
+
+    /// Registers `username` and signs in; answers the access token.
+    pub async fn sign_up(&self, username: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                serde_json::json!({"username": username, "email": format!("{username}@example.com"), "fullName": "Test User", "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        self.sign_in(&format!("{username}@example.com"), "correct horse battery").await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.post("/api/v1/auth/login", None, serde_json::json!({"email": email, "password": password})).await;
+        assert_eq!(status, 200, "{body}");
+        body["accessToken"].as_str().unwrap().to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.sign_in("admin@emporium.local", ADMIN_PASSWORD).await
+    }
 }
