@@ -161,9 +161,13 @@ async fn expired_tokens_and_deleted_users_are_refused() {
     let (status, error) = api.get("/api/v1/auth/me", Some(&token)).await;
     assert_eq!((status, error["error"]["code"].as_str()), (401, Some("user_not_found")), "{error}");
 
-    // Tokens expire (1 s lifetime here, 5 s leeway at the gateway).
+    // Tokens expire (1 s lifetime here).
     let token = api.sign_up("erin").await;
-    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 1, "{claims}");
+    // Claims are in whole seconds and the gateway allows 5 s of clock skew: 1 + 5 + 1 s of rounding.
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
     let (status, error) = api.get("/api/v1/auth/me", Some(&token)).await;
     assert_eq!((status, error["error"]["code"].as_str()), (401, Some("token_expired")), "{error}");
 }
