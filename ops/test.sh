@@ -39,9 +39,23 @@ ensure_rabbitmq() {
     wait_for 90 "RabbitMQ" port_open 5672
 }
 
+ensure_mongodb_compatible_server() {
+    # The product catalog's MongoDB suite runs against a real MongoDB when
+    # EMPORIUM_TEST_MONGODB_URL is set, else against the mongoeco wire server (../shared/MONGODB.md).
+    if [ -n "${EMPORIUM_TEST_MONGODB_URL:-}" ]; then return 0; fi
+    local line
+    line="$(ops/mongodb/start.sh --watch-pid $$)" || die "could not start the MongoDB-compatible test server (ops/mongodb/start.sh)"
+    export "$line"
+    trap 'ops/mongodb/stop.sh >/dev/null 2>&1 || true' EXIT
+}
+
 ensure_mariadb
 ensure_rabbitmq
-say "services: MariaDB and RabbitMQ are up"
+command -v rabbitmqctl >/dev/null || die "rabbitmqctl is needed (the broker restart test stops and starts the app)"
+ensure_mongodb_compatible_server
+export EMPORIUM_TEST_MYSQL_URL="${EMPORIUM_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306}"
+export EMPORIUM_TEST_AMQP_URL="${EMPORIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+say "services: MariaDB, RabbitMQ and a MongoDB-compatible server ($EMPORIUM_TEST_MONGODB_URL) are up"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
