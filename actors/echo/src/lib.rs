@@ -34,7 +34,7 @@ pub fn start(ctx: ServiceContext) -> anyhow::Result<ServiceHandle> {
         .route::<Crash, _>(&worker)
         .route::<Sleep, _>(&worker)
         .build();
-    Ok(ServiceHandle { endpoint, supervision })
+    Ok(ServiceHandle::new(endpoint, supervision))
 }
 
 /// Starts the probe service, which asks `echo` wherever it runs.
@@ -50,5 +50,5 @@ pub fn start_probe(ctx: ServiceContext) -> anyhow::Result<ServiceHandle> {
         .route::<RelayReserveStock, _>(&caller)
         .route::<MeasureReservations, _>(&caller)
         .build();
-    Ok(ServiceHandle { endpoint, supervision })
+    Ok(ServiceHandle::new(endpoint, supervision))
 }

@@ -138,7 +138,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
         }
     });
     tracing::info!(http = %address, "gateway listening");
-    Ok(Gateway { service: ServiceHandle { endpoint, supervision }, server: server_handle, address })
+    Ok(Gateway { service: ServiceHandle::new(endpoint, supervision), server: server_handle, address })
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {
