@@ -58,7 +58,8 @@ impl Money {
         let fraction_value: i64 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| invalid())? };
         let scale = 10_i64.pow(decimals);
         let padded_fraction = fraction_value * 10_i64.pow(decimals - fraction.len() as u32);
-        let minor_units = whole.checked_mul(scale).and_then(|units| units.checked_add(padded_fraction)).ok_or_else(invalid)?;
+        let minor_units =
+            whole.checked_mul(scale).and_then(|units| units.checked_add(padded_fraction)).ok_or_else(invalid)?;
         if minor_units > MAX_MINOR_UNITS {
             return Err(invalid());
         }

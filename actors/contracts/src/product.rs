@@ -80,7 +80,8 @@ pub enum ProductSort {
     CreatedAtAsc,
 }
 
-/// The product list's filters, already validated (no operator or field comes from the client).
+/// The product list's filters: typed values only (no operator or field name comes from the
+/// client); the product service checks them and answers 400 for a bad one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductFilter {
@@ -88,10 +89,11 @@ pub struct ProductFilter {
     pub category: Option<String>,
     /// Words to find in the name or description.
     pub text: Option<String>,
-    /// Lowest price, in minor units.
-    pub min_price_minor: Option<i64>,
-    /// Highest price, in minor units.
-    pub max_price_minor: Option<i64>,
+    /// Lowest price, a decimal string (`"10"`, `"9.99"`), compared exactly with each product's
+    /// price in its own currency (no exchange rates).
+    pub min_price: Option<String>,
+    /// Highest price, a decimal string, compared the same way.
+    pub max_price: Option<String>,
 }
 
 /// Create a product (admin); 409 `sku_taken`.

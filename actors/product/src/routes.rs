@@ -1,0 +1,175 @@
+//! The catalog's public routes (API.md section 4): reads for anyone, writes for admins. Each
+//! handler turns the request into a message to the product service, wherever it runs.
+//!
+//! The list's query string is read into typed fields only (`deny_unknown_fields`: an unknown or
+//! bracketed parameter such as `category[$ne]` is 400 `invalid_query`); the sort comes from a
+//! fixed list (400 `invalid_sort`); paging and prices are checked (400 `invalid_page`,
+//! `invalid_price`). An empty value (`?category=&q=`) means no filter.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use emporium_cluster::Cluster;
+use emporium_cluster::edge::{AdminCaller, ApiResult, RequestContext};
+use emporium_contracts::page::{Page, PageRequest};
+use emporium_contracts::product::{
+    CreateProduct, DeleteProduct, GetProduct, ListProducts, ProductFilter, ProductRequest, ProductView, SERVICE,
+    UpdateProduct,
+};
+use emporium_contracts::{Request, ServiceError};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::validation::parse_sort;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_product, list_products, get_product, update_product, delete_product),
+    components(schemas(ProductView, ProductRequest))
+)]
+struct ProductApi;
+
+/// The OpenAPI fragment of the catalog routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ProductApi::openapi()
+}
+
+/// Mounts the catalog routes.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/api/v1/products", web::post().to(create_product))
+        .route("/api/v1/products", web::get().to(list_products))
+        .route("/api/v1/products/{id}", web::get().to(get_product))
+        .route("/api/v1/products/{id}", web::put().to(update_product))
+        .route("/api/v1/products/{id}", web::delete().to(delete_product));
+}
+
+async fn ask<M: Request>(cluster: &Cluster, context: &RequestContext, message: M) -> Result<M::Reply, ServiceError> {
+    cluster.service(SERVICE).ask_with(message, context.call_meta()).await
+}
+
+/// Create a product (admin).
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = ProductView), (status = 400, description = "Invalid values"),
+        (status = 401, description = "No or bad token"), (status = 403, description = "Not an admin"),
+        (status = 409, description = "Another product has this SKU (sku_taken)")))]
+async fn create_product(
+    admin: AdminCaller,
+    context: RequestContext,
+    body: web::Json<ProductRequest>,
+    cluster: web::Data<Cluster>,
+) -> ApiResult<HttpResponse> {
+    let message = CreateProduct { caller: admin.0, request: body.into_inner() };
+    let product = ask(&cluster, &context, message).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/products/{}", product.id)))
+        .json(product))
+}
+
+/// Query of the product list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Exact category.
+    pub category: Option<String>,
+    /// Words that must all appear, as whole words, in the name or description (case and
+    /// accents ignored; anything but letters, digits and `_` separates words).
+    pub q: Option<String>,
+    /// Lowest price, a decimal (`9.99`), in each product's own currency.
+    pub min_price: Option<String>,
+    /// Highest price, a decimal.
+    pub max_price: Option<String>,
+    /// Page, from 0.
+    pub page: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    pub size: Option<i64>,
+    /// `price,asc`, `price,desc`, `name,asc`, `name,desc`, `createdAt,desc` (default) or
+    /// `createdAt,asc`.
+    pub sort: Option<String>,
+}
+
+/// A page of products.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListQuery),
+    responses((status = 200, body = Page<ProductView>),
+        (status = 400, description = "Unknown parameter, bad sort, paging or price")))]
+async fn list_products(
+    context: RequestContext,
+    query: web::Query<ListQuery>,
+    cluster: web::Data<Cluster>,
+) -> ApiResult<HttpResponse> {
+    let query = query.into_inner();
+    let sort = match query.sort.as_deref().filter(|sort| !sort.is_empty()) {
+        Some(sort) => Some(parse_sort(sort).map_err(ServiceError::from)?),
+        None => None,
+    };
+    let page = PageRequest::new(query.page, query.size)?;
+    let filter = ProductFilter {
+        category: query.category,
+        text: query.q,
+        min_price: query.min_price,
+        max_price: query.max_price,
+    };
+    let page = ask(&cluster, &context, ListProducts { filter, sort, page }).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// One product.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
+    params(("id" = String, Path, description = "The product's id")),
+    responses((status = 200, body = ProductView), (status = 404, description = "No such product (product_not_found)")))]
+async fn get_product(
+    context: RequestContext,
+    id: web::Path<String>,
+    cluster: web::Data<Cluster>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(ask(&cluster, &context, GetProduct { id: id.into_inner() }).await?))
+}
+
+/// Replace a product's values (admin).
+#[utoipa::path(put, path = "/api/v1/products/{id}", tag = "products", request_body = ProductRequest,
+    params(("id" = String, Path, description = "The product's id")), security(("bearer" = [])),
+    responses((status = 200, body = ProductView), (status = 400, description = "Invalid values"),
+        (status = 403, description = "Not an admin"), (status = 404, description = "No such product"),
+        (status = 409, description = "Another product has this SKU (sku_taken)")))]
+async fn update_product(
+    admin: AdminCaller,
+    context: RequestContext,
+    id: web::Path<String>,
+    body: web::Json<ProductRequest>,
+    cluster: web::Data<Cluster>,
+) -> ApiResult<HttpResponse> {
+    let message = UpdateProduct { caller: admin.0, id: id.into_inner(), request: body.into_inner() };
+    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+}
+
+/// Delete a product (admin).
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "products",
+    params(("id" = String, Path, description = "The product's id")), security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such product")))]
+async fn delete_product(
+    admin: AdminCaller,
+    context: RequestContext,
+    id: web::Path<String>,
+    cluster: web::Data<Cluster>,
+) -> ApiResult<HttpResponse> {
+    ask(&cluster, &context, DeleteProduct { caller: admin.0, id: id.into_inner() }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_fragment_lists_every_route() {
+        let document = openapi();
+        let paths: Vec<&String> = document.paths.paths.keys().collect();
+        assert_eq!(paths, vec!["/api/v1/products", "/api/v1/products/{id}"]);
+        let list = &document.paths.paths["/api/v1/products"];
+        assert!(list.get.is_some() && list.post.is_some());
+        let one = &document.paths.paths["/api/v1/products/{id}"];
+        assert!(one.get.is_some() && one.put.is_some() && one.delete.is_some());
+    }
+}
