@@ -40,8 +40,19 @@ pub struct Cli {
     #[arg(long, env = "EMPORIUM_NODE_ID")]
     pub node_id: Option<String>,
     /// Where the embedded stores live.
-    #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "data")]
+    #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
+    /// A one-off task instead of running a node.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One-off tasks.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Loads a small demo catalog with stock into empty stores (the embedded ones under
+    /// --data-dir, or EMPORIUM_MONGODB_URL and EMPORIUM_MYSQL_URL), then exits.
+    Seed,
 }
 
 /// The parsed `--role` value.

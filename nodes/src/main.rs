@@ -4,6 +4,7 @@
 mod cli;
 mod roles;
 mod run;
+mod seed;
 mod stores;
 mod wiring;
 
@@ -14,7 +15,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    match actix_web::rt::System::new().block_on(run::run_node(cli)) {
+    let outcome = match cli.command {
+        Some(cli::Command::Seed) => actix_web::rt::System::new().block_on(seed::seed(cli)),
+        None => actix_web::rt::System::new().block_on(run::run_node(cli)),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("emporium: {error:#}");

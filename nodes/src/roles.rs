@@ -9,6 +9,8 @@ pub enum Role {
     Registry,
     /// Users, passwords and tokens.
     Auth,
+    /// The catalog.
+    Product,
     /// Stock and reservations.
     Inventory,
     /// Orders.
@@ -24,17 +26,18 @@ pub enum Role {
 }
 
 /// Roles the contract names that this build cannot run yet.
-const PLANNED_ROLES: [&str; 3] = ["product", "payment", "notification"];
+const PLANNED_ROLES: [&str; 2] = ["payment", "notification"];
 
 impl Role {
     /// Every role `all` stands for.
-    const ALL: [Role; 5] = [Role::Registry, Role::Auth, Role::Inventory, Role::Order, Role::Gateway];
+    const ALL: [Role; 6] = [Role::Registry, Role::Auth, Role::Product, Role::Inventory, Role::Order, Role::Gateway];
 
     /// The role's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Role::Registry => "registry",
             Role::Auth => "auth",
+            Role::Product => "product",
             Role::Inventory => "inventory",
             Role::Order => "order",
             Role::Gateway => "gateway",
@@ -58,6 +61,7 @@ impl Role {
                 "all" => roles.extend(Role::ALL),
                 "registry" => roles.push(Role::Registry),
                 "auth" => roles.push(Role::Auth),
+                "product" => roles.push(Role::Product),
                 "inventory" => roles.push(Role::Inventory),
                 "order" => roles.push(Role::Order),
                 "gateway" => roles.push(Role::Gateway),

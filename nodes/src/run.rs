@@ -22,8 +22,10 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         .filter(|(name, _)| name.starts_with(emporium_cluster::settings::ENV_OVERRIDE_PREFIX))
         .cloned()
         .collect();
-    let initial_level =
-        env_overrides.iter().find(|(name, _)| name == "EMPORIUM__LOG__LEVEL").map_or("info", |(_, level)| level.as_str());
+    let initial_level = env_overrides
+        .iter()
+        .find(|(name, _)| name == "EMPORIUM__LOG__LEVEL")
+        .map_or("info", |(_, level)| level.as_str());
     let telemetry = Telemetry::init(initial_level).map_err(anyhow::Error::msg)?;
 
     let roles = cli.role.0.clone();
@@ -47,7 +49,11 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let listen = cli.listen.unwrap_or_else(|| {
-        if has_registry { "0.0.0.0:8761".parse().expect("valid address") } else { "127.0.0.1:0".parse().expect("valid address") }
+        if has_registry {
+            "0.0.0.0:8761".parse().expect("valid address")
+        } else {
+            "127.0.0.1:0".parse().expect("valid address")
+        }
     });
     let options = NodeOptions {
         node_id: cli.node_id.clone().unwrap_or_else(generated_node_id),

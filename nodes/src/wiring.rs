@@ -25,6 +25,7 @@ pub struct Wiring {
     data_dir: PathBuf,
     mysql_url: Option<String>,
     amqp_url: Option<String>,
+    mongodb_url: Option<String>,
     env: Vec<(String, String)>,
     secret: ClusterSecret,
     bus: Option<Bus>,
@@ -33,7 +34,9 @@ pub struct Wiring {
 impl Wiring {
     /// Reads what the services need from the flags and the environment.
     pub fn new(cli: &Cli, env: Vec<(String, String)>, secret: ClusterSecret) -> Wiring {
-        let lookup = |name: &str| env.iter().find(|(key, value)| key == name && !value.is_empty()).map(|(_, value)| value.clone());
+        let lookup = |name: &str| {
+            env.iter().find(|(key, value)| key == name && !value.is_empty()).map(|(_, value)| value.clone())
+        };
         Wiring {
             config_dir: cli.config_dir.clone(),
             profile: cli.profile.clone(),
@@ -41,6 +44,7 @@ impl Wiring {
             data_dir: cli.data_dir.clone(),
             mysql_url: lookup("EMPORIUM_MYSQL_URL"),
             amqp_url: lookup("EMPORIUM_AMQP_URL"),
+            mongodb_url: lookup("EMPORIUM_MONGODB_URL"),
             env,
             secret,
             bus: None,
@@ -75,7 +79,10 @@ impl Wiring {
         match role {
             Role::Registry => {
                 if !self.config_dir.is_dir() {
-                    bail!("the configuration directory {} does not exist (see --config-dir)", self.config_dir.display());
+                    bail!(
+                        "the configuration directory {} does not exist (see --config-dir)",
+                        self.config_dir.display()
+                    );
                 }
                 let registry = emporium_registry::start(emporium_registry::RegistryOptions {
                     config_dir: self.config_dir.clone(),
@@ -98,8 +105,16 @@ impl Wiring {
                 let handle = emporium_auth::start(node.service_context(), options).await?;
                 node.add_service(handle);
             }
+            Role::Product => {
+                let store = stores::product_store(self.mongodb_url.as_deref(), &self.data_dir).await?;
+                stores::watch_product_store(node.readiness(), store.clone());
+                let handle =
+                    emporium_product::start(node.service_context(), emporium_product::ProductOptions { store }).await?;
+                node.add_service(handle);
+            }
             Role::Inventory => {
-                let options = emporium_inventory::InventoryOptions { database: self.database(node, "inventory").await?, bus };
+                let options =
+                    emporium_inventory::InventoryOptions { database: self.database(node, "inventory").await?, bus };
                 let handle = emporium_inventory::start(node.service_context(), options).await?;
                 node.add_service(handle);
             }
@@ -161,6 +176,7 @@ impl Wiring {
 fn public_routes() -> Vec<RouteMount> {
     let mut routes: Vec<RouteMount> = Vec::new();
     routes.push(Arc::new(emporium_auth::routes));
+    routes.push(Arc::new(emporium_product::routes));
     routes.push(Arc::new(emporium_inventory::routes));
     routes.push(Arc::new(emporium_order::routes));
     #[cfg(feature = "test-services")]
@@ -173,6 +189,7 @@ fn public_routes() -> Vec<RouteMount> {
 fn public_openapi() -> Vec<utoipa::openapi::OpenApi> {
     let mut fragments = Vec::new();
     fragments.push(emporium_auth::openapi());
+    fragments.push(emporium_product::openapi());
     fragments.push(emporium_inventory::openapi());
     fragments.push(emporium_order::openapi());
     #[cfg(feature = "test-services")]

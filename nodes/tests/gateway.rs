@@ -21,7 +21,12 @@ async fn a_user_signs_up_signs_in_refreshes_and_signs_out() {
     let api = Api::new(node.http(""));
 
     let (status, user, headers) = api
-        .send("POST", "/api/v1/auth/register", None, Some(register_body("ada", "ada@example.com", "correct horse battery")))
+        .send(
+            "POST",
+            "/api/v1/auth/register",
+            None,
+            Some(register_body("ada", "ada@example.com", "correct horse battery")),
+        )
         .await;
     assert_eq!(status, 201, "{user}");
     assert_eq!((user["username"].as_str(), user["email"].as_str()), (Some("ada"), Some("ada@example.com")));
@@ -29,12 +34,18 @@ async fn a_user_signs_up_signs_in_refreshes_and_signs_out() {
     assert!(user.get("password").is_none() && user.get("passwordHash").is_none());
     assert!(headers.contains_key("x-request-id") && headers.contains_key("traceparent"));
 
-    let (status, error) = api.post("/api/v1/auth/register", None, register_body("ada", "other@example.com", "correct horse battery")).await;
+    let (status, error) = api
+        .post("/api/v1/auth/register", None, register_body("ada", "other@example.com", "correct horse battery"))
+        .await;
     assert_eq!((status, error["error"]["code"].as_str()), (409, Some("username_taken")));
-    let (status, error) = api.post("/api/v1/auth/register", None, register_body("ada2", "ADA@example.com", "correct horse battery")).await;
+    let (status, error) = api
+        .post("/api/v1/auth/register", None, register_body("ada2", "ADA@example.com", "correct horse battery"))
+        .await;
     assert_eq!((status, error["error"]["code"].as_str()), (409, Some("email_taken")));
 
-    let (status, pair) = api.post("/api/v1/auth/login", None, json!({"email": "ada@example.com", "password": "correct horse battery"})).await;
+    let (status, pair) = api
+        .post("/api/v1/auth/login", None, json!({"email": "ada@example.com", "password": "correct horse battery"}))
+        .await;
     assert_eq!(status, 200, "{pair}");
     assert_eq!(pair["tokenType"], "Bearer");
     assert_eq!(pair["expiresIn"], 900);
@@ -44,8 +55,11 @@ async fn a_user_signs_up_signs_in_refreshes_and_signs_out() {
     let (status, me) = api.get("/api/v1/auth/me", Some(&access)).await;
     assert_eq!((status, me["id"].clone()), (200, user["id"].clone()));
 
-    let (status, wrong) = api.post("/api/v1/auth/login", None, json!({"email": "ada@example.com", "password": "wrong password!"})).await;
-    let (status_unknown, unknown) = api.post("/api/v1/auth/login", None, json!({"email": "nobody@example.com", "password": "wrong password!"})).await;
+    let (status, wrong) =
+        api.post("/api/v1/auth/login", None, json!({"email": "ada@example.com", "password": "wrong password!"})).await;
+    let (status_unknown, unknown) = api
+        .post("/api/v1/auth/login", None, json!({"email": "nobody@example.com", "password": "wrong password!"}))
+        .await;
     assert_eq!((status, status_unknown), (401, 401));
     assert_eq!(wrong, unknown, "the same answer for a wrong password and an unknown user");
     assert_eq!(wrong["error"]["code"], "invalid_credentials");
@@ -58,7 +72,8 @@ async fn a_user_signs_up_signs_in_refreshes_and_signs_out() {
     let (status, _) = api.post("/api/v1/auth/refresh", None, json!({"refreshToken": rotated["refreshToken"]})).await;
     assert_eq!(status, 401);
 
-    let (status, pair) = api.post("/api/v1/auth/login", None, json!({"username": "ada", "password": "correct horse battery"})).await;
+    let (status, pair) =
+        api.post("/api/v1/auth/login", None, json!({"username": "ada", "password": "correct horse battery"})).await;
     assert_eq!(status, 200);
     let access = pair["accessToken"].as_str().unwrap().to_string();
     let (status, _, _) = api.send("POST", "/api/v1/auth/logout", Some(&access), None).await;
@@ -69,7 +84,10 @@ async fn a_user_signs_up_signs_in_refreshes_and_signs_out() {
     let (status, jwks) = api.get("/.well-known/jwks.json", None).await;
     assert_eq!(status, 200);
     let key = &jwks["keys"][0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
     assert!(key["kid"].as_str().is_some_and(|kid| !kid.is_empty()));
 }
 
@@ -91,22 +109,47 @@ async fn bad_input_gets_clear_json_errors_never_500() {
     };
     assert_eq!(code_of(raw("{\"username\": ").await.unwrap()).await, (400, "malformed_json".into()));
     assert_eq!(
-        code_of(raw("{\"username\": 5, \"email\": \"a@b.c\", \"fullName\": \"x\", \"password\": \"12345678\"}").await.unwrap()).await,
+        code_of(
+            raw("{\"username\": 5, \"email\": \"a@b.c\", \"fullName\": \"x\", \"password\": \"12345678\"}")
+                .await
+                .unwrap()
+        )
+        .await,
         (400, "invalid_body".into())
     );
     assert_eq!(code_of(raw("{\"username\": \"someone\"}").await.unwrap()).await, (400, "invalid_body".into()));
-    let text = client.post(url("/api/v1/auth/register")).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    let text = client
+        .post(url("/api/v1/auth/register"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(code_of(text).await, (415, "unsupported_media_type".into()));
 
-    let (status, error) = api.post("/api/v1/auth/register", None, register_body("bob", "not-an-email", "correct horse battery")).await;
+    let (status, error) =
+        api.post("/api/v1/auth/register", None, register_body("bob", "not-an-email", "correct horse battery")).await;
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_email")));
-    let (status, error) = api.post("/api/v1/auth/register", None, register_body("bob", "bob@example.com", "short")).await;
+    let (status, error) =
+        api.post("/api/v1/auth/register", None, register_body("bob", "bob@example.com", "short")).await;
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("weak_password")));
-    let (status, error) = api.post("/api/v1/auth/register", None, register_body("b'; DROP TABLE users; --", "bob@example.com", "correct horse battery")).await;
+    let (status, error) = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            register_body("b'; DROP TABLE users; --", "bob@example.com", "correct horse battery"),
+        )
+        .await;
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_username")));
 
     let big = "a".repeat(3 * 1024 * 1024);
-    let response = client.post(url("/api/v1/auth/register")).header("content-type", "application/json").body(big).send().await.unwrap();
+    let response = client
+        .post(url("/api/v1/auth/register"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(code_of(response).await, (413, "payload_too_large".into()));
 
     let (status, error) = api.get("/api/v1/no/such/route", None).await;
@@ -129,9 +172,17 @@ async fn bad_input_gets_clear_json_errors_never_500() {
     let mut hs_header = header.clone();
     hs_header["alg"] = json!("HS256");
     let signing_input = format!("{}.{}", encode(&hs_header), parts[1]);
-    let tag = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public_key), signing_input.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public_key),
+        signing_input.as_bytes(),
+    );
     let hs256 = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
-    for (what, forged) in [("alg none", alg_none), ("tampered payload", tampered), ("HS256 with the public key", hs256), ("garbage", "abc.def.ghi".to_string())] {
+    for (what, forged) in [
+        ("alg none", alg_none),
+        ("tampered payload", tampered),
+        ("HS256 with the public key", hs256),
+        ("garbage", "abc.def.ghi".to_string()),
+    ] {
         let (status, error) = api.get("/api/v1/auth/me", Some(&forged)).await;
         assert_eq!((status, error["error"]["code"].as_str()), (401, Some("invalid_token")), "{what}: {error}");
     }
@@ -146,7 +197,8 @@ async fn bad_input_gets_clear_json_errors_never_500() {
 #[tokio::test]
 async fn expired_tokens_and_deleted_users_are_refused() {
     let data = DataDir::new();
-    let env = [("EMPORIUM__AUTH__ACCESS_TOKEN_LIFETIME_SECS", "1"), ("EMPORIUM__GATEWAY__USER_CHECK_TTL_MILLIS", "100")];
+    let env =
+        [("EMPORIUM__AUTH__ACCESS_TOKEN_LIFETIME_SECS", "1"), ("EMPORIUM__GATEWAY__USER_CHECK_TTL_MILLIS", "100")];
     let (node, _config) = start_single_node("auth-expiry", "registry,gateway,auth", &data, &env);
     let api = Api::new(node.http(""));
     let admin = api.admin_token().await;
@@ -155,7 +207,8 @@ async fn expired_tokens_and_deleted_users_are_refused() {
     assert_eq!(status, 200);
 
     // The user is deleted: the still-valid token stops working.
-    let (status, _, _) = api.send("DELETE", &format!("/api/v1/auth/users/{}", me["id"].as_str().unwrap()), Some(&admin), None).await;
+    let (status, _, _) =
+        api.send("DELETE", &format!("/api/v1/auth/users/{}", me["id"].as_str().unwrap()), Some(&admin), None).await;
     assert_eq!(status, 204);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, error) = api.get("/api/v1/auth/me", Some(&token)).await;
@@ -199,7 +252,8 @@ async fn the_gateway_reaches_auth_on_another_node_and_publishes_openapi() {
     let admin = api.admin_token().await;
     let (status, nodes) = api.get("/api/v1/cluster/nodes", Some(&admin)).await;
     assert_eq!(status, 200);
-    let node_ids: Vec<&str> = nodes["nodes"].as_array().unwrap().iter().map(|node| node["nodeId"].as_str().unwrap()).collect();
+    let node_ids: Vec<&str> =
+        nodes["nodes"].as_array().unwrap().iter().map(|node| node["nodeId"].as_str().unwrap()).collect();
     assert!(node_ids.contains(&"auth-remote") && node_ids.contains(&"gateway-remote"), "{nodes}");
     let (status, _) = api.get("/api/v1/cluster/nodes", Some(&token)).await;
     assert_eq!(status, 403);

@@ -324,7 +324,13 @@ impl Api {
         Api { base, client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap() }
     }
 
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let mut request = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -336,7 +342,8 @@ impl Api {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, body, headers)
     }
 
@@ -364,12 +371,65 @@ impl Api {
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> String {
-        let (status, body) = self.post("/api/v1/auth/login", None, serde_json::json!({"email": email, "password": password})).await;
+        let (status, body) =
+            self.post("/api/v1/auth/login", None, serde_json::json!({"email": email, "password": password})).await;
         assert_eq!(status, 200, "{body}");
         body["accessToken"].as_str().unwrap().to_string()
     }
 
     pub async fn admin_token(&self) -> String {
         self.sign_in("admin@emporium.local", ADMIN_PASSWORD).await
+    }
+}
+
+/// A fresh MariaDB database, dropped on drop (through the `mariadb` client).
+pub struct MariaDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl MariaDb {
+    pub fn create(prefix: &str) -> MariaDb {
+        let name = format!("{prefix}_{}_{}", std::process::id(), free_port());
+        let status = Command::new("mariadb")
+            .args(["--protocol=tcp", "-h127.0.0.1", "-uroot", "-e", &format!("CREATE DATABASE {name}")])
+            .status()
+            .expect("the mariadb client is installed");
+        assert!(status.success(), "MariaDB is needed on 127.0.0.1:3306 (root, no password)");
+        let base = std::env::var("EMPORIUM_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        MariaDb { url: format!("{base}/{name}"), name }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(["--protocol=tcp", "-h127.0.0.1", "-uroot", "-e", &format!("DROP DATABASE IF EXISTS {}", self.name)])
+            .status();
+    }
+}
+
+/// A fresh RabbitMQ virtual host, deleted on drop (through `rabbitmqctl`).
+pub struct RabbitVhost {
+    pub name: String,
+    pub url: String,
+}
+
+impl RabbitVhost {
+    pub fn create(prefix: &str) -> RabbitVhost {
+        let name = format!("{prefix}-{}-{}", std::process::id(), free_port());
+        let run = |args: &[&str]| {
+            let output = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl is installed");
+            assert!(output.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        run(&["add_vhost", &name]);
+        run(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        RabbitVhost { url: format!("amqp://guest:guest@127.0.0.1:5672/{name}"), name }
+    }
+}
+
+impl Drop for RabbitVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.name]).output();
     }
 }
