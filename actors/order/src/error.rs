@@ -72,8 +72,12 @@ impl From<OrderError> for ServiceError {
         match error {
             OrderError::Invalid { code, .. } => ServiceError::invalid(code, message),
             OrderError::UnknownSkus(skus) => ServiceError::new(ErrorKind::Unprocessable, "unknown_sku", message)
-                .with_details(serde_json::json!(skus.iter().map(|sku| serde_json::json!({"sku": sku})).collect::<Vec<_>>())),
-            OrderError::CurrencyMismatch { .. } => ServiceError::new(ErrorKind::Unprocessable, "currency_mismatch", message),
+                .with_details(serde_json::json!(
+                    skus.iter().map(|sku| serde_json::json!({"sku": sku})).collect::<Vec<_>>()
+                )),
+            OrderError::CurrencyMismatch { .. } => {
+                ServiceError::new(ErrorKind::Unprocessable, "currency_mismatch", message)
+            }
             OrderError::IdempotencyKeyReused => {
                 ServiceError::new(ErrorKind::Unprocessable, "idempotency_key_reused", message)
             }

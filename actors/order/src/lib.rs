@@ -45,7 +45,8 @@ pub async fn start(ctx: ServiceContext, options: OrderOptions) -> anyhow::Result
     let database = options.database.clone();
     let catalog = ctx.service(emporium_contracts::product::SERVICE);
     let inventory = ctx.service(emporium_contracts::inventory::SERVICE);
-    let desk = group.spawn("desk", move || order_desk::OrderDesk::new(database.clone(), catalog.clone(), inventory.clone()));
+    let desk =
+        group.spawn("desk", move || order_desk::OrderDesk::new(database.clone(), catalog.clone(), inventory.clone()));
     let supervision = group.finish();
     let endpoint = LocalEndpoint::builder(SERVICE, supervision.health.clone())
         .route::<PlaceOrder, _>(&desk)

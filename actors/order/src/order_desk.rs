@@ -111,7 +111,11 @@ async fn place(
     // 1. The price snapshot.
     let skus: Vec<String> = request.items.iter().map(|item| item.sku.clone()).collect();
     let products = catalog.ask_with(GetProducts { skus }, meta.clone()).await.map_err(|error| {
-        if is_unavailability(&error) { OrderError::CatalogUnavailable(error.message) } else { OrderError::Dependency(error) }
+        if is_unavailability(&error) {
+            OrderError::CatalogUnavailable(error.message)
+        } else {
+            OrderError::Dependency(error)
+        }
     })?;
     if !products.missing.is_empty() {
         return Err(OrderError::UnknownSkus(products.missing));
@@ -147,7 +151,9 @@ async fn place(
     // 2. The stock, reserved for this order id (idempotent per id).
     let order_id = uuid::Uuid::new_v4().to_string();
     let stock_lines = lines.iter().map(|line| StockLine { sku: line.sku.clone(), quantity: line.quantity }).collect();
-    if let Err(error) = inventory.ask_with(ReserveStock { order_id: order_id.clone(), lines: stock_lines }, meta.clone()).await {
+    if let Err(error) =
+        inventory.ask_with(ReserveStock { order_id: order_id.clone(), lines: stock_lines }, meta.clone()).await
+    {
         if is_unavailability(&error) {
             release_later(inventory, order_id);
             return Err(OrderError::InventoryUnavailable(error.message));
@@ -292,7 +298,8 @@ impl ServiceHandler<ListOrders> for OrderDesk {
                 from_ms: message.from.map(|from| from.timestamp_millis()),
                 to_ms: message.to.map(|to| to.timestamp_millis()),
             };
-            let (orders, total) = store::list_orders(&database, &query, message.page).await.map_err(OrderError::from)?;
+            let (orders, total) =
+                store::list_orders(&database, &query, message.page).await.map_err(OrderError::from)?;
             Ok(Page::new(orders.iter().map(StoredOrder::view).collect(), message.page, total))
         })
     }

@@ -55,8 +55,11 @@ async fn apply(event: ReceivedEvent, mut tx: DbTx) -> Result<DbTx, EventError> {
                 event.envelope.payload().map_err(|error| EventError::Permanent(error.to_string()))?;
             if store::finish_pending(&mut tx, &failed.order_id, OrderStatus::Cancelled, Some(&failed.reason)).await? {
                 let Some(order) = store::order_in(&mut tx, &failed.order_id).await? else { return Ok(tx) };
-                let payload =
-                    OrderCancelled { order_id: order.id.clone(), user_id: order.user_id.clone(), reason: failed.reason };
+                let payload = OrderCancelled {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    reason: failed.reason,
+                };
                 publish(&mut tx, ORDER_CANCELLED, &order.id, &payload, traceparent).await?;
                 tracing::info!(order_id = %order.id, "order cancelled: payment failed");
             }

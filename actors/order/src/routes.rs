@@ -69,12 +69,15 @@ async fn place_order(
         Some(value) => Some(
             value
                 .to_str()
-                .map_err(|_| ServiceError::invalid("invalid_idempotency_key", "the Idempotency-Key must be visible ASCII"))?
+                .map_err(|_| {
+                    ServiceError::invalid("invalid_idempotency_key", "the Idempotency-Key must be visible ASCII")
+                })?
                 .to_string(),
         ),
         None => None,
     };
-    let placed = ask(&cluster, &context, PlaceOrder { caller: caller.0, idempotency_key, request: body.into_inner() }).await?;
+    let placed =
+        ask(&cluster, &context, PlaceOrder { caller: caller.0, idempotency_key, request: body.into_inner() }).await?;
     let mut response = HttpResponse::build(StatusCode::CREATED);
     response.insert_header(("location", format!("/api/v1/orders/{}", placed.order.id)));
     if placed.replayed {
