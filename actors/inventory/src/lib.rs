@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use emporium_bus::database::Database;
 use emporium_bus::{Bus, ConsumerSpec};
-use emporium_contracts::events::{ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_EVENTS};
 use emporium_cluster::{ServiceContext, ServiceHandle};
+use emporium_contracts::events::{ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_EVENTS};
 use emporium_contracts::inventory::{
     AdjustStock, CheckAvailability, CommitReservation, GetStock, ListStock, ReleaseExpiredReservations,
     ReleaseReservation, ReserveStock, SERVICE, SetStock,

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use emporium_bus::handler::{EventError, EventHandler, ReceivedEvent, handler_fn};
 use emporium_bus::database::DbTx;
+use emporium_bus::handler::{EventError, EventHandler, ReceivedEvent, handler_fn};
 use emporium_contracts::events::{ORDER_CANCELLED, ORDER_CONFIRMED, OrderCancelled, OrderConfirmed};
 use emporium_runtime::CallMeta;
 

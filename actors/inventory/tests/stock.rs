@@ -77,10 +77,12 @@ impl Inventory {
         settings.inventory.expiry_sweep_millis = 50;
         let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
         let ctx = ServiceContext::standalone("inventory-test", settings_rx);
-        let handle =
-            emporium_inventory::start(ctx, emporium_inventory::InventoryOptions { database: database.clone(), bus: None })
-                .await
-                .unwrap();
+        let handle = emporium_inventory::start(
+            ctx,
+            emporium_inventory::InventoryOptions { database: database.clone(), bus: None },
+        )
+        .await
+        .unwrap();
         Inventory { endpoint: handle.endpoint, database, _settings: settings_tx }
     }
 
