@@ -40,6 +40,7 @@
 pub mod access_token;
 mod accounts;
 pub mod error;
+mod key_files;
 pub mod keys;
 pub mod options;
 pub mod password;

@@ -359,3 +359,70 @@ impl Request for RotateSigningKey {
     const NAME: &'static str = "RotateSigningKey";
     const IDEMPOTENT: bool = false;
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema as _;
+
+    use super::*;
+
+    #[test]
+    fn passwords_and_tokens_never_show_in_debug() {
+        let register = RegisterRequest {
+            username: "ada".into(),
+            email: "ada@example.com".into(),
+            full_name: "Ada".into(),
+            password: "hunter2-secret".into(),
+        };
+        let login = LoginRequest { email: None, username: Some("ada".into()), password: "hunter2-secret".into() };
+        let pair = TokenPair {
+            access_token: "eyJ.secret.jwt".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+            refresh_token: "refresh-secret".into(),
+        };
+        let caller = Caller { user_id: "u1".into(), roles: vec![Role::Customer], token_id: "j1".into() };
+        let printed = [
+            format!("{register:?}"),
+            format!("{:?}", LogIn { request: login, client: ClientInfo::default() }),
+            format!("{pair:?}"),
+            format!("{:?}", RefreshRequest { refresh_token: "refresh-secret".into() }),
+            format!("{:?}", LogoutRequest { refresh_token: Some("refresh-secret".into()) }),
+            format!("{:?}", RefreshTokens { refresh_token: "refresh-secret".into(), client: ClientInfo::default() }),
+            format!("{:?}", LogOut { caller, refresh_token: Some("refresh-secret".into()) }),
+        ];
+        for text in printed {
+            assert!(!text.contains("secret") && text.contains("<redacted>"), "{text}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_camel_case_and_refuse_unknown_fields() {
+        let body = r#"{"username":"ada","email":"a@b.co","fullName":"Ada","password":"12345678"}"#;
+        let request: RegisterRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(request.full_name, "Ada");
+        let with_extra =
+            r#"{"username":"ada","email":"a@b.co","fullName":"Ada","password":"12345678","roles":["admin"]}"#;
+        assert!(serde_json::from_str::<RegisterRequest>(with_extra).is_err(), "no role smuggling");
+        let jwk = Jwk {
+            kty: "OKP".into(),
+            crv: Some("Ed25519".into()),
+            x: Some("abc".into()),
+            kid: "k".into(),
+            key_use: "sig".into(),
+            alg: "EdDSA".into(),
+        };
+        assert_eq!(serde_json::to_value(&jwk).unwrap()["use"], "sig");
+    }
+
+    #[test]
+    fn the_schemas_follow_the_wire_names() {
+        let schema = serde_json::to_value(UserView::schema()).unwrap();
+        let properties = schema["properties"].as_object().unwrap();
+        for name in ["id", "username", "email", "fullName", "roles", "createdAt"] {
+            assert!(properties.contains_key(name), "{name} in {schema}");
+        }
+        let jwk = serde_json::to_value(Jwk::schema()).unwrap();
+        assert!(jwk["properties"].get("use").is_some(), "{jwk}");
+    }
+}

@@ -1,0 +1,190 @@
+//! What can go wrong in the auth service, and how each failure is answered: an HTTP status
+//! and a stable `code` ([`AuthError::status_and_code`]), carried as a [`ServiceError`].
+
+use emporium_bus::error::BusError;
+use emporium_contracts::{ErrorKind, ServiceError};
+
+/// Every failure of the auth service.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// 400: the username breaks the rules.
+    #[error("username must be 3 to 32 characters of letters, digits, '.', '_' or '-'")]
+    InvalidUsername,
+    /// 400: not an email address.
+    #[error("email must be an address like name@example.com, at most 254 characters")]
+    InvalidEmail,
+    /// 400: the full name is empty or too long.
+    #[error("full name must be 1 to 100 characters")]
+    InvalidFullName,
+    /// 400: the password is too short or too long.
+    #[error("password must be 8 to 1024 bytes long")]
+    WeakPassword,
+    /// 400: a sign-in named no account.
+    #[error("send an email or a username, and the password")]
+    InvalidLogin,
+    /// 409: the username is taken (whatever its case).
+    #[error("this username is taken")]
+    UsernameTaken,
+    /// 409: the email address is taken (whatever its case).
+    #[error("an account with this email address exists")]
+    EmailTaken,
+    /// 401: unknown account or wrong password (the same answer for both).
+    #[error("wrong email, username or password")]
+    InvalidCredentials,
+    /// 429: too many failed sign-ins for this account or from this address.
+    #[error("too many failed sign-ins; try again in {retry_after_secs} seconds")]
+    TooManyAttempts {
+        /// When a new attempt may succeed.
+        retry_after_secs: u32,
+    },
+    /// 401: the refresh token is unknown, expired, revoked or was already used.
+    #[error("the refresh token is not valid; sign in again")]
+    InvalidRefreshToken,
+    /// 401: the signed-in account no longer exists.
+    #[error("the account of this token no longer exists")]
+    AccountGone,
+    /// 404: no account has this id.
+    #[error("no account has this id")]
+    NoSuchUser,
+    /// 403: the caller lacks the admin role.
+    #[error("this needs the admin role")]
+    Forbidden,
+    /// 503 or 500: the store failed.
+    #[error("auth store failed: {0}")]
+    Store(#[from] sqlx::Error),
+    /// 503 or 500: the event bus (transaction, outbox) failed.
+    #[error("event bus failed: {0}")]
+    Bus(#[from] BusError),
+    /// 500: anything else; the cause chain stays in the logs.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl AuthError {
+    /// The HTTP status and the stable code the client sees.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            AuthError::InvalidUsername => (400, "invalid_username"),
+            AuthError::InvalidEmail => (400, "invalid_email"),
+            AuthError::InvalidFullName => (400, "invalid_full_name"),
+            AuthError::WeakPassword => (400, "weak_password"),
+            AuthError::InvalidLogin => (400, "invalid_login"),
+            AuthError::UsernameTaken => (409, "username_taken"),
+            AuthError::EmailTaken => (409, "email_taken"),
+            AuthError::InvalidCredentials => (401, "invalid_credentials"),
+            AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
+            AuthError::InvalidRefreshToken => (401, "invalid_refresh_token"),
+            AuthError::AccountGone => (401, "user_not_found"),
+            AuthError::NoSuchUser => (404, "user_not_found"),
+            AuthError::Forbidden => (403, "forbidden"),
+            AuthError::Store(error) if is_transient(error) => (503, "auth_store_unavailable"),
+            AuthError::Bus(error) => match error.status_and_code() {
+                (503, _) => (503, "auth_store_unavailable"),
+                _ => (500, "internal_error"),
+            },
+            AuthError::Store(_) | AuthError::Unexpected(_) => (500, "internal_error"),
+        }
+    }
+
+    /// The answer to the caller. A server-side failure is logged here with its cause chain and
+    /// answered without it.
+    pub fn to_service_error(&self) -> ServiceError {
+        let (status, code) = self.status_and_code();
+        let kind = ErrorKind::from_http_status(status);
+        match status {
+            500 => {
+                tracing::error!(error = ?self, "auth request failed");
+                ServiceError::internal("the auth service failed to handle the request")
+            }
+            503 => {
+                tracing::warn!(error = %self, "auth store unavailable");
+                ServiceError::unavailable(code, "the auth store is unavailable; try again shortly")
+            }
+            _ => {
+                let mut error = ServiceError::new(kind, code, self.to_string());
+                if let AuthError::TooManyAttempts { retry_after_secs } = self {
+                    error.retry_after_secs = Some(*retry_after_secs);
+                }
+                error
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ServiceError {
+    fn from(error: AuthError) -> Self {
+        error.to_service_error()
+    }
+}
+
+/// Whether a store failure is the store being unreachable or busy (retry later) rather than a
+/// bug.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => {
+            if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                // Lock wait timeout, deadlock, too many connections, server shutting down.
+                return matches!(mysql.number(), 1205 | 1213 | 1040 | 1053);
+            }
+            // SQLite: busy, locked, busy snapshot, busy recovery (extended result codes).
+            matches!(error.code().as_deref(), Some("5" | "6" | "261" | "517"))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_error_has_its_status_code_and_lowercase_message() {
+        let cases = [
+            (AuthError::InvalidUsername, 400, "invalid_username"),
+            (AuthError::InvalidEmail, 400, "invalid_email"),
+            (AuthError::InvalidFullName, 400, "invalid_full_name"),
+            (AuthError::WeakPassword, 400, "weak_password"),
+            (AuthError::InvalidLogin, 400, "invalid_login"),
+            (AuthError::UsernameTaken, 409, "username_taken"),
+            (AuthError::EmailTaken, 409, "email_taken"),
+            (AuthError::InvalidCredentials, 401, "invalid_credentials"),
+            (AuthError::InvalidRefreshToken, 401, "invalid_refresh_token"),
+            (AuthError::AccountGone, 401, "user_not_found"),
+            (AuthError::NoSuchUser, 404, "user_not_found"),
+            (AuthError::Forbidden, 403, "forbidden"),
+        ];
+        for (error, status, code) in cases {
+            let answer = error.to_service_error();
+            assert_eq!((answer.http_status(), answer.code.as_str()), (status, code));
+            let first = answer.message.chars().next().unwrap();
+            assert!(first.is_lowercase() && !answer.message.ends_with('.'), "{}", answer.message);
+        }
+    }
+
+    #[test]
+    fn too_many_attempts_carries_retry_after() {
+        let answer = AuthError::TooManyAttempts { retry_after_secs: 42 }.to_service_error();
+        assert_eq!(answer.http_status(), 429);
+        assert_eq!(answer.code, "too_many_attempts");
+        assert_eq!(answer.retry_after_secs, Some(42));
+    }
+
+    #[test]
+    fn store_failures_are_503_when_transient_and_500_without_their_cause_otherwise() {
+        let unreachable = AuthError::Store(sqlx::Error::PoolTimedOut).to_service_error();
+        assert_eq!((unreachable.http_status(), unreachable.code.as_str()), (503, "auth_store_unavailable"));
+        assert!(unreachable.retry_after_secs.is_some());
+        let bug = AuthError::Store(sqlx::Error::ColumnNotFound("secret_column".into())).to_service_error();
+        assert_eq!((bug.http_status(), bug.code.as_str()), (500, "internal_error"));
+        assert!(!bug.message.contains("secret_column"), "the cause stays in the logs");
+        let unexpected = AuthError::Unexpected(anyhow::anyhow!("disk on fire")).to_service_error();
+        assert_eq!(unexpected.http_status(), 500);
+        assert!(!unexpected.message.contains("disk"));
+    }
+}

@@ -1,0 +1,250 @@
+//! What the node hands to [`crate::start`]: the database, the data directory, the secrets and
+//! the limits of the auth service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use chrono::{DateTime, Utc};
+use emporium_bus::Bus;
+use emporium_bus::database::Database;
+use parking_lot::Mutex;
+
+use crate::keys::SigningKeySource;
+use crate::password::PasswordHashing;
+use crate::secret::SecretString;
+
+/// The signing key as a PKCS#8 PEM.
+pub const ENV_JWT_PRIVATE_KEY: &str = "EMPORIUM_JWT_PRIVATE_KEY";
+/// A file holding the signing key as a PKCS#8 PEM.
+pub const ENV_JWT_PRIVATE_KEY_FILE: &str = "EMPORIUM_JWT_PRIVATE_KEY_FILE";
+/// The bootstrap admin's password, used on the first start only.
+pub const ENV_ADMIN_PASSWORD: &str = "EMPORIUM_ADMIN_PASSWORD";
+
+/// Everything the auth service needs from its node.
+#[derive(Clone)]
+pub struct AuthOptions {
+    /// Where users, refresh tokens, sign-in failures, published keys and the outbox live:
+    /// MariaDB (`EMPORIUM_MYSQL_URL`) or the embedded SQLite file; the node decides.
+    pub database: Database,
+    /// The node's data directory (`--data-dir`); generated keys go to `<data dir>/auth/keys`.
+    pub data_dir: PathBuf,
+    /// Where the access token signing key comes from.
+    pub signing_key: SigningKeySource,
+    /// How long an access token is valid (15 minutes by default).
+    pub access_token_lifetime: Duration,
+    /// How long a refresh token is valid after it was issued (14 days by default); each
+    /// refresh issues a new one.
+    pub refresh_token_lifetime: Duration,
+    /// The bootstrap admin's password, used when no admin exists (first start); without one a
+    /// random password is generated and printed once on standard output.
+    pub admin_password: Option<SecretString>,
+    /// argon2id cost parameters.
+    pub password_hashing: PasswordHashing,
+    /// How many failed sign-ins are tolerated.
+    pub login_limits: LoginLimits,
+    /// The node's event bus: when given, [`crate::start`] starts the auth outbox relay
+    /// (`auth.outbox/relay`) on [`AuthOptions::database`] and keeps it as long as the service
+    /// runs. Without it, the events wait in the outbox for a relay the node starts.
+    pub bus: Option<Bus>,
+    /// The time source (tests use a manual one).
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for AuthOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AuthOptions")
+            .field("database", &self.database.dialect())
+            .field("data_dir", &self.data_dir)
+            .field("signing_key", &self.signing_key)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("refresh_token_lifetime", &self.refresh_token_lifetime)
+            .field("admin_password", &self.admin_password)
+            .field("password_hashing", &self.password_hashing)
+            .field("login_limits", &self.login_limits)
+            .field("bus", &self.bus.as_ref().map(|bus| if bus.is_in_process() { "in-process" } else { "rabbitmq" }))
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl AuthOptions {
+    /// The defaults: key generated under `<data_dir>/auth/keys`, 15 minute access tokens,
+    /// 14 day refresh tokens, OWASP argon2id parameters, default sign-in limits.
+    pub fn new(database: Database, data_dir: impl Into<PathBuf>) -> AuthOptions {
+        let data_dir = data_dir.into();
+        AuthOptions {
+            database,
+            signing_key: SigningKeySource::Generated { dir: key_dir(&data_dir) },
+            data_dir,
+            access_token_lifetime: Duration::from_secs(15 * 60),
+            refresh_token_lifetime: Duration::from_secs(14 * 24 * 60 * 60),
+            admin_password: None,
+            password_hashing: PasswordHashing::default(),
+            login_limits: LoginLimits::default(),
+            bus: None,
+            clock: Clock::system(),
+        }
+    }
+
+    /// Reads the secrets from `env` (the node passes the process environment):
+    /// [`ENV_JWT_PRIVATE_KEY`] or [`ENV_JWT_PRIVATE_KEY_FILE`] (not both) for the signing key,
+    /// [`ENV_ADMIN_PASSWORD`] for the bootstrap admin. Empty values count as unset.
+    pub fn with_env(mut self, env: &[(String, String)]) -> anyhow::Result<AuthOptions> {
+        let lookup = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|(key, value)| key == name && !value.trim().is_empty())
+                .map(|(_, value)| value.clone())
+        };
+        match (lookup(ENV_JWT_PRIVATE_KEY), lookup(ENV_JWT_PRIVATE_KEY_FILE)) {
+            (Some(_), Some(_)) => bail!("set {ENV_JWT_PRIVATE_KEY} or {ENV_JWT_PRIVATE_KEY_FILE}, not both"),
+            (Some(pem), None) => self.signing_key = SigningKeySource::Pem(SecretString::new(pem)),
+            (None, Some(path)) => self.signing_key = SigningKeySource::File(PathBuf::from(path)),
+            (None, None) => {}
+        }
+        if let Some(password) = lookup(ENV_ADMIN_PASSWORD) {
+            self.admin_password = Some(SecretString::new(password));
+        }
+        Ok(self)
+    }
+
+    /// How long a retired signing key keeps verifying: the access token lifetime plus a minute
+    /// of clock skew.
+    pub fn verify_window(&self) -> Duration {
+        self.access_token_lifetime + Duration::from_secs(60)
+    }
+}
+
+/// Where generated signing keys are kept under `data_dir`.
+pub fn key_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("auth").join("keys")
+}
+
+/// Failed sign-ins tolerated before `429 too_many_attempts`. Failures are kept in the store,
+/// so the limits hold across restarts and across every instance of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failures per account within [`LoginLimits::account_window`] (5).
+    pub max_failures_per_account: u32,
+    /// The per-account window (15 minutes).
+    pub account_window: Duration,
+    /// Failures per client address within [`LoginLimits::address_window`] (20).
+    pub max_failures_per_address: u32,
+    /// The per-address window (1 minute).
+    pub address_window: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            max_failures_per_account: 5,
+            account_window: Duration::from_secs(15 * 60),
+            max_failures_per_address: 20,
+            address_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The service's time source: the system clock, or a manual one that tests move forward.
+#[derive(Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<Mutex<DateTime<Utc>>>>,
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.manual.is_some() { "Clock(manual)" } else { "Clock(system)" })
+    }
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock { manual: None }
+    }
+
+    /// A clock that stands at `start` until [`Clock::advance`] moves it.
+    pub fn manual(start: DateTime<Utc>) -> Clock {
+        Clock { manual: Some(Arc::new(Mutex::new(start))) }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.manual {
+            Some(time) => *time.lock(),
+            None => Utc::now(),
+        }
+    }
+
+    /// Moves a manual clock forward (no effect on the system clock).
+    pub fn advance(&self, by: Duration) {
+        if let Some(time) = &self.manual {
+            let mut time = time.lock();
+            *time += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::zero());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    }
+
+    async fn sqlite_options() -> AuthOptions {
+        let path = std::env::temp_dir().join(format!("auth-options-{}.db", uuid::Uuid::new_v4()));
+        let database = Database::open_sqlite_file(&path).await.unwrap();
+        AuthOptions::new(database, "/var/lib/emporium")
+    }
+
+    #[tokio::test]
+    async fn defaults_generate_the_key_under_the_data_dir() {
+        let options = sqlite_options().await.with_env(&[]).unwrap();
+        assert!(
+            matches!(&options.signing_key, SigningKeySource::Generated { dir } if dir == Path::new("/var/lib/emporium/auth/keys"))
+        );
+        assert_eq!(options.access_token_lifetime, Duration::from_secs(900));
+        assert_eq!(options.verify_window(), Duration::from_secs(960));
+        assert!(options.admin_password.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_environment_names_the_key_and_the_admin_password_and_never_prints_them() {
+        let options = sqlite_options()
+            .await
+            .with_env(&env(&[
+                (ENV_JWT_PRIVATE_KEY, "-----BEGIN PRIVATE KEY-----"),
+                (ENV_ADMIN_PASSWORD, "s3cret-pass"),
+            ]))
+            .unwrap();
+        assert!(matches!(options.signing_key, SigningKeySource::Pem(_)));
+        assert_eq!(options.admin_password.as_ref().unwrap().expose(), "s3cret-pass");
+        let printed = format!("{options:?}");
+        assert!(!printed.contains("s3cret") && !printed.contains("BEGIN"), "{printed}");
+
+        let from_file =
+            sqlite_options().await.with_env(&env(&[(ENV_JWT_PRIVATE_KEY_FILE, "/run/secrets/jwt.pem")])).unwrap();
+        assert!(
+            matches!(&from_file.signing_key, SigningKeySource::File(path) if path == Path::new("/run/secrets/jwt.pem"))
+        );
+        let both = from_file.with_env(&env(&[(ENV_JWT_PRIVATE_KEY, "x"), (ENV_JWT_PRIVATE_KEY_FILE, "y")]));
+        assert!(both.unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let start = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = Clock::manual(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::from_secs(90));
+        assert_eq!(clock.now(), start + chrono::Duration::seconds(90));
+        let system = Clock::system();
+        system.advance(Duration::from_secs(3600));
+        assert!((system.now() - Utc::now()).num_seconds().abs() < 5);
+    }
+}

@@ -1,0 +1,90 @@
+//! The `auth_login_failures` table: one row per refused sign-in, counted per account key and
+//! per client address.
+
+use chrono::{DateTime, Utc};
+use emporium_bus::database::DbTx;
+use sqlx::Row;
+
+use super::{AuthStore, from_millis, millis, on_pool, on_tx};
+use crate::error::AuthError;
+
+/// What failures are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureScope<'a> {
+    /// One account (`user:<id>` or `login:<hash>`).
+    Account(&'a str),
+    /// One client address.
+    Address(&'a str),
+}
+
+impl AuthStore {
+    /// Records a refused sign-in of `account_key` from `address` at `at`.
+    #[tracing::instrument(skip_all)]
+    pub async fn record_login_failure(
+        &self,
+        tx: &mut DbTx,
+        account_key: &str,
+        address: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        const INSERT: &str =
+            "INSERT INTO auth_login_failures (account_key, client_address, failed_at) VALUES (?, ?, ?)";
+        on_tx!(tx, |connection| {
+            sqlx::query(INSERT)
+                .bind(account_key)
+                .bind(address)
+                .bind(millis(at))
+                .execute(&mut *connection)
+                .await
+                .map(drop)?
+        });
+        Ok(())
+    }
+
+    /// The time of the `nth` most recent failure (1 = the latest) in `scope` after `since`,
+    /// when there were at least `nth`.
+    #[tracing::instrument(skip(self))]
+    pub async fn nth_latest_login_failure(
+        &self,
+        scope: FailureScope<'_>,
+        since: DateTime<Utc>,
+        nth: u32,
+    ) -> Result<Option<DateTime<Utc>>, AuthError> {
+        let (sql, key) = match scope {
+            FailureScope::Account(key) => (
+                "SELECT failed_at FROM auth_login_failures WHERE account_key = ? AND failed_at > ? \
+                 ORDER BY failed_at DESC LIMIT 1 OFFSET ?",
+                key,
+            ),
+            FailureScope::Address(address) => (
+                "SELECT failed_at FROM auth_login_failures WHERE client_address = ? AND failed_at > ? \
+                 ORDER BY failed_at DESC LIMIT 1 OFFSET ?",
+                address,
+            ),
+        };
+        let offset = i64::from(nth.max(1) - 1);
+        let found: Option<i64> = on_pool!(self.database, |pool| {
+            match sqlx::query(sql).bind(key).bind(millis(since)).bind(offset).fetch_optional(pool).await? {
+                Some(row) => Some(row.try_get("failed_at")?),
+                None => None,
+            }
+        });
+        Ok(found.map(from_millis))
+    }
+
+    /// Forgets the failures of `account_key` (after a successful sign-in).
+    pub async fn clear_login_failures(&self, tx: &mut DbTx, account_key: &str) -> Result<(), AuthError> {
+        const DELETE: &str = "DELETE FROM auth_login_failures WHERE account_key = ?";
+        on_tx!(tx, |connection| sqlx::query(DELETE).bind(account_key).execute(&mut *connection).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Deletes failures older than `before` (housekeeping; no limit looks that far back).
+    pub async fn purge_login_failures(&self, tx: &mut DbTx, before: DateTime<Utc>) -> Result<u64, AuthError> {
+        const DELETE: &str = "DELETE FROM auth_login_failures WHERE failed_at < ?";
+        let deleted = on_tx!(tx, |connection| {
+            sqlx::query(DELETE).bind(millis(before)).execute(&mut *connection).await?.rows_affected()
+        });
+        Ok(deleted)
+    }
+}
