@@ -49,13 +49,19 @@ ensure_mongodb_compatible_server() {
     trap 'ops/mongodb/stop.sh >/dev/null 2>&1 || true' EXIT
 }
 
+ensure_smtp_test_server() {
+    # The notification tests send mail to a real SMTP server (aiosmtpd from PyPI, in a venv).
+    ops/smtp/install.sh >/dev/null || die "could not install the test SMTP server (ops/smtp/install.sh)"
+}
+
 ensure_mariadb
 ensure_rabbitmq
+ensure_smtp_test_server
 command -v rabbitmqctl >/dev/null || die "rabbitmqctl is needed (the broker restart test stops and starts the app)"
 ensure_mongodb_compatible_server
 export EMPORIUM_TEST_MYSQL_URL="${EMPORIUM_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306}"
 export EMPORIUM_TEST_AMQP_URL="${EMPORIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-say "services: MariaDB, RabbitMQ and a MongoDB-compatible server ($EMPORIUM_TEST_MONGODB_URL) are up"
+say "services: MariaDB, RabbitMQ, a MongoDB-compatible server ($EMPORIUM_TEST_MONGODB_URL) and the test SMTP server are ready"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

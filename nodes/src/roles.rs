@@ -15,6 +15,10 @@ pub enum Role {
     Inventory,
     /// Orders.
     Order,
+    /// Payments through the payment provider.
+    Payment,
+    /// Notifications (stored, and emailed when SMTP is configured).
+    Notification,
     /// The public HTTP entry (last, so the services of its node are up when it opens).
     Gateway,
     /// The diagnostic echo service (builds with the `test-services` feature only).
@@ -25,12 +29,18 @@ pub enum Role {
     Probe,
 }
 
-/// Roles the contract names that this build cannot run yet.
-const PLANNED_ROLES: [&str; 2] = ["payment", "notification"];
-
 impl Role {
     /// Every role `all` stands for.
-    const ALL: [Role; 6] = [Role::Registry, Role::Auth, Role::Product, Role::Inventory, Role::Order, Role::Gateway];
+    const ALL: [Role; 8] = [
+        Role::Registry,
+        Role::Auth,
+        Role::Product,
+        Role::Inventory,
+        Role::Order,
+        Role::Payment,
+        Role::Notification,
+        Role::Gateway,
+    ];
 
     /// The role's name on the command line.
     pub fn name(self) -> &'static str {
@@ -40,6 +50,8 @@ impl Role {
             Role::Product => "product",
             Role::Inventory => "inventory",
             Role::Order => "order",
+            Role::Payment => "payment",
+            Role::Notification => "notification",
             Role::Gateway => "gateway",
             #[cfg(feature = "test-services")]
             Role::Echo => "echo",
@@ -50,7 +62,7 @@ impl Role {
 
     /// Whether the role's service publishes or consumes events.
     pub fn uses_the_bus(self) -> bool {
-        matches!(self, Role::Auth | Role::Inventory | Role::Order)
+        matches!(self, Role::Auth | Role::Inventory | Role::Order | Role::Payment | Role::Notification)
     }
 
     /// Parses `--role`: comma-separated names, `all` for every production role.
@@ -64,14 +76,13 @@ impl Role {
                 "product" => roles.push(Role::Product),
                 "inventory" => roles.push(Role::Inventory),
                 "order" => roles.push(Role::Order),
+                "payment" => roles.push(Role::Payment),
+                "notification" => roles.push(Role::Notification),
                 "gateway" => roles.push(Role::Gateway),
                 #[cfg(feature = "test-services")]
                 "echo" => roles.push(Role::Echo),
                 #[cfg(feature = "test-services")]
                 "probe" => roles.push(Role::Probe),
-                planned if PLANNED_ROLES.contains(&planned) => {
-                    return Err(format!("role {planned:?} is not available in this build yet"));
-                }
                 "" => return Err("empty role name".to_string()),
                 unknown => {
                     return Err(format!(

@@ -124,6 +124,25 @@ impl Wiring {
                 let handle = emporium_order::start(node.service_context(), options).await?;
                 node.add_service(handle);
             }
+            Role::Payment => {
+                let bus = bus.expect("the payment role uses the bus");
+                let options = emporium_payment::PaymentOptions { database: self.database(node, "payment").await?, bus };
+                let handle = emporium_payment::start(node.service_context(), options).await?;
+                node.add_service(handle);
+            }
+            Role::Notification => {
+                let bus = bus.expect("the notification role uses the bus");
+                let smtp = emporium_notification::SmtpSettings::from_env(&self.env)?;
+                let options = emporium_notification::NotificationOptions {
+                    database: self.database(node, "notification").await?,
+                    bus,
+                    smtp,
+                    from_address: emporium_notification::from_address_from_env(&self.env),
+                    delivery: emporium_notification::DeliverySettings::default(),
+                };
+                let handle = emporium_notification::start(node.service_context(), options).await?;
+                node.add_service(handle);
+            }
             Role::Gateway => {
                 let listener = std::net::TcpListener::bind(self.http)
                     .map_err(|error| anyhow::anyhow!("cannot listen on {} (--http): {error}", self.http))?;
@@ -179,6 +198,8 @@ fn public_routes() -> Vec<RouteMount> {
     routes.push(Arc::new(emporium_product::routes));
     routes.push(Arc::new(emporium_inventory::routes));
     routes.push(Arc::new(emporium_order::routes));
+    routes.push(Arc::new(emporium_payment::routes));
+    routes.push(Arc::new(emporium_notification::routes));
     #[cfg(feature = "test-services")]
     routes.push(Arc::new(emporium_echo::routes));
     routes
@@ -192,6 +213,8 @@ fn public_openapi() -> Vec<utoipa::openapi::OpenApi> {
     fragments.push(emporium_product::openapi());
     fragments.push(emporium_inventory::openapi());
     fragments.push(emporium_order::openapi());
+    fragments.push(emporium_payment::openapi());
+    fragments.push(emporium_notification::openapi());
     #[cfg(feature = "test-services")]
     fragments.push(emporium_echo::openapi());
     fragments

@@ -14,6 +14,8 @@
 //! - [`page`]: paged lists.
 //! - [`money`]: decimal-string amounts over integer minor units.
 //! - [`product`]: the product service's messages and public bodies.
+//! - [`payment`]: the payment service's messages and public bodies (payments, test card tokens).
+//! - [`notification`]: the notification service's messages and public bodies.
 //! - [`order`]: the order service's messages and public bodies.
 //! - [`echo`]: the diagnostic echo service used by the cluster tests.
 //! - [`events`]: the CloudEvents envelope, exchanges, event types and payloads of the event bus.
@@ -26,8 +28,10 @@ pub mod events;
 pub mod identity;
 pub mod inventory;
 pub mod money;
+pub mod notification;
 pub mod order;
 pub mod page;
+pub mod payment;
 pub mod product;
 pub mod registry;
 pub mod request;

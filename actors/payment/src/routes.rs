@@ -1,0 +1,88 @@
+//! The payment service's public routes (API.md section 4, Payments): reads for any signed-in
+//! user, each turned into a message to the payment service, wherever it runs. A customer sees
+//! only their own payments, an admin all.
+
+use actix_web::{HttpResponse, web};
+use emporium_cluster::Cluster;
+use emporium_cluster::edge::{ApiResult, AuthenticatedCaller, RequestContext};
+use emporium_contracts::page::{Page, PageRequest};
+use emporium_contracts::payment::{GetPayment, ListPayments, PaymentStatus, PaymentView, SERVICE};
+use emporium_contracts::{Request, ServiceError};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(paths(list_payments, get_payment), components(schemas(PaymentView, PaymentStatus)))]
+struct PaymentApi;
+
+/// The OpenAPI fragment of the payment routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    PaymentApi::openapi()
+}
+
+/// Mounts the payment routes.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/api/v1/payments", web::get().to(list_payments))
+        .route("/api/v1/payments/{id}", web::get().to(get_payment));
+}
+
+async fn ask<M: Request>(cluster: &Cluster, context: &RequestContext, message: M) -> Result<M::Reply, ServiceError> {
+    cluster.service(SERVICE).ask_with(message, context.call_meta()).await
+}
+
+/// Query of the payment list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only the payment of this order.
+    pub order_id: Option<String>,
+    /// Page, from 0.
+    pub page: Option<i64>,
+    /// Page size, 1 to 100.
+    pub size: Option<i64>,
+}
+
+/// A page of payments, newest first: the caller's own (all for an admin).
+#[utoipa::path(get, path = "/api/v1/payments", tag = "payments", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<PaymentView>), (status = 400, description = "Bad paging or order id"),
+        (status = 401, description = "No or bad token")))]
+async fn list_payments(
+    caller: AuthenticatedCaller,
+    context: RequestContext,
+    query: web::Query<ListQuery>,
+    cluster: web::Data<Cluster>,
+) -> ApiResult<HttpResponse> {
+    let query = query.into_inner();
+    let page = PageRequest::new(query.page, query.size)?;
+    let message = ListPayments { caller: caller.0, order_id: query.order_id, page };
+    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+}
+
+/// One payment; 404 `payment_not_found` for someone else's (unless admin).
+#[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
+    params(("id" = String, Path, description = "The payment's id")), security(("bearer" = [])),
+    responses((status = 200, body = PaymentView), (status = 404, description = "No such payment of the caller (payment_not_found)"),
+        (status = 401, description = "No or bad token")))]
+async fn get_payment(
+    caller: AuthenticatedCaller,
+    context: RequestContext,
+    id: web::Path<String>,
+    cluster: web::Data<Cluster>,
+) -> ApiResult<HttpResponse> {
+    let message = GetPayment { caller: caller.0, id: id.into_inner() };
+    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_fragment_documents_both_routes() {
+        let document = serde_json::to_value(openapi()).unwrap();
+        assert!(document["paths"]["/api/v1/payments"]["get"].is_object());
+        assert!(document["paths"]["/api/v1/payments/{id}"]["get"].is_object());
+        assert!(document["components"]["schemas"]["PaymentView"].is_object());
+    }
+}
