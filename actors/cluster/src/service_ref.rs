@@ -162,13 +162,10 @@ impl Cluster {
             }
         };
         let result = self.attempt_with_retries::<M>(site, body, deadline, meta).await;
-        let target_healthy = match &result {
-            Ok(_) => Some(true),
-            Err(error) => Some(!matches!(
-                error.kind,
-                ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Fault | ErrorKind::Internal
-            )),
-        };
+        let target_healthy = Some(match &result {
+            Ok(_) => true,
+            Err(error) => !target_failed(M::SERVICE, error),
+        });
         site.record_outcome(target_healthy);
         let reply = result?;
         serde_json::from_slice(&reply)
@@ -243,6 +240,16 @@ impl Cluster {
     }
 }
 
+/// Whether `error` says the target service itself failed (what its breaker counts), as opposed
+/// to a clear answer from it. A 503 that the target answered about one of *its* dependencies
+/// (`inventory_unavailable` from the order service) is an answer: the target is healthy.
+fn target_failed(service: &str, error: &ServiceError) -> bool {
+    let transport_failure = error.code == format!("{service}_unavailable");
+    let not_serving = matches!(error.code.as_str(), "service_down" | "actor_restarted" | "unknown_service");
+    let crashed_or_slow = matches!(error.kind, ErrorKind::Timeout | ErrorKind::Fault | ErrorKind::Internal);
+    transport_failure || not_serving || crashed_or_slow
+}
+
 fn record_ask<T>(
     service: &'static str,
     message: &'static str,
@@ -285,5 +292,20 @@ impl ServiceRef {
             return Err(ServiceError::internal(format!("{} is not a message of {}", M::NAME, self.service)));
         }
         self.cluster.ask(message, meta).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_of_the_target_count_against_its_breaker() {
+        assert!(target_failed("order", &ServiceError::unavailable("order_unavailable", "no instance")));
+        assert!(target_failed("order", &ServiceError::unavailable("service_down", "down")));
+        assert!(target_failed("order", &ServiceError::timeout("slow")));
+        assert!(target_failed("order", &ServiceError::fault("panicked")));
+        assert!(!target_failed("order", &ServiceError::unavailable("inventory_unavailable", "its dependency")));
+        assert!(!target_failed("order", &ServiceError::conflict("out_of_stock", "answered")));
     }
 }
