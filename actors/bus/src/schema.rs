@@ -59,7 +59,7 @@ impl Database {
 /// Runs `$body` with `$connection` bound to the transaction's connection, whatever its
 /// dialect: the same SQL text (both dialects take `?` placeholders) runs on either.
 ///
-/// ```ignore
+/// ```text
 /// emporium_bus::on_connection!(tx, |connection| {
 ///     sqlx::query("UPDATE t SET n = n + 1 WHERE id = ?").bind(id).execute(&mut *connection).await
 /// })
