@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool, SqliteConnection, SqlitePool};
@@ -195,25 +195,7 @@ impl Database {
 /// The bus's migrator for `dialect`: embedded at compile time, ignoring migrations of other
 /// crates that share the database.
 fn bus_migrator(dialect: Dialect) -> Migrator {
-    let migrations = BUS_MIGRATIONS
-        .iter()
-        .map(|(version, description, mysql, sqlite)| {
-            let sql = match dialect {
-                Dialect::MySql => *mysql,
-                Dialect::Sqlite => *sqlite,
-            };
-            Migration::new(
-                *version,
-                (*description).into(),
-                MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(sql),
-                false,
-            )
-        })
-        .collect();
-    let mut migrator = Migrator::with_migrations(migrations);
-    migrator.set_ignore_missing(true);
-    migrator
+    crate::schema::migrator(dialect, &BUS_MIGRATIONS)
 }
 
 /// A borrowed connection inside a transaction, by dialect, for a service's own statements.
