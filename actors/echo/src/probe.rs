@@ -95,7 +95,10 @@ where
         .map(|index| {
             let sent = Instant::now();
             let reply = ask(index);
-            async move { (sent.elapsed(), reply.await) }
+            async move {
+                let reply = reply.await;
+                (sent.elapsed(), reply)
+            }
         })
         .buffer_unordered(concurrency.max(1) as usize)
         .collect()
