@@ -455,9 +455,10 @@ def figure_eviction(bench: Bench) -> dict:
 def set_timeout_millis(config_dir: Path, value: int) -> None:
     path = config_dir / "application.toml"
     text = path.read_text()
-    new_text, replaced = re.subn(r"(?m)^timeout_millis = \d+$", f"timeout_millis = {value}", text)
+    # The first `timeout_millis` is the one of [resilience.default] (other call sites follow it).
+    new_text, replaced = re.subn(r"(?m)^timeout_millis = \d+$", f"timeout_millis = {value}", text, count=1)
     if replaced != 1:
-        raise RuntimeError(f"expected one timeout_millis line in {path}, found {replaced}")
+        raise RuntimeError(f"expected a timeout_millis line in {path}")
     temporary = config_dir / ".application.toml.tmp"
     temporary.write_text(new_text)
     os.replace(temporary, path)
