@@ -423,9 +423,9 @@ def figure_eviction(bench: Bench) -> dict:
     for run in range(bench.args.runs):
         node_id = f"echo-evict-{run}"
         instance = f"echo@{node_id}"
-        # Start at a random point of the registry's 750 ms eviction sweep: otherwise every node
+        # Start at a random point of the registry's eviction sweep (150 ms): otherwise every node
         # registers right after the previous eviction, in step with the sweep.
-        time.sleep(random.random() * 0.75)
+        time.sleep(random.random() * 0.15)
         echo = bench.node(node_id, "echo", registry.url("")).wait_started()
         wait_until(f"{instance} UP", lambda: (instance_ids(registry, "echo") or {}).get(instance) == "UP", 20)
         # Kill at a random point of the heartbeat period (1 s), not in step with registration.
@@ -832,10 +832,9 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         "1. A single-role `echo` node starts at a random point of the registry's eviction sweep and registers; "
         "1-2 s later (a random point of its 1 s heartbeat) it gets SIGKILL; "
         "`GET /registry/v1/instances?service=echo` is polled every 20 ms until the instance is gone. "
-        "With lease 3 s, heartbeat 1 s and a sweep every lease/4 = 750 ms (`config/application.toml`), the "
-        "time from kill to eviction is 3 s - (time since the last renewal, 0-1 s) + (wait for the next "
-        "sweep, 0-0.75 s): between 2.0 and 3.75 s, 2.875 s on average, so a median of 5 lands on either "
-        "side of 3 s.",
+        "With lease 3 s, heartbeat 1 s and a sweep every lease/20 = 150 ms (`config/application.toml`), "
+        "the time from kill to eviction is 3 s - (time since the last renewal, 0-1 s) + (wait for the next "
+        "sweep, 0-0.15 s): between 2.0 and 3.15 s, 2.575 s on average.",
         "2. Registry + 2 `echo` + 2 `probe` nodes (5 instances). `timeout_millis` in the registry's copy "
         "of `application.toml` is changed (temp file + rename) at a random point of the registry's 500 ms "
         "file poll; `GET /registry/v1/config/acks` is polled every 10 ms until every instance's "
