@@ -186,9 +186,10 @@ class Runner:
                                timeout=max(120.0, count / 20.0))
         if status != 200 or not isinstance(body, dict):
             raise RuntimeError(f"MeasureReservations answered {status}: {body}")
-        # The probe's own p50/p99 are not used: its `measure` (actors/echo/src/probe.rs) takes
-        # the elapsed time before awaiting the reply. Latency comes from the probe's ask
-        # histogram instead (bucket-interpolated percentiles, exact mean).
+        # The probe's own p50/p99 are exact, except in builds from 785b219 to before 6ed2bbc, whose
+        # `measure` (actors/echo/src/probe.rs) took the elapsed time before awaiting the reply.
+        # The probe's ask histogram gives an exact mean and bucket-interpolated percentiles in
+        # every build: `latency_source` picks which percentiles the report shows.
         result = {"numOk": body["numOk"], "numErrors": body["numErrors"], "errors": body.get("errors", {}),
                   "probeP50Micros": body["p50Micros"], "probeP99Micros": body["p99Micros"],
                   "perSecond": body["asksPerSecond"], "answeredBy": body.get("answeredBy", {})}
@@ -196,9 +197,14 @@ class Runner:
         metrics_after = histogram(cb.get(self.probe.url("/metrics"))[1], *ASK_HISTOGRAM)
         latency = histogram_summary(metrics_before, metrics_after)
         result["latency"] = latency
-        result["p50Micros"] = latency.get("p50Ms", 0) * 1000
-        result["p99Micros"] = latency.get("p99Ms", 0) * 1000
+        result["histP50Micros"] = latency.get("p50Ms", 0) * 1000
+        result["histP99Micros"] = latency.get("p99Ms", 0) * 1000
         result["meanMicros"] = latency.get("meanMs", 0) * 1000
+        # The probe's percentiles are believable when they lie no lower than the buckets the
+        # histogram puts them in (a probe that measures before the reply reports microseconds).
+        lower50 = (latency.get("p50BucketMs") or (0, 0))[0] * 1000
+        lower99 = (latency.get("p99BucketMs") or (0, 0))[0] * 1000
+        result["probeTrusted"] = body["p50Micros"] >= 0.8 * lower50 and body["p99Micros"] >= 0.8 * lower99
         return result
 
     def raw_loop(self, count: int, concurrency: int, variant: str = "same", warmup: int = 0) -> dict:
@@ -233,7 +239,7 @@ class Runner:
                                      "buckets": buckets})
         result = {"numOk": body["numOk"], "numErrors": body["numErrors"], "errors": body.get("errors", {}),
                   "exactP50Micros": body["p50Micros"], "exactP99Micros": body["p99Micros"],
-                  "p50Micros": latency.get("p50Ms", 0) * 1000, "p99Micros": latency.get("p99Ms", 0) * 1000,
+                  "histP50Micros": latency.get("p50Ms", 0) * 1000, "histP99Micros": latency.get("p99Ms", 0) * 1000,
                   "meanMicros": body["meanMicros"], "latency": latency,
                   "perSecond": body["reservationsPerSecond"]}
         self._close(window, counters, result, body["numOk"])
@@ -309,7 +315,9 @@ def figure_reservations(bench, db: MariaDb, raw: Path, args) -> dict:
                     cpu = " ".join(f"{n}={v:.0f}us" for n, v in result["perReservation"]["cpuMicros"].items())
                     server = result["perReservation"]["server"]
                     log(f"  {kind:7} c={concurrency} rep {rep + 1}: {result['perSecond']:.0f}/s mean={result['meanMicros'] / 1000:.2f} ms "
-                        f"p50~{result['p50Micros'] / 1000:.2f} ms p99~{result['p99Micros'] / 1000:.2f} ms "
+                        f"p50~{result['histP50Micros'] / 1000:.2f} ms p99~{result['histP99Micros'] / 1000:.2f} ms "
+                        f"(exact: {result.get('probeP50Micros', result.get('exactP50Micros'))} / "
+                        f"{result.get('probeP99Micros', result.get('exactP99Micros'))} us) "
                         f"(buckets {result['latency'].get('p99BucketMs')}) errors={result['numErrors']} | CPU per reservation: {cpu} | "
                         f"fsyncs {server['Innodb_data_fsyncs']:.2f}, row lock waits "
                         f"{server['Innodb_row_lock_waits']:.2f} per reservation | others "
@@ -334,6 +342,18 @@ def figure_reservations(bench, db: MariaDb, raw: Path, args) -> dict:
                             "consistent": available + reserved == args.stock and reserved == int(lines) == int(reservations),
                             "outboxRows": int(outbox_rows), "outboxSent": int(outbox_sent)}
         log(f"  integrity: {out['integrity']}")
+        service_runs = [r for kinds in runs.values() for r in kinds["service"]]
+        exact = all(r["probeTrusted"] for r in service_runs)
+        out["latencySource"] = "exact" if exact else "histogram"
+        log(f"  latency percentiles: {'exact (the probe measures after the reply)' if exact else 'from the histogram (this probe measures before the reply)'}")
+        for kinds in runs.values():
+            for kind, results in kinds.items():
+                for r in results:
+                    if exact:
+                        r["p50Micros"] = r.get("probeP50Micros", r.get("exactP50Micros"))
+                        r["p99Micros"] = r.get("probeP99Micros", r.get("exactP99Micros"))
+                    else:
+                        r["p50Micros"], r["p99Micros"] = r["histP50Micros"], r["histP99Micros"]
         out["runs"] = {}
         for key, kinds in runs.items():
             out["runs"][key] = {}
@@ -347,7 +367,7 @@ def figure_reservations(bench, db: MariaDb, raw: Path, args) -> dict:
                     "p99Micros": statistics.median(r["p99Micros"] for r in results),
                     "meanMicros": statistics.median(r["meanMicros"] for r in results),
                     "exactP99Micros": (statistics.median(r["exactP99Micros"] for r in results)
-                                       if "exactP99Micros" in results[0] else None),
+                                       if "exactP99Micros" in results[0] and not exact else None),
                     "p99Buckets": [r["latency"].get("p99BucketMs") for r in results],
                     "perSecondAll": [round(r["perSecond"]) for r in results],
                     "meanAll": [round(r["meanMicros"] / 1000, 2) for r in results],
@@ -375,8 +395,10 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     out = []
     runs = results["reservations"]["runs"]
 
+    approx = "" if results["reservations"].get("latencySource") == "exact" else "~"
+
     def latency(k: dict) -> str:
-        text = f"mean {k['meanMicros'] / 1000:.2f} ms, p99 ~{k['p99Micros'] / 1000:.1f} ms"
+        text = f"mean {k['meanMicros'] / 1000:.2f} ms, p99 {approx}{k['p99Micros'] / 1000:.1f} ms"
         if k.get("exactP99Micros") is not None:
             text += f" (exact {k['exactP99Micros'] / 1000:.1f} ms)"
         return text
@@ -432,13 +454,18 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         "`ReserveStock` of the inventory service through `ServiceRef` (cluster transport, HTTP/JSON on loopback), "
         "one unit and a new order id per reservation, `concurrency` in flight; it reports reservations/s and p50/p99. "
         "The inventory node's outbox relay runs as usual (in-process bus) and marks the events sent. "
-        "Reservations/s is the probe's count / elapsed. Latency is NOT the probe's own p50/p99: its `measure` "
-        "(`actors/echo/src/probe.rs`, since commit 785b219) takes `sent.elapsed()` before `reply.await`, so it "
-        "reports microseconds for multi-millisecond asks. It comes from the probe node's "
-        "`emporium_ask_duration_seconds{message=\"ReserveStock\",path=\"remote\"}` histogram, scraped before and "
-        "after each run: the mean is exact (sum / count); p99 is interpolated linearly inside the bucket it falls in "
-        "(bounds 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250 ms, ...), marked ~. The raw loop's p99 is "
-        "interpolated in the same buckets (its exact p99 in brackets).",
+        "Reservations/s is the probe's count / elapsed. " + (
+            "p50/p99 are the probe's (exact, from send to reply); the mean comes from the probe node's "
+            "`emporium_ask_duration_seconds{message=\"ReserveStock\",path=\"remote\"}` histogram (sum / count), "
+            "scraped before and after each run; the raw loop reports the same three figures."
+            if r.get("latencySource") == "exact" else
+            "Latency is NOT the probe's own p50/p99: in this build its `measure` (`actors/echo/src/probe.rs`, "
+            "from commit 785b219 until 6ed2bbc) takes `sent.elapsed()` before `reply.await` and reports "
+            "microseconds for multi-millisecond asks. It comes from the probe node's "
+            "`emporium_ask_duration_seconds{message=\"ReserveStock\",path=\"remote\"}` histogram, scraped before and "
+            "after each run: the mean is exact (sum / count); p99 is interpolated linearly inside the bucket it falls "
+            "in (bounds 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250 ms, ...), marked ~. The raw loop's p99 is "
+            "interpolated in the same buckets (its exact p99 in brackets)."),
         "- Raw: `ops/bench/inventory_raw` (sqlx 0.9 MySQL + tokio, its own cargo workspace) runs, per "
         "reservation, the statements of `reserve` in `actors/inventory/src/stock_keeper.rs` in the same order: "
         "BEGIN; SELECT the reservation by order id; conditional UPDATE of the stock row; INSERT the reservation; "
@@ -466,8 +493,8 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
             cpu = ", ".join(f"{n} {v:.0f} us" for n, v in k["cpuMicros"].items())
             s = k["server"]
             details.append(
-                f"- c={key} {label}: {k['perSecondAll']} /s, mean {k['meanAll']} ms, p99 ~{k['p99All']} ms "
-                f"(buckets {k['p99Buckets']}), errors {k['errors']}; CPU per "
+                f"- c={key} {label}: {k['perSecondAll']} /s, mean {k['meanAll']} ms, p99 "
+                f"{'' if r.get('latencySource') == 'exact' else '~'}{k['p99All']} ms, errors {k['errors']}; CPU per "
                 f"reservation: {cpu}; per reservation the server did {s['Innodb_data_fsyncs']:.2f} fsyncs, "
                 f"{s['Innodb_log_writes']:.2f} redo log writes, {s['Handler_commit']:.2f} commits, {s['Questions']:.1f} "
                 f"statements ({s['Com_select']:.1f} SELECT, {s['Com_insert']:.1f} INSERT, {s['Com_update']:.1f} UPDATE), "
