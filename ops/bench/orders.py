@@ -94,6 +94,8 @@ OTHER_BENCHES = r"ops/bench/(gateway|inventory|cluster)\.py"
 SERVER_VARIABLES = ("version", "innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin", "innodb_buffer_pool_size",
                     "innodb_log_file_size", "innodb_flush_method", "innodb_doublewrite", "tx_isolation",
                     "max_connections")
+STATUS_COUNTERS = ("Com_commit", "Com_rollback", "Innodb_data_fsyncs", "Innodb_log_writes", "Innodb_deadlocks",
+                   "Innodb_row_lock_waits", "Questions")
 log = cb.log
 # Direct connections only: a proxy from the environment must never see loopback traffic.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -158,6 +160,12 @@ class MariaDb:
         rows = self.query(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})", "mysql")
         return {row[0]: row[1] for row in rows if len(row) == 2}
 
+    def status(self) -> dict[str, int]:
+        """Server-wide counters (every database on the server counts; ours is the only busy one)."""
+        names = ",".join(f"'{name}'" for name in STATUS_COUNTERS)
+        rows = self.query(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})", "mysql")
+        return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+
     def server_pid(self) -> int | None:
         for name in ("mariadbd", "mysqld"):
             done = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
@@ -209,7 +217,8 @@ class Node:
         self.node_id = node_id
         self.log_path = bench.tmp / f"{node_id}.log"
         self._log = open(self.log_path, "wb")
-        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EMPORIUM_CLUSTER_SECRET": SECRET, **env}
+        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EMPORIUM_CLUSTER_SECRET": SECRET, **env,
+                    **bench.node_env}
         self.proc = subprocess.Popen([str(bench.binary), *args, "--node-id", node_id], env=full_env, cwd=bench.tmp,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         cb.CHILDREN.append(self.proc)
@@ -279,6 +288,7 @@ class Bench:
         self.source_label = None
         self.nodes: dict[str, Node] = {}
         self.raw_binary = None
+        self.node_env = dict(item.split("=", 1) for item in (args.node_env or []))
 
     def remove_tmp(self) -> None:
         for node in self.nodes.values():
@@ -493,14 +503,21 @@ class Sampler(threading.Thread):
         self.max_rss = {name: 0 for name in pids}
         self.phase_max = {name: 0 for name in pids}
         self.last = {name: 0 for name in pids}
+        # VmRSS = RssAnon (heap, stacks) + RssFile (the binary's pages in use) + RssShmem, at the max.
+        self.split_at_max: dict[str, dict] = {}
         self.stop_event = threading.Event()
 
     def sample(self) -> None:
         for name, pid in self.pids.items():
             try:
-                rss = cb.kib(cb.proc_status(pid)["VmRSS"])
+                status = cb.proc_status(pid)
+                rss = cb.kib(status["VmRSS"])
             except (OSError, KeyError, ValueError):
                 continue
+            if rss > self.max_rss[name]:
+                self.split_at_max[name] = {key: cb.kib(status[key]) / 1024 for key in ("RssAnon", "RssFile", "RssShmem")
+                                           if key in status}
+                self.split_at_max[name]["threads"] = int(status.get("Threads", "0"))
             self.last[name] = rss
             self.max_rss[name] = max(self.max_rss[name], rss)
             self.phase_max[name] = max(self.phase_max[name], rss)
@@ -542,6 +559,17 @@ class CpuWindow:
                 "cores": {name: value / wall for name, value in seconds.items()},
                 "machineBusyCores": busy / wall,
                 "otherCores": max(0.0, (busy - sum(seconds.values())) / wall)}
+
+
+def log_lines(paths: dict[str, Path]) -> dict[str, int]:
+    out = {}
+    for name, path in paths.items():
+        try:
+            with open(path, "rb") as lines:
+                out[name] = sum(chunk.count(b"\n") for chunk in iter(lambda: lines.read(1 << 20), b""))
+        except OSError:
+            pass
+    return out
 
 
 def hwm(pids: dict[str, int]) -> dict[str, float]:
@@ -632,8 +660,9 @@ GATEWAY_POST = ("emporium_http_request_duration_seconds", {"listener": "public",
 class Phase:
     def __init__(self, base: str, shop: dict, db: MariaDb, sampler: Sampler, concurrency: int, duration: float,
                  sample_every: int, cpu_pids: dict[str, int], label: str, gateway: "Node",
-                 max_lines: int = 3, max_quantity: int = 2):
+                 log_paths: dict[str, Path] | None = None, max_lines: int = 3, max_quantity: int = 2):
         self.base, self.shop, self.db, self.sampler, self.gateway = base, shop, db, sampler, gateway
+        self.log_paths = log_paths or {}
         self.poll_requests = 0
         self.concurrency, self.duration, self.sample_every = concurrency, duration, sample_every
         self.cpu_pids, self.label = cpu_pids, label
@@ -717,6 +746,8 @@ class Phase:
         self.sampler.reset_phase()
         since_ms = int(time.time() * 1000) - 5
         metrics_before = histogram(node_metrics(self.gateway), *GATEWAY_POST)
+        status_before = self.db.status()
+        lines_before = log_lines(self.log_paths)
         cpu = CpuWindow(self.cpu_pids)
         threads = [threading.Thread(target=self.worker, args=(i,), daemon=True) for i in range(self.concurrency)]
         poller = threading.Thread(target=self.poller, daemon=True)
@@ -765,6 +796,7 @@ class Phase:
         all_final = time.monotonic()
         cpu_result = cpu.finish()
         self.gateway_post = histogram_delta(metrics_before, histogram(node_metrics(self.gateway), *GATEWAY_POST))
+
         self.stop_polling.set()
         poller.join(timeout=30)
         # Every effect stored: stock committed, payments, two notifications per order, outbox sent.
@@ -782,6 +814,11 @@ class Phase:
                     f"notifications {notes}, unsent outbox rows {unsent}")
                 break
             time.sleep(0.5)
+        # Counted once every effect is stored, so that they cover the whole saga of these orders.
+        status_after = self.db.status()
+        self.status_delta = {name: status_after.get(name, 0) - status_before.get(name, 0) for name in status_after}
+        lines_after = log_lines(self.log_paths)
+        self.log_lines = {name: lines_after[name] - lines_before.get(name, 0) for name in lines_after}
         return self.result(ok, since_ms, cpu_result, placing_ended - started, all_final - started)
 
     args_drain = 300.0
@@ -836,6 +873,8 @@ class Phase:
             "sampleP99Ms": percentile(self.sample_results, 0.99) * 1000,
             "pollRequests": self.poll_requests,
             "gatewayPost": self.gateway_post,
+            "serverStatus": self.status_delta,
+            "logLinesPerOrder": {name: count / max(1, len(ok)) for name, count in self.log_lines.items()},
             "rssMaxMiB": {name: kb / 1024 for name, kb in self.sampler.phase_max.items()},
             "cpu": {"cores": cpu["cores"], "machineBusyCores": cpu["machineBusyCores"],
                     "otherCores": cpu["otherCores"], "wallSeconds": cpu["wallSeconds"],
@@ -911,6 +950,7 @@ def run_raw(bench: Bench, db: MariaDb, mysql_url: str, skus: list[str], users: l
     log(f"raw loop c={concurrency}: {duration:.0f} s after a 2 s warm-up")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cb.CHILDREN.append(proc)
+    status_before = db.status()
     cpu = CpuWindow(cpu_pids)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     err_lines: list[str] = []
@@ -940,7 +980,9 @@ def run_raw(bench: Bench, db: MariaDb, mysql_url: str, skus: list[str], users: l
     cpu_result = cpu.finish({"raw": raw_seconds})
     if proc.returncode != 0:
         raise RuntimeError(f"the raw loop failed ({proc.returncode}): {''.join(err_lines)[-2000:]}")
+    status_after = db.status()
     result = json.loads(out.strip().splitlines()[-1])
+    result["serverStatus"] = {name: status_after.get(name, 0) - status_before.get(name, 0) for name in status_after}
     result["cpu"] = {"cores": cpu_result["cores"], "machineBusyCores": cpu_result["machineBusyCores"],
                      "otherCores": cpu_result["otherCores"]}
     log(f"  raw c={concurrency}: {result['numOrders']} orders, {result['ordersPerSecond']:.1f} orders/s, "
@@ -1033,6 +1075,15 @@ def gateway_view(p: dict) -> str:
             "(bucket bounds). ")
 
 
+def server_view(status: dict, orders: int) -> str:
+    if not status or not orders:
+        return ""
+    per = lambda name: status.get(name, 0) / orders  # noqa: E731
+    return (f"MariaDB per order: {per('Com_commit'):.1f} commits, {per('Innodb_data_fsyncs'):.1f} fsyncs, "
+            f"{per('Innodb_log_writes'):.1f} log writes, {per('Questions'):.0f} statements; "
+            f"{status.get('Innodb_deadlocks', 0)} deadlocks, {status.get('Innodb_row_lock_waits', 0):,} row lock waits. ")
+
+
 def fmt_cores(cores: dict) -> str:
     return ", ".join(f"{name} {value:.2f}" for name, value in sorted(cores.items(), key=lambda kv: -kv[1]))
 
@@ -1051,7 +1102,9 @@ def markdown(results: dict, info: dict, command: str) -> str:
         "the Python load generator, the registry and seven single-role nodes, MariaDB "
         f"{variables.get('version', '?')}, RabbitMQ and the MongoDB-compatible test server (Python). "
         f"Load before the system runs: `{results.get('loadBefore', '?')}`; before the raw runs: "
-        f"`{results.get('loadBeforeRaw', '?')}` ({results.get('othersNote', '')}).",
+        f"`{results.get('loadBeforeRaw', '?')}` ({results.get('othersNote', '')})."
+        + (f" Extra environment of every node: `{' '.join(f'{k}={v}' for k, v in results['nodeEnv'].items())}`."
+           if results.get("nodeEnv") else ""),
         "",
         f"MariaDB as found, not changed: innodb_flush_log_at_trx_commit="
         f"{variables.get('innodb_flush_log_at_trx_commit', '?')}, sync_binlog={variables.get('sync_binlog', '?')}, "
@@ -1106,7 +1159,11 @@ def markdown(results: dict, info: dict, command: str) -> str:
             f"{p['wallToLastFinalSecs']:.1f} s from the first POST; last effect stored at "
             f"{p['wallToLastEffectSecs']:.1f} s. POST mean {p['postMeanMs']:.1f} ms, max {p['postMaxMs']:.0f} ms; "
             f"POST to final max {p['toFinalMaxMs']:,.0f} ms. " + gateway_view(p) + f"The sample poller made "
-            f"{p.get('pollRequests', 0):,} GETs. CPU (cores, phase average): "
+            f"{p.get('pollRequests', 0):,} GETs. " + server_view(p.get("serverStatus"), p["numOrders"])
+            + "Log lines per order: " + ", ".join(f"{name} {value:.1f}" for name, value in
+                                                  sorted((p.get("logLinesPerOrder") or {}).items(),
+                                                         key=lambda kv: -kv[1]) if value >= 0.05)
+            + f". CPU (cores, phase average): "
             f"{fmt_cores(p['cpu']['cores'])}; whole machine {p['cpu']['machineBusyCores']:.2f} of "
             f"{info['nproc']}, other processes {p['cpu']['otherCores']:.2f}. CPU per order: "
             + ", ".join(f"{name} {value:.2f} ms" for name, value in
@@ -1118,11 +1175,18 @@ def markdown(results: dict, info: dict, command: str) -> str:
             f"{r['placeP50Micros'] / 1000:.1f} ms p99 {r['placeP99Micros'] / 1000:.1f} ms; all seven p50 "
             f"{r['chainP50Micros'] / 1000:.1f} ms p99 {r['chainP99Micros'] / 1000:.1f} ms; relays "
             f"{r['relayRows']:,} rows in {r['relayBatches']:,} batches; errors {r['numErrors']} {r['errors'] or ''}. "
+            + server_view(r.get("serverStatus"), r.get("numOrdersWithWarmup", r["numOrders"])) +
             f"CPU (cores): {fmt_cores(r['cpu']['cores'])}; machine {r['cpu']['machineBusyCores']:.2f}.")
     if "rssMaxMiB" in results:
         details.append("- RSS max / VmHWM at the end (MiB): " + ", ".join(
             f"{name} {results['rssMaxMiB'][name]:.1f} / {results.get('hwmMiB', {}).get(name, float('nan')):.1f}"
             for name in ["registry", *ROLES] if name in results["rssMaxMiB"]) + ".")
+    if results.get("rssSplitAtMax"):
+        details.append("- At each node's max, RssAnon / RssFile (MiB; RssFile is the binary's code and data pages "
+                       "in use) and threads: " + ", ".join(
+                           f"{name} {split.get('RssAnon', 0):.1f} / {split.get('RssFile', 0):.1f}, "
+                           f"{split.get('threads', 0)} threads"
+                           for name in ["registry", *ROLES] if (split := results["rssSplitAtMax"].get(name))) + ".")
     if results.get("envelopeBytes"):
         details.append("- Mean outbox envelope size by event type (bytes), system / raw: " + ", ".join(
             f"{kind} {sizes.get('system', 0):.0f} / {sizes.get('raw', 0):.0f}"
@@ -1187,6 +1251,8 @@ def main() -> int:
     parser.add_argument("--no-raw", action="store_true")
     parser.add_argument("--wait-minutes", type=float, default=20.0,
                         help="wait at most this long for other ops/bench scripts to finish (0: do not wait)")
+    parser.add_argument("--node-env", action="append", metavar="KEY=VALUE",
+                        help="an extra environment variable for every node (experiments, e.g. MALLOC_ARENA_MAX=2)")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--json", help="also write the raw results to this file")
@@ -1218,6 +1284,7 @@ def main() -> int:
     info["binary"] = f"$CARGO_TARGET_DIR/release/emporium, built {bench.built.strftime('%Y-%m-%d %H:%M UTC')}, " \
                      f"sha256 {bench.binary_sha}"
     results["targetDir"] = args.target_dir
+    results["nodeEnv"] = bench.node_env
     if not args.no_raw:
         bench.ensure_raw()
     results["serverVariables"] = db.variables()
@@ -1259,11 +1326,13 @@ def main() -> int:
                 sign_in_all(client, shop["users"])
                 client.close()
             phase = Phase(base, shop, db, sampler, concurrency, args.duration, args.sample_every, cpu_pids,
-                          f"phase c={concurrency}", bench.nodes["gateway"])
+                          f"phase c={concurrency}", bench.nodes["gateway"],
+                          {name: node.log_path for name, node in bench.nodes.items()})
             phases.append(phase.run())
         results["phases"] = phases
         sampler.sample()
         results["rssMaxMiB"] = {name: kb / 1024 for name, kb in sampler.max_rss.items()}
+        results["rssSplitAtMax"] = sampler.split_at_max
         results["hwmMiB"] = hwm(node_pids)
         sampler.stop_event.set()
         user_ids = [row[0] for row in db.query("SELECT DISTINCT user_id FROM orders")]

@@ -648,6 +648,7 @@ async fn relay(pool: MySqlPool, shared: Arc<Shared>, service: &'static str) -> R
 }
 
 struct Tally {
+    all: u64,
     chain_micros: Vec<u64>,
     place_micros: Vec<u64>,
     errors: BTreeMap<String, u64>,
@@ -662,13 +663,14 @@ async fn worker(
     done: Arc<AtomicU64>,
 ) -> Tally {
     let mut random = Random(seed | 1);
-    let mut tally = Tally { chain_micros: Vec::new(), place_micros: Vec::new(), errors: BTreeMap::new() };
+    let mut tally = Tally { all: 0, chain_micros: Vec::new(), place_micros: Vec::new(), errors: BTreeMap::new() };
     while Instant::now() < until {
         let started = Instant::now();
         let result = one_order(&pool, &shared, &mut random).await;
         let measured = started >= measure_from;
         match result {
             Ok(placed) => {
+                tally.all += 1;
                 if measured {
                     tally.chain_micros.push(started.elapsed().as_micros() as u64);
                     tally.place_micros.push(placed.as_micros() as u64);
@@ -757,9 +759,10 @@ async fn main() {
             }
         })
     };
-    let mut tally = Tally { chain_micros: Vec::new(), place_micros: Vec::new(), errors: BTreeMap::new() };
+    let mut tally = Tally { all: 0, chain_micros: Vec::new(), place_micros: Vec::new(), errors: BTreeMap::new() };
     for handle in workers {
         let part = handle.await.expect("worker");
+        tally.all += part.all;
         tally.chain_micros.extend(part.chain_micros);
         tally.place_micros.extend(part.place_micros);
         for (error, count) in part.errors {
@@ -790,6 +793,7 @@ async fn main() {
         "concurrency": options.concurrency,
         "pool": options.pool,
         "numOrders": num,
+        "numOrdersWithWarmup": tally.all,
         "numErrors": tally.errors.values().sum::<u64>(),
         "errors": tally.errors,
         "elapsedSeconds": elapsed.as_secs_f64(),
