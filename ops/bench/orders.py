@@ -649,6 +649,19 @@ def histogram_delta(before: dict, after: dict) -> dict:
             "p50BoundMs": bound(0.50) * 1000, "p99BoundMs": bound(0.99) * 1000}
 
 
+def call_sites(node: "Node") -> dict[str, dict]:
+    """The node's resilience counters per target service (`/admin/v1/supervision`)."""
+    request = urllib.request.Request(node.url("/admin/v1/supervision"), headers={"Authorization": f"Cluster {SECRET}"})
+    try:
+        with OPENER.open(request, timeout=10) as response:
+            tree = json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException):
+        return {}
+    keys = ("numCalls", "numFailures", "numRetries", "numRejected", "numBreakerOpened")
+    return {site.get("service", "?"): {key: site.get(key, 0) for key in keys}
+            for site in tree.get("callSites", []) if isinstance(site, dict)}
+
+
 GATEWAY_POST = ("emporium_http_request_duration_seconds", {"listener": "public", "method": "POST",
                                                            "route": "/api/v1/orders"})
 
@@ -660,9 +673,11 @@ GATEWAY_POST = ("emporium_http_request_duration_seconds", {"listener": "public",
 class Phase:
     def __init__(self, base: str, shop: dict, db: MariaDb, sampler: Sampler, concurrency: int, duration: float,
                  sample_every: int, cpu_pids: dict[str, int], label: str, gateway: "Node",
-                 log_paths: dict[str, Path] | None = None, max_lines: int = 3, max_quantity: int = 2):
+                 log_paths: dict[str, Path] | None = None, order_node: "Node | None" = None,
+                 max_lines: int = 3, max_quantity: int = 2):
         self.base, self.shop, self.db, self.sampler, self.gateway = base, shop, db, sampler, gateway
         self.log_paths = log_paths or {}
+        self.order_node = order_node
         self.poll_requests = 0
         self.concurrency, self.duration, self.sample_every = concurrency, duration, sample_every
         self.cpu_pids, self.label = cpu_pids, label
@@ -747,6 +762,7 @@ class Phase:
         since_ms = int(time.time() * 1000) - 5
         metrics_before = histogram(node_metrics(self.gateway), *GATEWAY_POST)
         status_before = self.db.status()
+        sites_before = call_sites(self.order_node) if self.order_node else {}
         lines_before = log_lines(self.log_paths)
         cpu = CpuWindow(self.cpu_pids)
         threads = [threading.Thread(target=self.worker, args=(i,), daemon=True) for i in range(self.concurrency)]
@@ -819,6 +835,10 @@ class Phase:
         self.status_delta = {name: status_after.get(name, 0) - status_before.get(name, 0) for name in status_after}
         lines_after = log_lines(self.log_paths)
         self.log_lines = {name: lines_after[name] - lines_before.get(name, 0) for name in lines_after}
+        sites_after = call_sites(self.order_node) if self.order_node else {}
+        self.call_sites = {service: {key: value - sites_before.get(service, {}).get(key, 0)
+                                     for key, value in counters.items()}
+                           for service, counters in sites_after.items()}
         return self.result(ok, since_ms, cpu_result, placing_ended - started, all_final - started)
 
     args_drain = 300.0
@@ -874,6 +894,7 @@ class Phase:
             "pollRequests": self.poll_requests,
             "gatewayPost": self.gateway_post,
             "serverStatus": self.status_delta,
+            "orderCallSites": self.call_sites,
             "logLinesPerOrder": {name: count / max(1, len(ok)) for name, count in self.log_lines.items()},
             "rssMaxMiB": {name: kb / 1024 for name, kb in self.sampler.phase_max.items()},
             "cpu": {"cores": cpu["cores"], "machineBusyCores": cpu["machineBusyCores"],
@@ -1019,6 +1040,15 @@ def yes(met: bool) -> str:
     return "yes" if met else "**no**"
 
 
+def load_rss(results: dict) -> dict[str, float]:
+    """Max VmRSS per node over the order phases (the set-up's sign-ins left out)."""
+    out: dict[str, float] = {}
+    for phase in results.get("phases", []):
+        for name, value in (phase.get("rssMaxMiB") or {}).items():
+            out[name] = max(out.get(name, 0.0), value)
+    return out
+
+
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
     out = []
     phases = results.get("phases", [])
@@ -1047,11 +1077,11 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
                     f"polled sample", "-",
                     f"{p['toFinalP50Ms']:,.0f} / {p['toFinalP99Ms']:,.0f} ms; sample of {p['sampleN']}: "
                     f"{p['sampleP50Ms']:,.0f} / {p['sampleP99Ms']:,.0f} ms", "-"))
-    if "rssMaxMiB" in results:
-        rss = results["rssMaxMiB"]
+    rss = load_rss(results)
+    if rss:
         names = [name for name in ROLES if name in rss]
         worst = max(rss[name] for name in names)
-        out.append(("6. Max RSS under load, " + " / ".join(names) + " (registry " +
+        out.append(("6. Max RSS during the order phases, " + " / ".join(names) + " (registry " +
                     f"{rss.get('registry', 0):.1f})", "<= 30 MiB each",
                     " / ".join(f"{rss[name]:.1f}" for name in names) + " MiB", yes(worst <= 30)))
     return out
@@ -1082,6 +1112,14 @@ def server_view(status: dict, orders: int) -> str:
     return (f"MariaDB per order: {per('Com_commit'):.1f} commits, {per('Innodb_data_fsyncs'):.1f} fsyncs, "
             f"{per('Innodb_log_writes'):.1f} log writes, {per('Questions'):.0f} statements; "
             f"{status.get('Innodb_deadlocks', 0)} deadlocks, {status.get('Innodb_row_lock_waits', 0):,} row lock waits. ")
+
+
+def sites_view(sites: dict | None) -> str:
+    if not sites:
+        return ""
+    return "The order node's call sites (calls / failures / retries / breaker openings): " + ", ".join(
+        f"{service} {c['numCalls']:,} / {c['numFailures']} / {c['numRetries']} / {c['numBreakerOpened']}"
+        for service, c in sorted(sites.items()) if c.get("numCalls")) + ". "
 
 
 def fmt_cores(cores: dict) -> str:
@@ -1148,13 +1186,14 @@ def markdown(results: dict, info: dict, command: str) -> str:
         "`SELECT ... LIMIT 256` / `UPDATE ... sent_at` woken by commits. No HTTP, actors, broker or catalog read "
         "(MongoDB, not SQL); every consumer transaction holds one event (the services' consumers may batch up "
         "to 64). One pool of (orders in flight + 3) connections; 2 s warm-up; the best rate is the limit.",
-        "- Figure 6: `VmRSS` of each node from `/proc/<pid>/status` every 0.5 s during the load phases, max.",
+        "- Figure 6: `VmRSS` of each node from `/proc/<pid>/status` every 0.5 s; the max over the order phases (the "
+        "whole run's max, set-up included, is in the details).",
     ]
     details = []
     for p in results.get("phases", []):
         details.append(
             f"- {p['concurrency']} clients: {p['numOrders']:,} orders ({', '.join(f'{k} {v}' for k, v in p['statuses'].items())}), "
-            f"{p['numErrors']} errors {p['errors'] or ''}; placed at {p['placedPerSecond']:,.1f}/s for "
+            f"{p['numErrors']} errors{' ' + str(p['errors']) if p['errors'] else ''}; placed at {p['placedPerSecond']:,.1f}/s for "
             f"{p['durationSecs']:.0f} s, last order final {p['drainSecs']:.2f} s after the last POST answer, "
             f"{p['wallToLastFinalSecs']:.1f} s from the first POST; last effect stored at "
             f"{p['wallToLastEffectSecs']:.1f} s. POST mean {p['postMeanMs']:.1f} ms, max {p['postMaxMs']:.0f} ms; "
@@ -1163,7 +1202,8 @@ def markdown(results: dict, info: dict, command: str) -> str:
             + "Log lines per order: " + ", ".join(f"{name} {value:.1f}" for name, value in
                                                   sorted((p.get("logLinesPerOrder") or {}).items(),
                                                          key=lambda kv: -kv[1]) if value >= 0.05)
-            + f". CPU (cores, phase average): "
+            + ". " + sites_view(p.get("orderCallSites"))
+            + f"CPU (cores, phase average): "
             f"{fmt_cores(p['cpu']['cores'])}; whole machine {p['cpu']['machineBusyCores']:.2f} of "
             f"{info['nproc']}, other processes {p['cpu']['otherCores']:.2f}. CPU per order: "
             + ", ".join(f"{name} {value:.2f} ms" for name, value in
@@ -1174,15 +1214,16 @@ def markdown(results: dict, info: dict, command: str) -> str:
             f"{r['elapsedSeconds']:.1f} s = {r['ordersPerSecond']:,.1f}/s; T1+T2 (the POST's share) p50 "
             f"{r['placeP50Micros'] / 1000:.1f} ms p99 {r['placeP99Micros'] / 1000:.1f} ms; all seven p50 "
             f"{r['chainP50Micros'] / 1000:.1f} ms p99 {r['chainP99Micros'] / 1000:.1f} ms; relays "
-            f"{r['relayRows']:,} rows in {r['relayBatches']:,} batches; errors {r['numErrors']} {r['errors'] or ''}. "
+            f"{r['relayRows']:,} rows in {r['relayBatches']:,} batches; errors {r['numErrors']}{' ' + str(r['errors']) if r['errors'] else ''}. "
             + server_view(r.get("serverStatus"), r.get("numOrdersWithWarmup", r["numOrders"])) +
             f"CPU (cores): {fmt_cores(r['cpu']['cores'])}; machine {r['cpu']['machineBusyCores']:.2f}.")
     if "rssMaxMiB" in results:
-        details.append("- RSS max / VmHWM at the end (MiB): " + ", ".join(
+        details.append("- RSS max over the whole run, set-up (registrations and sign-ins) included / VmHWM at the end "
+                       "(MiB): " + ", ".join(
             f"{name} {results['rssMaxMiB'][name]:.1f} / {results.get('hwmMiB', {}).get(name, float('nan')):.1f}"
             for name in ["registry", *ROLES] if name in results["rssMaxMiB"]) + ".")
     if results.get("rssSplitAtMax"):
-        details.append("- At each node's max, RssAnon / RssFile (MiB; RssFile is the binary's code and data pages "
+        details.append("- At each node's max over the whole run, RssAnon / RssFile (MiB; RssFile is the binary's code and data pages "
                        "in use) and threads: " + ", ".join(
                            f"{name} {split.get('RssAnon', 0):.1f} / {split.get('RssFile', 0):.1f}, "
                            f"{split.get('threads', 0)} threads"
@@ -1242,7 +1283,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--products", type=int, default=20)
     parser.add_argument("--stock", type=int, default=10_000_000)
-    parser.add_argument("--concurrency", default="8,32", help="client threads per phase, e.g. 8,32")
+    parser.add_argument("--concurrency", default="4,8,32", help="client threads per phase, e.g. 8,32")
     parser.add_argument("--duration", type=float, default=25.0, help="seconds of placing orders per phase")
     parser.add_argument("--sample-every", type=int, default=20, help="poll every Kth order of each client")
     parser.add_argument("--warmup", type=int, default=100, help="orders placed and discarded first")
@@ -1294,6 +1335,7 @@ def main() -> int:
         if "still running" in note:
             results["othersNote"] = note
     results["loadBefore"] = cb.uptime_line()
+    info["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     log(f"before the run: {results['loadBefore']}")
 
     mysql_url = db.create()
@@ -1327,7 +1369,7 @@ def main() -> int:
                 client.close()
             phase = Phase(base, shop, db, sampler, concurrency, args.duration, args.sample_every, cpu_pids,
                           f"phase c={concurrency}", bench.nodes["gateway"],
-                          {name: node.log_path for name, node in bench.nodes.items()})
+                          {name: node.log_path for name, node in bench.nodes.items()}, bench.nodes["order"])
             phases.append(phase.run())
         results["phases"] = phases
         sampler.sample()
