@@ -19,13 +19,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emporium_bus::{Bus, BusConfig, ConsumerSpec, Database, DbConnection, EventError, handler_fn, outbox};
+use emporium_bus::{Bus, BusConfig, ConsumerSpec, EventError, handler_fn, outbox};
 use emporium_cluster::directory::Directory;
 use emporium_cluster::service_ref::Cluster;
 use emporium_cluster::{ClusterSecret, ServiceContext, Settings};
 use emporium_contracts::EventEnvelope;
 use emporium_contracts::events::{ORDER_CONFIRMED, ORDER_EVENTS, OrderConfirmed};
 use emporium_runtime::SupervisionTree;
+use emporium_store::Database;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -167,17 +168,13 @@ async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch
     let ctx = service_context();
     let handler = handler_fn(|event, mut tx| async move {
         const INSERT: &str = "INSERT INTO bench_applied (event_id, subject, event_time) VALUES (?, ?, ?)";
-        if let DbConnection::MySql(connection) = tx.connection() {
-            sqlx::query(INSERT)
-                .bind(&event.envelope.id)
-                .bind(&event.envelope.subject)
-                .bind(&event.envelope.time)
-                .execute(connection)
-                .await?;
-            Ok(tx)
-        } else {
-            Err(EventError::Permanent("the bench runs on MariaDB".into()))
-        }
+        sqlx::query(INSERT)
+            .bind(&event.envelope.id)
+            .bind(&event.envelope.subject)
+            .bind(&event.envelope.time)
+            .execute(tx.connection())
+            .await?;
+        Ok::<_, EventError>(tx)
     });
     let consumer = bus
         .subscribe(&ctx, ConsumerSpec::new("bench", ORDER_EVENTS, &["order.*"]), database.clone(), handler)
@@ -213,15 +210,11 @@ async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed();
-    let pool = match database.pool() {
-        emporium_bus::database::Pool::MySql(pool) => pool.clone(),
-        emporium_bus::database::Pool::Sqlite(_) => unreachable!("the bench runs on MariaDB"),
-    };
     let rows = sqlx::query(
         "SELECT b.event_time AS event_time, DATE_FORMAT(i.processed_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS processed_at \
          FROM bench_applied b JOIN bus_inbox i ON i.event_id = b.event_id",
     )
-    .fetch_all(&pool)
+    .fetch_all(database.pool())
     .await
     .expect("latencies");
     let mut latencies: Vec<f64> = rows
@@ -268,16 +261,11 @@ fn main() {
     actix_rt::System::new().block_on(async move {
         let flush: String = {
             let admin = Database::connect(&mysql_url()).await.expect("mariadb");
-            let value = match admin.pool() {
-                emporium_bus::database::Pool::MySql(pool) => {
-                    sqlx::query("SELECT CAST(@@innodb_flush_log_at_trx_commit AS CHAR) AS value")
-                        .fetch_one(pool)
-                        .await
-                        .and_then(|row| row.try_get("value"))
-                        .unwrap_or_default()
-                }
-                emporium_bus::database::Pool::Sqlite(_) => String::new(),
-            };
+            let value = sqlx::query("SELECT CAST(@@innodb_flush_log_at_trx_commit AS CHAR) AS value")
+                .fetch_one(admin.pool())
+                .await
+                .and_then(|row| row.try_get("value"))
+                .unwrap_or_default();
             admin.close().await;
             value
         };

@@ -12,13 +12,13 @@ use crate::amqp::{self, AmqpConnector, BrokerHealth};
 use crate::config::{BusConfig, ConsumerSpec};
 use crate::consumer::{ConsumerContext, InboxConsumer};
 use crate::consumer_driver::{self, ConsumerHandle, DriverSetup};
-use crate::database::Database;
 use crate::error::BusError;
 use crate::handler::EventHandler;
 use crate::in_process::InProcessBroker;
 use crate::relay::{OutboxRelay, RelayContext};
 use crate::relay_driver::{self, RelayHandle};
 use crate::transport::Transport;
+use emporium_store::Database;
 
 /// What a node of a multi-node cluster prints when it runs the in-process bus.
 pub const IN_PROCESS_BUS_WARNING: &str =
@@ -111,7 +111,7 @@ impl Bus {
         if service.is_empty() || service.len() > 64 {
             return Err(BusError::InvalidConfig(format!("service name {service:?} must be 1 to 64 characters")));
         }
-        database.migrate_bus().await?;
+        crate::schema::migrate(&database).await?;
         let context =
             Arc::new(RelayContext::new(service, database, self.inner.config.clone(), self.inner.transport.clone()));
         let mut group = ctx.group(&format!("{service}.outbox"));
@@ -136,7 +136,7 @@ impl Bus {
         handler: Arc<dyn EventHandler>,
     ) -> Result<ConsumerHandle, BusError> {
         spec.validate()?;
-        database.migrate_bus().await?;
+        crate::schema::migrate(&database).await?;
         let config = &self.inner.config;
         let names = config.queue_names(&spec.consumer, &spec.exchange);
         let in_process_queue = match &self.inner.transport {

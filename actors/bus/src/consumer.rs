@@ -13,11 +13,11 @@ use std::sync::Arc;
 use emporium_runtime::{Behavior, CallMeta, HandlerError, Reply, ServiceHandler};
 use tracing::Instrument;
 
-use crate::database::Database;
 use crate::error::BusError;
 use crate::handler::{EventError, EventHandler};
 use crate::inbox;
 use crate::messages::{ApplyEvents, DeliveryOutcome, EventOutcome, PendingEvent};
+use emporium_store::Database;
 
 /// What a consumer actor needs; it outlives restarts of the actor.
 pub(crate) struct ConsumerContext {

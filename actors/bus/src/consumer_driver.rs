@@ -32,13 +32,13 @@ use crate::amqp::{self, DeadLetterNote, TRACEPARENT_HEADER};
 use crate::ask::ask;
 use crate::config::{BusConfig, ConsumerSpec, QueueNames};
 use crate::consumer::{ConsumerContext, InboxConsumer};
-use crate::database::Database;
 use crate::error::BusError;
 use crate::handler::ReceivedEvent;
 use crate::in_process::{InProcessDelivery, InProcessQueue};
 use crate::inbox::{self, DeadLetter};
 use crate::messages::{ApplyEvents, EventOutcome, PendingEvent};
 use crate::transport::Transport;
+use emporium_store::Database;
 
 /// Dead letters a handle remembers for its snapshot.
 const RECENT_DEAD_LETTERS: usize = 32;

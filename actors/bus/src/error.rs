@@ -2,6 +2,8 @@
 
 use emporium_contracts::ServiceError;
 use emporium_contracts::events::EnvelopeError;
+use emporium_store::StoreError;
+pub use emporium_store::redact_url;
 
 /// What can go wrong in the bus.
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +25,10 @@ pub enum BusError {
     /// The broker refused (nacked) a publish.
     #[error("rabbitmq refused to take a message: {0}")]
     PublishRefused(String),
-    /// The database could not be reached or a statement failed.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The bus's tables could not be created or updated.
-    #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
-    /// The database URL is not one the bus knows (`mysql://`, `mariadb://`, `sqlite:`).
-    #[error("unsupported database url {0:?}: expected mysql://, mariadb:// or sqlite:")]
-    UnsupportedDatabase(String),
+    /// The database could not be reached, a statement failed, or the bus's tables could not
+    /// be created.
+    #[error(transparent)]
+    Database(#[from] StoreError),
     /// An event could not be written or read.
     #[error("{0}")]
     Envelope(#[from] EnvelopeError),
@@ -58,11 +55,11 @@ impl BusError {
             BusError::Broker(_) | BusError::PublishRefused(_) | BusError::BrokerTimeout(_) => {
                 (503, "broker_unavailable")
             }
-            BusError::Database(_) => (503, "database_unavailable"),
+            BusError::Database(error) if error.is_unavailable() => (503, "database_unavailable"),
+            BusError::Database(_) => (500, "internal_error"),
             BusError::ShuttingDown => (503, "shutting_down"),
             BusError::Actor(error) if error.is_transient() => (503, "bus_unavailable"),
-            BusError::Migration(_) => (500, "migration_failed"),
-            BusError::UnsupportedDatabase(_) | BusError::InvalidConfig(_) => (500, "invalid_configuration"),
+            BusError::InvalidConfig(_) => (500, "invalid_configuration"),
             BusError::Envelope(_) => (500, "invalid_event"),
             BusError::Actor(_) | BusError::Unexpected(_) => (500, "internal_error"),
         }
@@ -85,17 +82,9 @@ impl BusError {
     }
 }
 
-/// Removes the password from a URL (`amqp://user:secret@host` -> `amqp://user:***@host`).
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!("{}://{}:***{}", &url[..scheme_end], &authority[..colon], &rest[at..])
-        }
-        _ => url.to_string(),
+impl From<sqlx::Error> for BusError {
+    fn from(error: sqlx::Error) -> Self {
+        BusError::Database(StoreError::Database(error))
     }
 }
 
@@ -110,12 +99,5 @@ mod tests {
         assert_eq!(error.to_string(), "rabbitmq unreachable at amqp://h: refused");
         assert_eq!(error.to_service_error().http_status(), 503);
         assert_eq!(BusError::InvalidConfig("x".into()).status_and_code().0, 500);
-    }
-
-    #[test]
-    fn passwords_never_print() {
-        assert_eq!(redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
-        assert_eq!(redact_url("mysql://root@127.0.0.1:3306/db"), "mysql://root@127.0.0.1:3306/db");
-        assert_eq!(redact_url("sqlite:data/x.db"), "sqlite:data/x.db");
     }
 }

@@ -9,8 +9,8 @@ use emporium_runtime::TraceParent;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::database::DbTx;
 use crate::error::BusError;
+use emporium_store::DbTx;
 
 /// An event as a consumer receives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,12 @@ impl EventError {
 
 impl From<BusError> for EventError {
     fn from(error: BusError) -> Self {
+        EventError::Transient(error.to_string())
+    }
+}
+
+impl From<emporium_store::StoreError> for EventError {
+    fn from(error: emporium_store::StoreError) -> Self {
         EventError::Transient(error.to_string())
     }
 }

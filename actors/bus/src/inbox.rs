@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
+use emporium_store::{Database, DbTx, Dialect, Row};
 use serde::{Deserialize, Serialize};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
-use crate::database::{Database, DbConnection, DbTx, Pool};
 use crate::error::BusError;
-use crate::outbox::{placeholders, sqlite_time};
+use crate::outbox::{db_time, parse_db_time, placeholders};
 
 /// Of `event_ids`, those `consumer` has already applied (as seen by `tx`).
 pub async fn already_applied(tx: &mut DbTx, consumer: &str, event_ids: &[&str]) -> Result<HashSet<String>, BusError> {
@@ -20,26 +20,13 @@ pub async fn already_applied(tx: &mut DbTx, consumer: &str, event_ids: &[&str]) 
         "SELECT event_id FROM bus_inbox WHERE consumer = ? AND event_id IN ({})",
         placeholders(event_ids.len())
     );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(consumer);
+    for event_id in event_ids {
+        query = query.bind(*event_id);
+    }
     let mut applied = HashSet::new();
-    match tx.connection() {
-        DbConnection::MySql(connection) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(consumer);
-            for event_id in event_ids {
-                query = query.bind(*event_id);
-            }
-            for row in query.fetch_all(connection).await? {
-                applied.insert(row.try_get::<String, _>("event_id")?);
-            }
-        }
-        DbConnection::Sqlite(connection) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(consumer);
-            for event_id in event_ids {
-                query = query.bind(*event_id);
-            }
-            for row in query.fetch_all(connection).await? {
-                applied.insert(row.try_get::<String, _>("event_id")?);
-            }
-        }
+    for row in query.fetch_all(tx.connection()).await? {
+        applied.insert(row.try_get::<String, _>("event_id")?);
     }
     Ok(applied)
 }
@@ -51,24 +38,12 @@ pub async fn record_applied(tx: &mut DbTx, consumer: &str, event_ids: &[&str]) -
     }
     let values = vec!["(?, ?, ?)"; event_ids.len()].join(", ");
     let sql = format!("INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES {values}");
-    let now = Utc::now();
-    match tx.connection() {
-        DbConnection::MySql(connection) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for event_id in event_ids {
-                query = query.bind(consumer).bind(*event_id).bind(now.naive_utc());
-            }
-            query.execute(connection).await?;
-        }
-        DbConnection::Sqlite(connection) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            let now = sqlite_time(now);
-            for event_id in event_ids {
-                query = query.bind(consumer).bind(*event_id).bind(now.clone());
-            }
-            query.execute(connection).await?;
-        }
+    let now = db_time(tx.dialect(), Utc::now());
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for event_id in event_ids {
+        query = query.bind(consumer).bind(*event_id).bind(now.clone());
     }
+    query.execute(tx.connection()).await?;
     Ok(())
 }
 
@@ -79,25 +54,24 @@ pub(crate) async fn purge_applied(
     before: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64, BusError> {
-    let limit = limit as i64;
-    let deleted = match database.pool() {
-        Pool::MySql(pool) => sqlx::query("DELETE FROM bus_inbox WHERE consumer = ? AND processed_at < ? LIMIT ?")
-            .bind(consumer)
-            .bind(before.naive_utc())
-            .bind(limit)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        Pool::Sqlite(pool) => sqlx::query(
-            "DELETE FROM bus_inbox WHERE rowid IN (SELECT rowid FROM bus_inbox WHERE consumer = ? AND processed_at < ? LIMIT ?)",
-        )
-        .bind(consumer)
-        .bind(sqlite_time(before))
-        .bind(limit)
-        .execute(pool)
-        .await?
-        .rows_affected(),
+    let sql = match database.dialect() {
+        Dialect::MySql => "DELETE FROM bus_inbox WHERE consumer = ? AND processed_at < ? LIMIT ?",
+        // `bus_inbox` is a WITHOUT ROWID table on SQLite: select the oldest rows by key.
+        Dialect::Sqlite => {
+            "DELETE FROM bus_inbox WHERE consumer = ? AND event_id IN \
+             (SELECT event_id FROM bus_inbox WHERE consumer = ? AND processed_at < ? LIMIT ?)"
+        }
     };
+    let mut query = sqlx::query(sql).bind(consumer);
+    if database.dialect() == Dialect::Sqlite {
+        query = query.bind(consumer);
+    }
+    let deleted = query
+        .bind(db_time(database.dialect(), before))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(database.pool())
+        .await?
+        .rows_affected();
     Ok(deleted)
 }
 
@@ -125,71 +99,70 @@ pub struct DeadLetter {
 pub(crate) async fn store_dead_letter(database: &Database, letter: &DeadLetter) -> Result<(), BusError> {
     const INSERT: &str = "INSERT INTO bus_dead_letter \
         (consumer, queue_name, event_id, body, reason, attempts, dead_lettered_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
-    match database.pool() {
-        Pool::MySql(pool) => {
-            sqlx::query(INSERT)
-                .bind(&letter.consumer)
-                .bind(&letter.queue)
-                .bind(&letter.event_id)
-                .bind(&letter.body)
-                .bind(&letter.reason)
-                .bind(letter.attempts as i64)
-                .bind(letter.dead_lettered_at.naive_utc())
-                .execute(pool)
-                .await?;
-        }
-        Pool::Sqlite(pool) => {
-            sqlx::query(INSERT)
-                .bind(&letter.consumer)
-                .bind(&letter.queue)
-                .bind(&letter.event_id)
-                .bind(&letter.body)
-                .bind(&letter.reason)
-                .bind(letter.attempts as i64)
-                .bind(sqlite_time(letter.dead_lettered_at))
-                .execute(pool)
-                .await?;
-        }
-    }
+    sqlx::query(INSERT)
+        .bind(&letter.consumer)
+        .bind(&letter.queue)
+        .bind(&letter.event_id)
+        .bind(&letter.body)
+        .bind(&letter.reason)
+        .bind(i64::from(letter.attempts))
+        .bind(db_time(database.dialect(), letter.dead_lettered_at))
+        .execute(database.pool())
+        .await?;
     Ok(())
 }
 
 /// The dead letters `consumer` stored in `database` (in-process bus), oldest first.
 pub async fn list_dead_letters(database: &Database, consumer: &str) -> Result<Vec<DeadLetter>, BusError> {
-    const SELECT: &str = "SELECT consumer, queue_name, event_id, body, reason, attempts, dead_lettered_at \
-        FROM bus_dead_letter WHERE consumer = ? ORDER BY id";
+    let sql = match database.dialect() {
+        Dialect::MySql => {
+            "SELECT consumer, queue_name, event_id, body, reason, attempts, \
+             DATE_FORMAT(dead_lettered_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS dead_lettered_at \
+             FROM bus_dead_letter WHERE consumer = ? ORDER BY id"
+        }
+        Dialect::Sqlite => {
+            "SELECT consumer, queue_name, event_id, body, reason, attempts, dead_lettered_at \
+             FROM bus_dead_letter WHERE consumer = ? ORDER BY id"
+        }
+    };
     let mut letters = Vec::new();
-    match database.pool() {
-        Pool::MySql(pool) => {
-            for row in sqlx::query(SELECT).bind(consumer).fetch_all(pool).await? {
-                let at: NaiveDateTime = row.try_get("dead_lettered_at")?;
-                letters.push(DeadLetter {
-                    consumer: row.try_get("consumer")?,
-                    queue: row.try_get("queue_name")?,
-                    event_id: row.try_get("event_id")?,
-                    body: row.try_get("body")?,
-                    reason: row.try_get("reason")?,
-                    attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
-                    dead_lettered_at: at.and_utc(),
-                });
-            }
-        }
-        Pool::Sqlite(pool) => {
-            for row in sqlx::query(SELECT).bind(consumer).fetch_all(pool).await? {
-                let at: String = row.try_get("dead_lettered_at")?;
-                letters.push(DeadLetter {
-                    consumer: row.try_get("consumer")?,
-                    queue: row.try_get("queue_name")?,
-                    event_id: row.try_get("event_id")?,
-                    body: row.try_get("body")?,
-                    reason: row.try_get("reason")?,
-                    attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-                    dead_lettered_at: DateTime::parse_from_rfc3339(&at)
-                        .map(|time| time.with_timezone(&Utc))
-                        .unwrap_or_default(),
-                });
-            }
-        }
+    for row in sqlx::query(sql).bind(consumer).fetch_all(database.pool()).await? {
+        let at: String = row.try_get("dead_lettered_at")?;
+        letters.push(DeadLetter {
+            consumer: row.try_get("consumer")?,
+            queue: row.try_get("queue_name")?,
+            event_id: row.try_get("event_id")?,
+            body: row.try_get("body")?,
+            reason: row.try_get("reason")?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?.max(0)).unwrap_or(u32::MAX),
+            dead_lettered_at: parse_db_time(&at).unwrap_or_default(),
+        });
     }
     Ok(letters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inbox purge works on SQLite, whose `bus_inbox` has no rowid: the inbox stays bounded.
+    #[tokio::test]
+    async fn old_inbox_rows_are_purged_on_sqlite() {
+        let path = std::env::temp_dir().join(format!("bus-inbox-{}.db", uuid::Uuid::new_v4()));
+        let database = Database::open_sqlite_file(&path).await.unwrap();
+        crate::schema::migrate(&database).await.unwrap();
+        let mut tx = database.begin().await.unwrap();
+        record_applied(&mut tx, "notification", &["e1", "e2", "e3"]).await.unwrap();
+        record_applied(&mut tx, "payment", &["e1"]).await.unwrap();
+        tx.commit().await.unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(1);
+        assert_eq!(purge_applied(&database, "notification", later, 2).await.unwrap(), 2);
+        assert_eq!(purge_applied(&database, "notification", later, 10).await.unwrap(), 1);
+        assert_eq!(purge_applied(&database, "notification", later, 10).await.unwrap(), 0);
+        let mut tx = database.begin().await.unwrap();
+        assert_eq!(already_applied(&mut tx, "payment", &["e1"]).await.unwrap().len(), 1, "other consumers keep theirs");
+        tx.rollback().await.unwrap();
+        database.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
 }

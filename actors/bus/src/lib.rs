@@ -2,7 +2,7 @@
 //! embedded default, in process, with the same semantics.
 //!
 //! **Publishing (transactional outbox).** A service writes its state change and its events in
-//! one SQL transaction ([`Database::begin`], [`outbox::enqueue`], [`DbTx::commit`]). Its relay
+//! one SQL transaction of its [`emporium_store::Database`] (`begin`, [`outbox::enqueue`], `commit`). Its relay
 //! ([`Bus::start_relay`]: the supervised actor [`relay::OutboxRelay`], `<service>.outbox/relay`,
 //! and a driver task) publishes pending `bus_outbox` rows in id order with publisher confirms,
 //! in pipelined batches, and marks them sent; a commit that enqueued events wakes it at once.
@@ -33,11 +33,8 @@
 //! (`application/cloudevents+json`), persistent, `traceparent` in the AMQP headers.
 //!
 //! **Migrations.** The bus's tables come from `migrations/{mysql,sqlite}/`, embedded at compile
-//! time and applied by [`Database::migrate_bus`] (also run by `start_relay` and `subscribe`).
-//! Versions are reserved per crate so that several crates' migrations share one database and
-//! one `_sqlx_migrations` table: the bus owns `1_000_001..=1_999_999`; each other crate takes
-//! its own million (`2_000_001..` and so on) and runs its migrator with `ignore_missing`, as
-//! the bus does, so it ignores versions that are not its own.
+//! time ([`MIGRATIONS`], versions `1_000_001..=1_999_999`) and applied by [`migrate`] (also run
+//! by `start_relay` and `subscribe`) under the store's migration lock (see `emporium_store`).
 //!
 //! Messages of the bus's actors: [`messages`].
 #![warn(missing_docs)]
@@ -48,7 +45,6 @@ pub mod bus;
 pub mod config;
 pub mod consumer;
 pub mod consumer_driver;
-pub mod database;
 pub mod error;
 pub mod handler;
 pub mod in_process;
@@ -57,16 +53,15 @@ pub mod messages;
 pub mod outbox;
 pub mod relay;
 pub mod relay_driver;
-pub mod schema;
+mod schema;
 mod transport;
 
 pub use bus::{Bus, IN_PROCESS_BUS_WARNING};
 pub use config::{BusConfig, ConsumerSpec, QueueNames};
 pub use consumer_driver::{ConsumerHandle, ConsumerSnapshot};
-pub use database::{Database, DbConnection, DbTx, Dialect};
 pub use error::BusError;
 pub use handler::{EventError, EventHandler, ReceivedEvent, handler_fn};
 pub use inbox::DeadLetter;
 pub use outbox::OutboxLag;
 pub use relay_driver::{RelayHandle, RelayRole, RelaySnapshot};
-pub use schema::SqlMigration;
+pub use schema::{MIGRATIONS, migrate};

@@ -5,13 +5,13 @@
 //! so locked) the aggregate's row in the same transaction: the ids then follow the order in
 //! which the transactions took the lock.
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use emporium_contracts::EventEnvelope;
 use emporium_contracts::events::exchange_of;
+use emporium_store::{AnyRow, Database, DbTx, Dialect, Row};
 use serde::{Deserialize, Serialize};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
-use crate::database::{Database, DbConnection, DbTx, Pool};
 use crate::error::BusError;
 
 /// An outbox row waiting to be published.
@@ -73,35 +73,18 @@ pub async fn enqueue_to(
     const INSERT: &str = "INSERT INTO bus_outbox \
         (service, event_id, exchange_name, routing_key, subject, envelope, traceparent, created_at, attempts) \
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)";
-    match tx.connection() {
-        DbConnection::MySql(connection) => {
-            sqlx::query(INSERT)
-                .bind(service)
-                .bind(&envelope.id)
-                .bind(exchange)
-                .bind(&envelope.event_type)
-                .bind(&envelope.subject)
-                .bind(&body)
-                .bind(&traceparent)
-                .bind(now.naive_utc())
-                .execute(connection)
-                .await?;
-        }
-        DbConnection::Sqlite(connection) => {
-            sqlx::query(INSERT)
-                .bind(service)
-                .bind(&envelope.id)
-                .bind(exchange)
-                .bind(&envelope.event_type)
-                .bind(&envelope.subject)
-                .bind(&body)
-                .bind(&traceparent)
-                .bind(sqlite_time(now))
-                .execute(connection)
-                .await?;
-        }
-    }
-    tx.record_enqueued(service);
+    sqlx::query(INSERT)
+        .bind(service)
+        .bind(&envelope.id)
+        .bind(exchange)
+        .bind(&envelope.event_type)
+        .bind(&envelope.subject)
+        .bind(&body)
+        .bind(&traceparent)
+        .bind(db_time(tx.dialect(), now))
+        .execute(tx.connection())
+        .await?;
+    tx.signal_on_commit(&relay_signal_name(service));
     Ok(())
 }
 
@@ -113,27 +96,15 @@ pub(crate) async fn fetch_pending(
 ) -> Result<Vec<OutboxRow>, BusError> {
     const SELECT: &str = "SELECT id, event_id, exchange_name, routing_key, subject, envelope, traceparent \
         FROM bus_outbox WHERE service = ? AND sent_at IS NULL ORDER BY id LIMIT ?";
-    let limit = limit as i64;
-    match database.pool() {
-        Pool::MySql(pool) => {
-            let rows = sqlx::query(SELECT).bind(service).bind(limit).fetch_all(pool).await?;
-            rows.iter().map(read_row).collect()
-        }
-        Pool::Sqlite(pool) => {
-            let rows = sqlx::query(SELECT).bind(service).bind(limit).fetch_all(pool).await?;
-            rows.iter().map(read_row).collect()
-        }
-    }
+    let rows = sqlx::query(SELECT)
+        .bind(service)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(database.pool())
+        .await?;
+    rows.iter().map(read_row).collect()
 }
 
-fn read_row<'r, R>(row: &'r R) -> Result<OutboxRow, BusError>
-where
-    R: Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn read_row(row: &AnyRow) -> Result<OutboxRow, BusError> {
     Ok(OutboxRow {
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,
@@ -152,23 +123,11 @@ pub(crate) async fn mark_sent(database: &Database, ids: &[i64]) -> Result<(), Bu
     }
     let sql =
         format!("UPDATE bus_outbox SET sent_at = ?, attempts = attempts + 1 WHERE id IN ({})", placeholders(ids.len()));
-    let now = Utc::now();
-    match database.pool() {
-        Pool::MySql(pool) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.naive_utc());
-            for id in ids {
-                query = query.bind(id);
-            }
-            query.execute(pool).await?;
-        }
-        Pool::Sqlite(pool) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(sqlite_time(now));
-            for id in ids {
-                query = query.bind(id);
-            }
-            query.execute(pool).await?;
-        }
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(db_time(database.dialect(), Utc::now()));
+    for id in ids {
+        query = query.bind(*id);
     }
+    query.execute(database.pool()).await?;
     Ok(())
 }
 
@@ -178,43 +137,29 @@ pub(crate) async fn record_failed_attempt(database: &Database, ids: &[i64]) -> R
         return Ok(());
     }
     let sql = format!("UPDATE bus_outbox SET attempts = attempts + 1 WHERE id IN ({})", placeholders(ids.len()));
-    match database.pool() {
-        Pool::MySql(pool) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in ids {
-                query = query.bind(id);
-            }
-            query.execute(pool).await?;
-        }
-        Pool::Sqlite(pool) => {
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in ids {
-                query = query.bind(id);
-            }
-            query.execute(pool).await?;
-        }
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
     }
+    query.execute(database.pool()).await?;
     Ok(())
 }
 
 /// How many rows of `service` wait, and for how long the oldest has.
 pub async fn measure_lag(database: &Database, service: &str) -> Result<OutboxLag, BusError> {
-    const SELECT: &str = "SELECT COUNT(*) AS num_unsent, MIN(created_at) AS oldest FROM bus_outbox WHERE service = ? AND sent_at IS NULL";
-    let now = Utc::now();
-    let (num_unsent, oldest): (i64, Option<DateTime<Utc>>) = match database.pool() {
-        Pool::MySql(pool) => {
-            let row = sqlx::query(SELECT).bind(service).fetch_one(pool).await?;
-            let oldest: Option<NaiveDateTime> = row.try_get("oldest")?;
-            (row.try_get("num_unsent")?, oldest.map(|oldest| oldest.and_utc()))
+    let sql = match database.dialect() {
+        Dialect::MySql => {
+            "SELECT COUNT(*) AS num_unsent, DATE_FORMAT(MIN(created_at), '%Y-%m-%dT%H:%i:%s.%fZ') AS oldest \
+             FROM bus_outbox WHERE service = ? AND sent_at IS NULL"
         }
-        Pool::Sqlite(pool) => {
-            let row = sqlx::query(SELECT).bind(service).fetch_one(pool).await?;
-            let oldest: Option<String> = row.try_get("oldest")?;
-            let oldest =
-                oldest.and_then(|text| DateTime::parse_from_rfc3339(&text).ok()).map(|time| time.with_timezone(&Utc));
-            (row.try_get("num_unsent")?, oldest)
+        Dialect::Sqlite => {
+            "SELECT COUNT(*) AS num_unsent, MIN(created_at) AS oldest FROM bus_outbox WHERE service = ? AND sent_at IS NULL"
         }
     };
+    let now = Utc::now();
+    let row = sqlx::query(sql).bind(service).fetch_one(database.pool()).await?;
+    let num_unsent: i64 = row.try_get("num_unsent")?;
+    let oldest = row.try_get::<Option<String>, _>("oldest")?.and_then(|text| parse_db_time(&text));
     let oldest_unsent_age_secs =
         oldest.map(|oldest| (now - oldest).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6).unwrap_or(0.0);
     Ok(OutboxLag { num_unsent: num_unsent.max(0) as u64, oldest_unsent_age_secs })
@@ -227,28 +172,22 @@ pub(crate) async fn purge_sent(
     before: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64, BusError> {
-    let limit = limit as i64;
-    let deleted = match database.pool() {
-        Pool::MySql(pool) => sqlx::query(
-            "DELETE FROM bus_outbox WHERE service = ? AND sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?",
-        )
-        .bind(service)
-        .bind(before.naive_utc())
-        .bind(limit)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Pool::Sqlite(pool) => sqlx::query(
+    let sql = match database.dialect() {
+        Dialect::MySql => {
+            "DELETE FROM bus_outbox WHERE service = ? AND sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?"
+        }
+        Dialect::Sqlite => {
             "DELETE FROM bus_outbox WHERE id IN (SELECT id FROM bus_outbox \
-             WHERE service = ? AND sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?)",
-        )
-        .bind(service)
-        .bind(sqlite_time(before))
-        .bind(limit)
-        .execute(pool)
-        .await?
-        .rows_affected(),
+             WHERE service = ? AND sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?)"
+        }
     };
+    let deleted = sqlx::query(sql)
+        .bind(service)
+        .bind(db_time(database.dialect(), before))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(database.pool())
+        .await?
+        .rows_affected();
     Ok(deleted)
 }
 
@@ -264,9 +203,25 @@ pub(crate) fn placeholders(count: usize) -> String {
     text
 }
 
-/// A fixed-width RFC 3339 UTC time, so that SQLite's text order is time order.
-pub(crate) fn sqlite_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+/// The name of the commit signal that wakes the relay of `service` (see
+/// [`Database::commit_signal`]).
+pub(crate) fn relay_signal_name(service: &str) -> String {
+    format!("bus-relay:{service}")
+}
+
+/// A time as the bus's tables store it: `DATETIME(6)` text on MariaDB/MySQL, fixed-width
+/// RFC 3339 UTC text on SQLite (so that its text order is time order).
+pub(crate) fn db_time(dialect: Dialect, time: DateTime<Utc>) -> String {
+    match dialect {
+        Dialect::MySql => time.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        Dialect::Sqlite => time.to_rfc3339_opts(SecondsFormat::Micros, true),
+    }
+}
+
+/// Reads a time selected as RFC 3339 text (MariaDB's `DATE_FORMAT(.., '%Y-%m-%dT%H:%i:%s.%fZ')`
+/// or SQLite's stored text).
+pub(crate) fn parse_db_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|time| time.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -278,6 +233,8 @@ mod tests {
         assert_eq!(placeholders(1), "?");
         assert_eq!(placeholders(3), "?, ?, ?");
         let time = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
-        assert_eq!(sqlite_time(time), "2026-01-02T03:04:05.000000Z");
+        assert_eq!(db_time(Dialect::Sqlite, time), "2026-01-02T03:04:05.000000Z");
+        assert_eq!(db_time(Dialect::MySql, time), "2026-01-02 03:04:05.000000");
+        assert_eq!(parse_db_time("2026-01-02T03:04:05.000000Z"), Some(time));
     }
 }

@@ -11,11 +11,11 @@ use parking_lot::Mutex;
 
 use crate::amqp::publish_confirmed;
 use crate::config::BusConfig;
-use crate::database::Database;
 use crate::error::BusError;
 use crate::messages::{MeasureOutboxLag, PublishPendingEvents, PublishProgress};
 use crate::outbox::{self, OutboxLag};
 use crate::transport::Transport;
+use emporium_store::Database;
 
 /// How long a batch waits for the broker's confirms before it counts as failed.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);

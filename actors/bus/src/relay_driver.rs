@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use emporium_runtime::{CellHandle, ServiceSupervision};
+use emporium_store::{AnyConnection, Dialect, Row};
 use parking_lot::Mutex;
 use serde::Serialize;
-use sqlx::{Connection, MySqlConnection, MySqlPool, Row};
+use sqlx::{AnyPool, Connection};
 use tokio::sync::watch;
 
 use crate::ask::ask;
-use crate::database::Pool;
 use crate::error::BusError;
 use crate::messages::{MeasureOutboxLag, PublishPendingEvents};
 use crate::outbox::{self, OutboxLag};
@@ -171,10 +171,10 @@ impl RelayDriver {
                 _ = stop_requested(&mut self.stop_rx) => return self.set_role(RelayRole::Stopped),
             }
         }
-        let wake = self.context.database.outbox_signal(&service);
-        let mut lock = match self.context.database.pool() {
-            Pool::MySql(pool) => Some(RelayLock::new(pool.clone(), &service)),
-            Pool::Sqlite(_) => None,
+        let wake = self.context.database.commit_signal(&crate::outbox::relay_signal_name(&service));
+        let mut lock = match self.context.database.dialect() {
+            Dialect::MySql => Some(RelayLock::new(self.context.database.pool().clone(), &service)),
+            Dialect::Sqlite => None,
         };
         let mut num_failures_in_a_row = 0u32;
         let max_rows = self.context.config.relay_batch_size;
@@ -320,15 +320,15 @@ impl LagReporter {
 
 /// `GET_LOCK` held on a dedicated connection while this instance relays.
 struct RelayLock {
-    pool: MySqlPool,
+    pool: AnyPool,
     service: String,
     name: Option<String>,
-    connection: Option<MySqlConnection>,
+    connection: Option<AnyConnection>,
     verified_at: Option<Instant>,
 }
 
 impl RelayLock {
-    fn new(pool: MySqlPool, service: &str) -> Self {
+    fn new(pool: AnyPool, service: &str) -> Self {
         RelayLock { pool, service: service.to_string(), name: None, connection: None, verified_at: None }
     }
 

@@ -1,86 +1,59 @@
-//! Migrations of the crates that share a service's database: each crate embeds its SQL for
-//! both dialects at compile time and runs it with [`Database::migrate`], in its own version
-//! range, leaving the other crates' migrations alone.
+//! The bus's tables: `bus_outbox`, `bus_inbox` and `bus_dead_letter`, in every database a
+//! service that publishes or consumes events keeps its state in.
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use emporium_store::{Database, Migrations, StoreError};
 
-use crate::database::{Database, Dialect, Pool};
-use crate::error::BusError;
+/// The bus's migrations: versions `1_000_001..=1_999_999`.
+pub const MIGRATIONS: Migrations = Migrations {
+    owner: "bus",
+    list: &[
+        (
+            1_000_001,
+            "bus outbox",
+            include_str!("../migrations/mysql/1000001_bus_outbox.sql"),
+            include_str!("../migrations/sqlite/1000001_bus_outbox.sql"),
+        ),
+        (
+            1_000_002,
+            "bus inbox",
+            include_str!("../migrations/mysql/1000002_bus_inbox.sql"),
+            include_str!("../migrations/sqlite/1000002_bus_inbox.sql"),
+        ),
+        (
+            1_000_003,
+            "bus dead letter",
+            include_str!("../migrations/mysql/1000003_bus_dead_letter.sql"),
+            include_str!("../migrations/sqlite/1000003_bus_dead_letter.sql"),
+        ),
+    ],
+};
 
-/// One migration: `(version, description, MySQL SQL, SQLite SQL)`.
-pub type SqlMigration = (i64, &'static str, &'static str, &'static str);
-
-/// A migrator for `dialect` over `migrations`, ignoring versions it does not know.
-pub fn migrator(dialect: Dialect, migrations: &[SqlMigration]) -> Migrator {
-    let migrations = migrations
-        .iter()
-        .map(|(version, description, mysql, sqlite)| {
-            let sql = match dialect {
-                Dialect::MySql => *mysql,
-                Dialect::Sqlite => *sqlite,
-            };
-            Migration::new(
-                *version,
-                (*description).into(),
-                MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(sql),
-                false,
-            )
-        })
-        .collect();
-    let mut migrator = Migrator::with_migrations(migrations);
-    migrator.set_ignore_missing(true);
-    migrator
+/// Creates or updates the bus's tables in `database` (other crates' tables are left alone).
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    database.migrate(&MIGRATIONS).await
 }
 
-impl Database {
-    /// Applies `migrations` (a crate's own, in its version range) to this database.
-    pub async fn migrate(&self, migrations: &[SqlMigration]) -> Result<(), BusError> {
-        let migrator = migrator(self.dialect(), migrations);
-        match self.pool() {
-            Pool::MySql(pool) => migrator.run(pool).await?,
-            Pool::Sqlite(pool) => migrator.run(pool).await?,
-        }
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_migrations_are_ordered_in_their_range() {
+        MIGRATIONS.check().unwrap();
+        assert_eq!(MIGRATIONS.list[0].0, 1_000_001);
     }
-}
 
-impl Database {
-    /// Whether the database answers a trivial query (readiness checks).
-    pub async fn ping(&self) -> Result<(), BusError> {
-        match self.pool() {
-            Pool::MySql(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
-            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
-        }
-        Ok(())
+    #[tokio::test]
+    async fn sqlite_migrates_twice() {
+        let path = std::env::temp_dir().join(format!("bus-unit-{}.db", uuid::Uuid::new_v4()));
+        let database = Database::open_sqlite_file(&path).await.unwrap();
+        migrate(&database).await.unwrap();
+        migrate(&database).await.unwrap();
+        database
+            .execute("INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES ('c', 'e', 'now')")
+            .await
+            .unwrap();
+        database.close().await;
+        let _ = std::fs::remove_file(&path);
     }
-}
-
-/// Runs `$body` with `$connection` bound to the transaction's connection, whatever its
-/// dialect: the same SQL text (both dialects take `?` placeholders) runs on either.
-///
-/// ```text
-/// emporium_bus::on_connection!(tx, |connection| {
-///     sqlx::query("UPDATE t SET n = n + 1 WHERE id = ?").bind(id).execute(&mut *connection).await
-/// })
-/// ```
-#[macro_export]
-macro_rules! on_connection {
-    ($tx:expr, |$connection:ident| $body:expr) => {
-        match $tx.connection() {
-            $crate::database::DbConnection::MySql($connection) => $body,
-            $crate::database::DbConnection::Sqlite($connection) => $body,
-        }
-    };
-}
-
-/// Runs `$body` with `$pool` bound to the database's pool, whatever its dialect.
-#[macro_export]
-macro_rules! on_pool {
-    ($database:expr, |$pool:ident| $body:expr) => {
-        match $database.pool() {
-            $crate::database::Pool::MySql($pool) => $body,
-            $crate::database::Pool::Sqlite($pool) => $body,
-        }
-    };
 }

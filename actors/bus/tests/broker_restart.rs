@@ -46,7 +46,7 @@ async fn every_event_arrives_once_across_a_rabbitmq_restart() {
     rabbitmqctl_async("start_app").await;
     let namespace = unique_namespace();
     let bus = connect_bus(Transport::Amqp, &namespace, |_| {}).await;
-    let test_database = TestDatabase::create(Store::MariaDb).await;
+    let test_database = TestDatabase::create(Store::MariaDb, "bus").await;
     let database = test_database.database.clone();
     create_applied_table(&database).await;
     let ctx = service_context("restart-test-node");

@@ -42,7 +42,7 @@ async fn a_commit_wakes_the_relay_without_waiting_for_the_poll_interval() {
         let namespace = unique_namespace();
         let bus =
             connect_bus(transport, &namespace, |config| config.relay_poll_interval = Duration::from_secs(30)).await;
-        let test_database = TestDatabase::create(Store::Sqlite).await;
+        let test_database = TestDatabase::create(Store::Sqlite, "bus").await;
         let database = test_database.database.clone();
         create_applied_table(&database).await;
         let ctx = service_context("wake-test");
@@ -72,7 +72,7 @@ async fn a_commit_wakes_the_relay_without_waiting_for_the_poll_interval() {
 async fn only_one_instance_of_a_service_relays_on_mariadb_and_another_takes_over() {
     let namespace = unique_namespace();
     let bus = connect_bus(Transport::Amqp, &namespace, |_| {}).await;
-    let test_database = TestDatabase::create(Store::MariaDb).await;
+    let test_database = TestDatabase::create(Store::MariaDb, "bus").await;
     let database = test_database.database.clone();
     create_applied_table(&database).await;
     let first_node = service_context("node-1");
@@ -119,7 +119,7 @@ async fn in_process_rows_stay_unsent_until_consumed_and_come_back_after_a_crash_
 }
 
 async fn in_process_rows_survive_a_crash(store: Store) {
-    let test_database = TestDatabase::create(store).await;
+    let test_database = TestDatabase::create(store, "bus").await;
     let database = test_database.database.clone();
     create_applied_table(&database).await;
 

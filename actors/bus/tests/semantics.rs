@@ -34,12 +34,12 @@ impl Sandbox {
     async fn start(transport: Transport, store: Store, tweak: impl FnOnce(&mut BusConfig)) -> Sandbox {
         let namespace = unique_namespace();
         let bus = connect_bus(transport, &namespace, tweak).await;
-        let test_database = TestDatabase::create(store).await;
+        let test_database = TestDatabase::create(store, "bus").await;
         create_applied_table(&test_database.database).await;
         Sandbox { transport, bus, test_database, ctx: service_context("bus-test-node"), namespace, queues: Vec::new() }
     }
 
-    fn database(&self) -> emporium_bus::Database {
+    fn database(&self) -> emporium_store::Database {
         self.test_database.database.clone()
     }
 
@@ -185,16 +185,10 @@ async fn a_consumer_killed_mid_batch_gets_its_messages_again_and_applies_each_on
     sandbox.finish().await;
 }
 
-async fn applied_traceparent_exists(database: &emporium_bus::Database, subject: &str) -> bool {
+async fn applied_traceparent_exists(database: &emporium_store::Database, subject: &str) -> bool {
     let sql = format!("SELECT COUNT(*) AS n FROM applied_events WHERE subject = '{subject}'");
-    let count: i64 = match database.pool() {
-        emporium_bus::database::Pool::MySql(pool) => {
-            sqlx::Row::get(&sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(), "n")
-        }
-        emporium_bus::database::Pool::Sqlite(pool) => {
-            sqlx::Row::get(&sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(), "n")
-        }
-    };
+    let count: i64 =
+        sqlx::Row::get(&sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(database.pool()).await.unwrap(), "n");
     count > 0
 }
 

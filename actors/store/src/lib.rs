@@ -26,6 +26,8 @@
 mod database;
 mod error;
 pub mod migrate;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use database::{Database, DbTx, Dialect};
 pub use error::{StoreError, redact_url};

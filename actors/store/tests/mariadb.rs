@@ -2,28 +2,8 @@
 //! `ops/test.sh`): concurrent starts on a fresh database take turns on the migration lock, and
 //! the dialect's values come back through the one pool type.
 
+use emporium_store::testing::{StoreKind, TestDatabase};
 use emporium_store::{Database, Dialect, Migrations, Row};
-
-fn mysql_url() -> String {
-    std::env::var("EMPORIUM_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
-}
-
-/// A fresh database on the server; the returned name is dropped by [`drop_database`].
-async fn fresh_database() -> String {
-    let name = format!("store_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    let admin = Database::connect(&format!("{}/mysql", mysql_url()))
-        .await
-        .unwrap_or_else(|error| panic!("MariaDB is needed at {} (ops/test.sh starts it): {error}", mysql_url()));
-    admin.execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    admin.close().await;
-    name
-}
-
-async fn drop_database(name: &str) {
-    let admin = Database::connect(&format!("{}/mysql", mysql_url())).await.unwrap();
-    admin.execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    admin.close().await;
-}
 
 const BUS_LIKE: Migrations = Migrations {
     owner: "bus-like",
@@ -54,8 +34,8 @@ const SERVICE_LIKE: Migrations = Migrations {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seven_nodes_migrating_a_fresh_database_at_once_all_succeed() {
     for round in 0..5 {
-        let name = fresh_database().await;
-        let url = format!("{}/{name}", mysql_url());
+        let test_database = TestDatabase::create(StoreKind::MariaDb, "store_migrate").await;
+        let url = test_database.url();
         let mut starts = Vec::new();
         for _ in 0..7 {
             let url = url.clone();
@@ -77,14 +57,14 @@ async fn seven_nodes_migrating_a_fresh_database_at_once_all_succeed() {
             .unwrap();
         assert_eq!(applied, 3, "round {round}");
         database.close().await;
-        drop_database(&name).await;
+        test_database.drop_now().await;
     }
 }
 
 #[tokio::test]
 async fn mariadb_values_come_back_through_the_one_pool_type() {
-    let name = fresh_database().await;
-    let database = Database::connect(&format!("{}/{name}", mysql_url())).await.unwrap();
+    let test_database = TestDatabase::create(StoreKind::MariaDb, "store_values").await;
+    let database = &test_database.database;
     assert_eq!(database.dialect(), Dialect::MySql);
     database.migrate(&SERVICE_LIKE).await.unwrap();
     let mut tx = database.begin().await.unwrap();
@@ -106,6 +86,5 @@ async fn mariadb_values_come_back_through_the_one_pool_type() {
     assert_eq!(row.try_get::<i64, _>("total").unwrap(), 12);
     assert_eq!(row.try_get::<i64, _>("num_lines").unwrap(), 2);
     assert_eq!(row.try_get::<String, _>("last").unwrap(), "B-2");
-    database.close().await;
-    drop_database(&name).await;
+    test_database.drop_now().await;
 }

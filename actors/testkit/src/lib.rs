@@ -1,16 +1,16 @@
 //! Set-up shared by the services' integration tests (a dev-dependency only): a fresh database
-//! per test on the machine's MariaDB (`EMPORIUM_TEST_MYSQL_URL`) or in a SQLite file, a bus with
+//! per test (from `emporium_store::testing`) on the machine's MariaDB (`EMPORIUM_TEST_MYSQL_URL`) or in a SQLite file, a bus with
 //! a unique namespace on the machine's RabbitMQ (`EMPORIUM_TEST_AMQP_URL`) or in process, and a
 //! few readers of the tables. Neither server missing is skipped: the tests fail and say so.
 #![allow(missing_docs)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emporium_bus::{Bus, BusConfig, Database, outbox};
+use emporium_bus::{Bus, BusConfig, outbox};
 use emporium_cluster::{ServiceContext, Settings};
 use emporium_contracts::EventEnvelope;
+use emporium_store::Database;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use sqlx::Row;
@@ -25,68 +25,10 @@ pub enum Transport {
     InProcess,
 }
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    /// A fresh database on the machine's MariaDB.
-    MariaDb,
-    /// A fresh SQLite file.
-    Sqlite,
-}
+pub use emporium_store::testing::{StoreKind, TestDatabase as TestStore, mysql_url};
 
 pub fn amqp_url() -> String {
     std::env::var("EMPORIUM_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
-}
-
-pub fn mysql_url() -> String {
-    std::env::var("EMPORIUM_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
-}
-
-/// A fresh database, dropped by [`TestStore::drop_now`].
-pub struct TestStore {
-    pub database: Database,
-    mysql_name: Option<String>,
-    sqlite_path: Option<PathBuf>,
-}
-
-impl TestStore {
-    pub async fn create(kind: StoreKind, prefix: &str) -> TestStore {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        match kind {
-            StoreKind::MariaDb => {
-                let name = format!("{prefix}_test_{}", &unique[..16]);
-                let admin = Database::connect(&format!("{}/mysql", mysql_url())).await.unwrap_or_else(|error| {
-                    panic!(
-                        "MariaDB is needed at {} (EMPORIUM_TEST_MYSQL_URL; ops/test.sh starts it): {error}",
-                        mysql_url()
-                    )
-                });
-                admin.execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
-                admin.close().await;
-                let database = Database::connect(&format!("{}/{name}", mysql_url())).await.expect("connect to it");
-                TestStore { database, mysql_name: Some(name), sqlite_path: None }
-            }
-            StoreKind::Sqlite => {
-                let path = std::env::temp_dir().join(format!("{prefix}-test-{unique}.db"));
-                let database = Database::open_sqlite_file(&path).await.expect("open the test SQLite file");
-                TestStore { database, mysql_name: None, sqlite_path: Some(path) }
-            }
-        }
-    }
-
-    pub async fn drop_now(self) {
-        self.database.close().await;
-        if let Some(name) = self.mysql_name {
-            let admin = Database::connect(&format!("{}/mysql", mysql_url())).await.unwrap();
-            admin.execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-            admin.close().await;
-        }
-        if let Some(path) = self.sqlite_path {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-        }
-    }
 }
 
 pub fn unique_namespace(prefix: &str) -> String {
@@ -146,31 +88,16 @@ pub async fn enqueue(database: &Database, service: &str, envelope: &EventEnvelop
 /// The first column of the first row of `sql` (test-built SQL), as an integer.
 pub async fn scalar(database: &Database, sql: &str) -> i64 {
     let sql = sqlx::AssertSqlSafe(sql.to_string());
-    match database.pool() {
-        emporium_bus::database::Pool::MySql(pool) => {
-            sqlx::query(sql).fetch_one(pool).await.unwrap().try_get::<i64, _>(0).unwrap()
-        }
-        emporium_bus::database::Pool::Sqlite(pool) => {
-            sqlx::query(sql).fetch_one(pool).await.unwrap().try_get::<i64, _>(0).unwrap()
-        }
-    }
+    sqlx::query(sql).fetch_one(database.pool()).await.unwrap().try_get::<i64, _>(0).unwrap()
 }
 
 /// The text columns of every row of `sql` (test-built SQL), as nullable strings.
 pub async fn rows(database: &Database, sql: &str) -> Vec<Vec<Option<String>>> {
     let sql = sqlx::AssertSqlSafe(sql.to_string());
-    macro_rules! collect {
-        ($pool:expr) => {{
-            let rows = sqlx::query(sql).fetch_all($pool).await.unwrap();
-            rows.iter()
-                .map(|row| (0..row.len()).map(|index| row.try_get::<Option<String>, _>(index).unwrap()).collect())
-                .collect()
-        }};
-    }
-    match database.pool() {
-        emporium_bus::database::Pool::MySql(pool) => collect!(pool),
-        emporium_bus::database::Pool::Sqlite(pool) => collect!(pool),
-    }
+    let rows = sqlx::query(sql).fetch_all(database.pool()).await.unwrap();
+    rows.iter()
+        .map(|row| (0..row.len()).map(|index| row.try_get::<Option<String>, _>(index).unwrap()).collect())
+        .collect()
 }
 
 /// Polls `condition` every 20 ms until it holds or `within` passes.

@@ -4,20 +4,18 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use emporium_bus::{
-    Bus, BusConfig, ConsumerSpec, Database, DbConnection, DbTx, EventError, EventHandler, ReceivedEvent, outbox,
-};
+use emporium_bus::{Bus, BusConfig, ConsumerSpec, EventError, EventHandler, ReceivedEvent, outbox};
 use emporium_cluster::directory::Directory;
 use emporium_cluster::service_ref::Cluster;
 use emporium_cluster::{ClusterSecret, ServiceContext, Settings};
 use emporium_contracts::EventEnvelope;
 use emporium_contracts::events::{ORDER_CREATED, OrderCancelled};
 use emporium_runtime::SupervisionTree;
+use emporium_store::{Database, DbTx};
 use futures::future::BoxFuture;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
@@ -34,21 +32,10 @@ pub enum Transport {
     InProcess,
 }
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Store {
-    /// A fresh database on the machine's MariaDB.
-    MariaDb,
-    /// A fresh SQLite file.
-    Sqlite,
-}
+pub use emporium_store::testing::{StoreKind as Store, TestDatabase};
 
 pub fn amqp_url() -> String {
     std::env::var("EMPORIUM_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
-}
-
-pub fn mysql_url() -> String {
-    std::env::var("EMPORIUM_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
 }
 
 /// A `ServiceContext` on the current actix system, as a node would give a service.
@@ -60,60 +47,6 @@ pub fn service_context(node_id: &str) -> ServiceContext {
         cluster: Cluster::new(node_id, Directory::new(), ClusterSecret::generate()),
         settings: settings_rx,
         arbiter: actix::Arbiter::current(),
-    }
-}
-
-/// A fresh database, dropped by [`TestDatabase::drop_now`].
-pub struct TestDatabase {
-    pub database: Database,
-    pub store: Store,
-    mysql_name: Option<String>,
-    sqlite_path: Option<PathBuf>,
-}
-
-impl TestDatabase {
-    pub async fn create(store: Store) -> TestDatabase {
-        match store {
-            Store::MariaDb => {
-                let name = format!("bus_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&mysql_url()).await.unwrap_or_else(|error| {
-                    panic!("MariaDB is not reachable at {} ({error}); start it (ops/test.sh does)", mysql_url())
-                });
-                admin.execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
-                admin.close().await;
-                let database =
-                    Database::connect(&format!("{}/{name}", mysql_url())).await.expect("connect to the test database");
-                TestDatabase { database, store, mysql_name: Some(name), sqlite_path: None }
-            }
-            Store::Sqlite => {
-                let path = std::env::temp_dir().join(format!("bus_test_{}.db", uuid::Uuid::new_v4().simple()));
-                let database = Database::open_sqlite_file(&path).await.expect("open the test SQLite file");
-                TestDatabase { database, store, mysql_name: None, sqlite_path: Some(path) }
-            }
-        }
-    }
-
-    /// Another pool on the same database (as a second instance of a service would have).
-    pub async fn reopen(&self) -> Database {
-        match (&self.mysql_name, &self.sqlite_path) {
-            (Some(name), _) => Database::connect(&format!("{}/{name}", mysql_url())).await.unwrap(),
-            (_, Some(path)) => Database::open_sqlite_file(path).await.unwrap(),
-            _ => unreachable!(),
-        }
-    }
-
-    pub async fn drop_now(self) {
-        self.database.close().await;
-        if let Some(name) = self.mysql_name {
-            let admin = Database::connect(&mysql_url()).await.unwrap();
-            admin.execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-            admin.close().await;
-        }
-        if let Some(path) = self.sqlite_path {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-        }
     }
 }
 
@@ -160,11 +93,11 @@ pub async fn delete_amqp_names(namespace: &str, queues: &[emporium_bus::QueueNam
 /// The table the recording handler writes; no unique key, so a second effect would show.
 pub async fn create_applied_table(database: &Database) {
     let ddl = match database.dialect() {
-        emporium_bus::Dialect::MySql => {
+        emporium_store::Dialect::MySql => {
             "CREATE TABLE applied_events (row_id BIGINT AUTO_INCREMENT PRIMARY KEY, event_id VARCHAR(64) NOT NULL, \
              subject VARCHAR(255) NOT NULL, traceparent VARCHAR(64) NULL)"
         }
-        emporium_bus::Dialect::Sqlite => {
+        emporium_store::Dialect::Sqlite => {
             "CREATE TABLE applied_events (row_id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, \
              subject TEXT NOT NULL, traceparent TEXT NULL)"
         }
@@ -175,29 +108,14 @@ pub async fn create_applied_table(database: &Database) {
 /// `(rows, distinct event ids)` in `applied_events`.
 pub async fn applied_counts(database: &Database) -> (i64, i64) {
     let sql = "SELECT COUNT(*) AS num_rows, COUNT(DISTINCT event_id) AS num_distinct FROM applied_events";
-    match database.pool() {
-        emporium_bus::database::Pool::MySql(pool) => {
-            let row = sqlx::query(sql).fetch_one(pool).await.unwrap();
-            (row.get("num_rows"), row.get("num_distinct"))
-        }
-        emporium_bus::database::Pool::Sqlite(pool) => {
-            let row = sqlx::query(sql).fetch_one(pool).await.unwrap();
-            (row.get("num_rows"), row.get("num_distinct"))
-        }
-    }
+    let row = sqlx::query(sql).fetch_one(database.pool()).await.unwrap();
+    (row.get("num_rows"), row.get("num_distinct"))
 }
 
 /// The traceparent recorded with the event of `subject`.
 pub async fn applied_traceparent(database: &Database, subject: &str) -> Option<String> {
     let sql = "SELECT traceparent FROM applied_events WHERE subject = ?";
-    match database.pool() {
-        emporium_bus::database::Pool::MySql(pool) => {
-            sqlx::query(sql).bind(subject).fetch_one(pool).await.unwrap().get("traceparent")
-        }
-        emporium_bus::database::Pool::Sqlite(pool) => {
-            sqlx::query(sql).bind(subject).fetch_one(pool).await.unwrap().get("traceparent")
-        }
-    }
+    sqlx::query(sql).bind(subject).fetch_one(database.pool()).await.unwrap().get("traceparent")
 }
 
 /// One outbox row of `service` for a new `order.created`-shaped event about `subject`, in its
@@ -221,8 +139,8 @@ pub async fn enqueue_poison(database: &Database, service: &str) {
     let id = uuid::Uuid::new_v4().to_string();
     let now = chrono::Utc::now();
     let created_at = match database.dialect() {
-        emporium_bus::Dialect::MySql => now.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
-        emporium_bus::Dialect::Sqlite => now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        emporium_store::Dialect::MySql => now.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        emporium_store::Dialect::Sqlite => now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     };
     let sql = format!(
         "INSERT INTO bus_outbox (service, event_id, exchange_name, routing_key, subject, envelope, created_at, attempts) \
@@ -274,24 +192,12 @@ impl RecordingHandler {
             return Err(EventError::Transient(format!("subject {subject} always fails")));
         }
         const INSERT: &str = "INSERT INTO applied_events (event_id, subject, traceparent) VALUES (?, ?, ?)";
-        match tx.connection() {
-            DbConnection::MySql(connection) => {
-                sqlx::query(INSERT)
-                    .bind(&event.envelope.id)
-                    .bind(&subject)
-                    .bind(&event.traceparent)
-                    .execute(connection)
-                    .await?;
-            }
-            DbConnection::Sqlite(connection) => {
-                sqlx::query(INSERT)
-                    .bind(&event.envelope.id)
-                    .bind(&subject)
-                    .bind(&event.traceparent)
-                    .execute(connection)
-                    .await?;
-            }
-        }
+        sqlx::query(INSERT)
+            .bind(&event.envelope.id)
+            .bind(&subject)
+            .bind(&event.traceparent)
+            .execute(tx.connection())
+            .await?;
         Ok(tx)
     }
 }
