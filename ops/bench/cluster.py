@@ -27,203 +27,25 @@ Every child process is killed at the end (try/finally and atexit); every wait is
 """
 
 import argparse
-import atexit
-import datetime
 import http.client
 import json
 import os
 import random
 import re
-import shlex
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SECRET = "bench-cluster-secret-0123456789abcdef"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import (  # noqa: E402  (helpers shared by ops/bench: nodes, HTTP, /proc, docs)
+    SECRET, BUILD_COMMAND, CpuWindow, Bench, Node, command_line, free_port, get, kib, log, post,
+    percentile_floor, print_table, proc_status, report_saved, save_results, section_text, start_run, uptime_line,
+    wait_until, write_section, yes,
+)
+
 SECTION = "## Cluster foundation (issue 2)"
-BUILD_COMMAND = ["cargo", "build", "--release", "-p", "emporium", "--features", "test-services"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-# Direct connections only: a proxy from the environment must never see loopback traffic.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-CHILDREN: list[subprocess.Popen] = []
-
-
-def kill_children() -> None:
-    for child in CHILDREN:
-        if child.poll() is None:
-            try:
-                child.kill()
-            except OSError:
-                pass
-    for child in CHILDREN:
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-atexit.register(kill_children)
-
-
-def _on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
-for _signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(_signal, _on_signal)
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def uptime_line() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        one, five, fifteen = os.getloadavg()
-        return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP
-
-
-def request(method: str, url: str, body=None, timeout: float = 10.0):
-    """(status, parsed JSON or text); status 0 when the connection failed."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Authorization": f"Cluster {SECRET}"}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with OPENER.open(req, timeout=timeout) as response:
-            raw = response.read()
-            status = response.status
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        status = error.code
-    except (urllib.error.URLError, OSError, http.client.HTTPException):
-        return 0, None
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def get(url: str, timeout: float = 10.0):
-    return request("GET", url, timeout=timeout)
-
-
-def post(url: str, body=None, timeout: float = 10.0):
-    return request("POST", url, body if body is not None else {}, timeout=timeout)
-
-
-def wait_until(what: str, check, within: float, every: float = 0.02):
-    """Calls `check` every `every` s until it returns a truthy value; raises after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {within:.0f}s waiting for {what}")
-        time.sleep(every)
-
-
-# ---------------------------------------------------------------------------------------------
-# /proc
-
-
-def proc_status(pid: int) -> dict:
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
-
-
-def kib(value: str) -> int:
-    return int(value.split()[0])
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of `pid`, from /proc/<pid>/task/*/schedstat (nanoseconds; the
-    clock-tick counters of /proc/<pid>/stat are too coarse for short runs)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as schedstat:
-                total += int(schedstat.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / 1e9
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    return (total - idle) / CLK_TCK, total / CLK_TCK
-
-
-def context_switches(pid: int) -> int:
-    """Voluntary plus involuntary context switches of every thread of `pid`."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/status") as status:
-                for line in status:
-                    if "ctxt_switches" in line:
-                        total += int(line.split(":")[1])
-        except OSError:
-            pass
-    return total
-
-
-class CpuWindow:
-    """CPU used by some processes and by the whole machine over a window."""
-
-    def __init__(self, pids: dict[str, int]):
-        self.pids = pids
-        self.started = time.monotonic()
-        self.proc = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
-        self.switches = {name: context_switches(pid) for name, pid in pids.items()}
-        self.machine = machine_cpu()
-
-    def finish(self) -> dict:
-        wall = time.monotonic() - self.started
-        busy, total = machine_cpu()
-        ours = {name: proc_cpu_seconds(pid) - self.proc[name] for name, pid in self.pids.items()}
-        machine_busy = busy - self.machine[0]
-        return {
-            "wallSeconds": wall,
-            "cores": {name: seconds / wall for name, seconds in ours.items()},
-            "machineBusyCores": machine_busy / wall,
-            "otherCores": max(0.0, (machine_busy - sum(ours.values())) / wall),
-            "cpuSeconds": ours,
-            "contextSwitches": {name: context_switches(pid) - self.switches[name] for name, pid in self.pids.items()},
-        }
 
 
 def metric_sums(text: str, name: str, label_filter: str = "") -> tuple[float, float]:
@@ -242,163 +64,6 @@ def metric_sums(text: str, name: str, label_filter: str = "") -> tuple[float, fl
                 else:
                     total_count += value
     return total_sum, total_count
-
-
-# ---------------------------------------------------------------------------------------------
-# Nodes
-
-
-class Node:
-    """One `emporium` process with its log in the benchmark's temp dir."""
-
-    def __init__(self, bench, node_id: str, roles: str, registry: str | None = None,
-                 listen: str = "127.0.0.1:0", config_dir: Path | None = None):
-        self.node_id = node_id
-        self.roles = roles
-        self.listen = None
-        self.log_path = bench.tmp / f"{node_id}.log"
-        args = [str(bench.binary), "--role", roles, "--listen", listen, "--node-id", node_id,
-                "--data-dir", str(bench.tmp / f"data-{node_id}")]
-        if registry:
-            args += ["--registry", registry]
-        if config_dir:
-            args += ["--config-dir", str(config_dir)]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EMPORIUM_CLUSTER_SECRET": SECRET}
-        self._log = open(self.log_path, "wb")
-        self.spawned_at = time.monotonic()
-        self.proc = subprocess.Popen(args, env=env, cwd=bench.tmp, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        CHILDREN.append(self.proc)
-        if listen != "127.0.0.1:0":
-            self.listen = listen
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def url(self, path: str) -> str:
-        return f"http://{self.listen}{path}"
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def wait_started(self, within: float = 30.0) -> "Node":
-        """Waits for the JSON log line "node started" and takes its `listen` field."""
-        def started():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.node_id} exited with {self.proc.returncode}:\n{self.tail()}")
-            with open(self.log_path, errors="replace") as lines:
-                for line in lines:
-                    if '"node started"' not in line:
-                        continue
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
-                    if event.get("message") == "node started":
-                        return event.get("listen")
-            return None
-        self.listen = wait_until(f"{self.node_id} to start", started, within, every=0.01)
-        return self
-
-    def wait_ready(self, within: float = 20.0) -> "Node":
-        wait_until(f"{self.node_id} ready", lambda: get(self.url("/health/ready"), 2)[0] == 200, within)
-        return self
-
-    def kill9(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._log.close()
-
-    def sigterm(self, within: float = 15.0) -> int | None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=within)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            return None
-        finally:
-            self._log.close()
-
-
-class Bench:
-    def __init__(self, args):
-        self.args = args
-        self.tmp = Path(tempfile.mkdtemp(prefix="emporium-bench-"))
-        target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/emporium/target")
-        self.target_dir = Path(target)
-        self.binary = self.target_dir / "release" / "emporium"
-        self.nodes: list[Node] = []
-        self.source_label = None
-        self.config_source = ROOT / "config"
-        self.registry_counter = 0
-
-    def cleanup(self) -> None:
-        for node in self.nodes:
-            if node.proc.poll() is None:
-                node.kill9()
-        kill_children()
-        if self.args.keep_logs:
-            log(f"logs kept in {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def ensure_binary(self) -> None:
-        source = ROOT
-        if self.args.rev:
-            # A clean export of one commit, so that uncommitted work in the tree (other people's
-            # half-done edits) neither breaks the build nor ends up in the figures. The export
-            # lives under the target dir and is reused, so a second run does not rebuild.
-            sha = subprocess.run(["git", "rev-parse", "--short", self.args.rev], cwd=ROOT, capture_output=True,
-                                 text=True, check=True, timeout=30).stdout.strip()
-            source = self.target_dir / "bench-src" / sha
-            if not (source / "Cargo.toml").exists():
-                log(f"exporting commit {sha} to {source}")
-                source.mkdir(parents=True, exist_ok=True)
-                archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT, capture_output=True,
-                                         check=True, timeout=120).stdout
-                subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True, timeout=120)
-            self.binary = self.target_dir / "release" / "emporium"
-            self.source_label = f"commit {sha} (clean export)"
-        self.config_source = source / "config"
-        if self.args.build or self.args.rev or not self.binary.exists():
-            log(f"building in {source}: CARGO_TARGET_DIR={self.target_dir} {' '.join(BUILD_COMMAND)}")
-            env = dict(os.environ, CARGO_TARGET_DIR=str(self.target_dir))
-            subprocess.run(BUILD_COMMAND, cwd=source, env=env, check=True, timeout=3600)
-        # A binary built without `test-services` refuses the echo role: clap names the role
-        # first when it is unknown, and the (deliberately bad) listen address otherwise.
-        probe = subprocess.run([str(self.binary), "--role", "echo,probe", "--listen", "not-an-address"],
-                               capture_output=True, text=True, timeout=30)
-        if "role" in probe.stderr and "listen" not in probe.stderr:
-            raise SystemExit(f"{self.binary} lacks the test-services roles ({probe.stderr.strip()}); "
-                             f"run with --build")
-
-    def node(self, node_id: str, roles: str, registry: str | None = None, **kwargs) -> Node:
-        node = Node(self, node_id, roles, registry, **kwargs)
-        self.nodes.append(node)
-        return node
-
-    def registry(self, name: str) -> Node:
-        """A registry node on a fixed free port with its own copy of config/."""
-        self.registry_counter += 1
-        config_dir = self.tmp / f"config-{name}"
-        shutil.copytree(self.config_source, config_dir)
-        port = free_port()
-        node = self.node(name, "registry", listen=f"127.0.0.1:{port}", config_dir=config_dir)
-        node.config_dir = config_dir
-        node.wait_started().wait_ready()
-        return node
-
-    def stop_all(self) -> None:
-        for node in self.nodes:
-            if node.proc.poll() is None:
-                node.kill9()
-        self.nodes = []
 
 
 def instance_ids(registry: Node, service: str) -> dict[str, str] | None:
@@ -583,8 +248,8 @@ def python_direct_latency(node: Node, count: int = 2000) -> dict:
             raise RuntimeError(f"direct Echo answered {response.status}")
     connection.close()
     latencies.sort()
-    return {"p50Micros": latencies[len(latencies) // 2] * 1e6,
-            "p99Micros": latencies[int(len(latencies) * 0.99)] * 1e6}
+    return {"p50Micros": percentile_floor(latencies, 0.50) * 1e6,
+            "p99Micros": percentile_floor(latencies, 0.99) * 1e6}
 
 
 def ask_runs(bench: Bench, probe: Node, pids: dict, label: str, server: Node | None = None) -> dict:
@@ -718,35 +383,6 @@ def figure_start(bench: Bench) -> dict:
 # Report
 
 
-def machine_info() -> dict:
-    model = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "unknown", ""
-    return {
-        "nproc": os.cpu_count(),
-        "model": model,
-        "kernel": f"{os.uname().sysname} {os.uname().release}",
-        "commit": "working tree at " + commit
-                  + (f" + uncommitted changes in {len(dirty.splitlines())} tracked files" if dirty else ""),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": sys.version.split()[0],
-    }
-
-
-def yes(met: bool) -> str:
-    return "yes" if met else "**no**"
-
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -796,15 +432,6 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
                     f"{r['registry']['vmRssMiB']:.1f} / {r['echo']['vmRssMiB']:.1f} / "
                     f"{r['probe']['vmRssMiB']:.1f} MiB", yes(r["met"])))
     return out
-
-
-def print_table(table: list[tuple[str, str, str, str]]) -> None:
-    widths = [max(len(row[i]) for row in table + [("Figure", "Goal", "Measured", "Met?")]) for i in range(4)]
-    header = ("Figure", "Goal", "Measured", "Met?")
-    print()
-    for row in [header, tuple("-" * w for w in widths)] + table:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
-    print()
 
 
 def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
@@ -905,44 +532,7 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         details.append(f"- Start runs (ms): {', '.join(f'{v * 1000:.0f}' for v in results['start']['runs'])}; "
                        f"median first HTTP answer (any status) "
                        f"{results['start']['firstAnswerMedian'] * 1000:.0f} ms.")
-    if details:
-        lines += ["", "Details of this run:", ""] + details
-    if results.get("notes"):
-        lines += ["", results["notes"].strip()]
-    return "\n".join(lines) + "\n"
-
-
-INTRO = """# Benchmarks
-
-Figures here are measured, not asserted: each section names the script and the command that
-produced it, the machine, the commit and the load at the time. Run them yourself with the
-release build, for example:
-
-    python3 ops/bench/cluster.py
-
-Re-running a script replaces only its own section.
-
-"""
-
-
-def write_docs(section: str) -> Path:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else INTRO
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        if not text.endswith("\n\n"):
-            text = text.rstrip("\n") + "\n\n"
-        new_text = text + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new_text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    temporary = path.with_suffix(".md.tmp")
-    temporary.write_text(new_text)
-    os.replace(temporary, path)
-    return path
+    return section_text(lines, details, results.get("notes"))
 
 
 def main() -> int:
@@ -962,29 +552,20 @@ def main() -> int:
                         help="measure nothing: print the table and write the docs section from the raw results "
                              "a previous run saved with --json")
     args = parser.parse_args()
-    command = " ".join(["python3", "ops/bench/cluster.py"] + [shlex.quote(arg) for arg in sys.argv[1:]])
+    command = command_line("cluster.py")
 
     if args.report_from:
-        saved = json.loads(Path(args.report_from).read_text())
-        print_table(rows(saved["results"]))
-        if not args.no_docs:
-            path = write_docs(markdown(saved["results"], saved["machine"], saved["loadBefore"], saved["command"]))
-            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r} from {args.report_from}")
-        return 0
+        return report_saved(args, SECTION, rows, markdown)
     only = {int(f) for f in args.only.split(",") if f.strip()}
 
     bench = Bench(args)
-    load_before = uptime_line()
-    info = machine_info()
-    log(f"machine: {info['nproc']} x {info['model']}, {info['kernel']}; commit {info['commit']}")
-    log(f"before the run: {load_before}")
+    load_before, info = start_run()
     results: dict = {"reps": args.reps, "runs": args.runs}
     try:
         bench.ensure_binary()
         if bench.source_label:
             info["commit"] = bench.source_label
-        built = datetime.datetime.fromtimestamp(bench.binary.stat().st_mtime, datetime.timezone.utc)
-        info["binary"] = f"$CARGO_TARGET_DIR/release/emporium, built {built.strftime('%Y-%m-%d %H:%M UTC')}"
+        info["binary"] = bench.binary_label
         log(f"binary: {info['binary']}")
         if 5 in only:
             log("figure 5: node start to ready")
@@ -1015,12 +596,10 @@ def main() -> int:
     table = rows(results)
     print_table(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({"command": command, "machine": info, "loadBefore": load_before,
-                                               "loadAfter": load_after, "results": results}, indent=2, default=str))
+        save_results(args.json, command, info, load_before, load_after, results)
     if not args.no_docs:
         if only >= {1, 2, 3, 4, 5, 6}:
-            path = write_docs(markdown(results, info, load_before, command))
-            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r}")
+            write_section(markdown(results, info, load_before, command), SECTION)
         else:
             log("not writing docs: only some figures ran")
     return 0

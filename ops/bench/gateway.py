@@ -26,21 +26,17 @@ the benchmark's temp dir (not the system service). Prints the tables and replace
     python3 ops/bench/gateway.py --json out.json; python3 ops/bench/gateway.py --report-from out.json
 
 The binary is $CARGO_TARGET_DIR/release/emporium (default ~/.cache/emporium/target), built with
-`cargo build --release -p emporium --features test-services`. ops/bench/inventory.py shares the
-helpers below. Every child process (nodes, nginx and its workers, wrk) is ended at exit; every
-wait is bounded.
+`cargo build --release -p emporium --features test-services`. The helpers it shares with the
+other scripts (nodes, the binary, HTTP, /proc, docs) are in ops/bench/benchkit.py. Every child
+process (nodes, nginx and its workers, wrk) is ended at exit; every wait is bounded.
 """
 
 import argparse
-import atexit
-import datetime
-import hashlib
 import http.client
 import json
 import os
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import statistics
@@ -51,175 +47,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cluster as cb  # noqa: E402  (the cluster benchmark's helpers: nodes, HTTP, /proc, docs)
+import benchkit as bk  # noqa: E402  (helpers shared by ops/bench: nodes, the binary, HTTP, /proc, docs)
 
-ROOT = cb.ROOT
-SECRET = cb.SECRET
+SECRET = bk.SECRET
 SECTION = "## Gateway and auth (issue 4)"
-BUILD_COMMAND = cb.BUILD_COMMAND
-log = cb.log
+BUILD_COMMAND = bk.BUILD_COMMAND
+log = bk.log
 
 # ---------------------------------------------------------------------------------------------
-# Processes that are not emporium nodes (nginx runs in its own process group: its workers are
-# ended with their master).
-
-GROUPS: list[subprocess.Popen] = []
-
-
-def end_groups() -> None:
-    for proc in GROUPS:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except OSError:
-                pass
-    for proc in GROUPS:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # workers left behind, if any
-        except OSError:
-            pass
-
-
-atexit.register(end_groups)  # registered after cluster.py's: runs before it
-
-
-def spawn(args: list[str], group: bool = False, **kwargs) -> subprocess.Popen:
-    proc = subprocess.Popen(args, start_new_session=group, stdin=subprocess.DEVNULL, **kwargs)
-    (GROUPS if group else cb.CHILDREN).append(proc)
-    return proc
-
-
-# ---------------------------------------------------------------------------------------------
-# The binary: a clean export of a commit (--rev), a frozen copy of the working tree (--snapshot),
-# or whatever is built.
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True,
-                          timeout=60).stdout.strip()
-
-
-def snapshot_working_tree(target_dir: Path, tag: str | None = None) -> tuple[Path, str]:
-    """Copies every tracked and untracked-but-not-ignored file of the working tree into
-    <target>/bench-src/wt-<commit>-<content hash>, so that the build and both runs see one
-    fixed state of the tree while others keep editing it. With `tag`, reuses that earlier copy."""
-    if tag:
-        dest = target_dir / "bench-src" / tag
-        if not (dest / "Cargo.toml").exists():
-            raise SystemExit(f"no frozen copy {dest}")
-        return dest, f"working tree frozen earlier as {tag} (HEAD {tag.split('-')[1]} + uncommitted changes)"
-    commit = git("rev-parse", "--short", "HEAD")
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True, timeout=60).stdout.split(b"\0")
-    files = sorted({n.decode() for n in names if n and (ROOT / n.decode()).is_file()})
-    digest = hashlib.sha256()
-    for name in files:
-        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes() + b"\0")
-    tag = f"wt-{commit}-{digest.hexdigest()[:12]}"
-    dest = target_dir / "bench-src" / tag
-    if not (dest / "Cargo.toml").exists():
-        log(f"freezing the working tree ({len(files)} files) to {dest}")
-        partial = dest.with_name(tag + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        for name in files:
-            (partial / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, partial / name)
-        os.replace(partial, dest)
-    status = git("status", "--porcelain")
-    modified = sum(1 for line in status.splitlines() if not line.startswith("??"))
-    untracked = sum(1 for line in status.splitlines() if line.startswith("??"))
-    label = (f"working tree at {commit} + uncommitted changes ({modified} modified tracked files, "
-             f"{untracked} untracked paths), frozen copy {tag}")
-    return dest, label
-
-
-def ensure_binary(bench, args) -> None:
-    """Sets bench.binary, bench.source_label and bench.config_source; builds when asked."""
-    source = ROOT
-    if args.rev and args.snapshot:
-        raise SystemExit("--rev and --snapshot exclude each other")
-    if args.rev:
-        sha = git("rev-parse", "--short", args.rev)
-        source = bench.target_dir / "bench-src" / sha
-        if not (source / "Cargo.toml").exists():
-            log(f"exporting commit {sha} to {source}")
-            source.mkdir(parents=True, exist_ok=True)
-            archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT, capture_output=True,
-                                     check=True, timeout=120).stdout
-            subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True, timeout=120)
-        bench.source_label = f"commit {sha} (clean export)"
-    elif args.snapshot:
-        source, bench.source_label = snapshot_working_tree(
-            bench.target_dir, None if args.snapshot is True else args.snapshot)
-    bench.config_source = source / "config"
-    if args.build or args.rev or args.snapshot or not bench.binary.exists():
-        log(f"building in {source}: CARGO_TARGET_DIR={bench.target_dir} {' '.join(BUILD_COMMAND)}")
-        env = dict(os.environ, CARGO_TARGET_DIR=str(bench.target_dir))
-        done = subprocess.run(BUILD_COMMAND, cwd=source, env=env, timeout=3600)
-        if done.returncode != 0:
-            hint = (" A clean export builds only what is committed: when the commit lacks files the "
-                    "workspace needs, measure a frozen copy of the working tree with --snapshot.") if args.rev else ""
-            raise SystemExit(f"build failed in {source}.{hint}")
-    probe = subprocess.run([str(bench.binary), "--role", "echo,probe", "--listen", "not-an-address"],
-                           capture_output=True, text=True, timeout=30)
-    if "role" in probe.stderr and "listen" not in probe.stderr:
-        raise SystemExit(f"{bench.binary} lacks the test-services roles ({probe.stderr.strip()}); run with --build")
-    built = datetime.datetime.fromtimestamp(bench.binary.stat().st_mtime, datetime.timezone.utc)
-    bench.binary_label = f"$CARGO_TARGET_DIR/release/emporium, built {built.strftime('%Y-%m-%d %H:%M UTC')}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Nodes with the flags and environment the gateway, auth and inventory roles need.
-
-
-class Node(cb.Node):
-    def __init__(self, bench, node_id: str, roles: str, registry: str | None = None,
-                 listen: str = "127.0.0.1:0", config_dir: Path | None = None, http: str | None = None,
-                 env: dict | None = None):
-        self.node_id = node_id
-        self.roles = roles
-        self.listen = None if listen.endswith(":0") else listen
-        self.http = http
-        self.log_path = bench.tmp / f"{node_id}.log"
-        args = [str(bench.binary), "--role", roles, "--listen", listen, "--node-id", node_id,
-                "--data-dir", str(bench.tmp / f"data-{node_id}")]
-        if registry:
-            args += ["--registry", registry]
-        if config_dir:
-            args += ["--config-dir", str(config_dir)]
-        if http:
-            args += ["--http", http]
-        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EMPORIUM_CLUSTER_SECRET": SECRET}
-        full_env.update(env or {})
-        self._log = open(self.log_path, "wb")
-        self.spawned_at = time.monotonic()
-        self.proc = subprocess.Popen(args, env=full_env, cwd=bench.tmp, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        cb.CHILDREN.append(self.proc)
-
-    def api(self, path: str) -> str:
-        return f"http://{self.http}{path}"
-
-
-class Bench(cb.Bench):
-    def __init__(self, args):
-        args.build = getattr(args, "build", False)
-        super().__init__(args)
-        self.binary_label = "?"
-
-    def node(self, node_id: str, roles: str, registry: str | None = None, **kwargs) -> Node:
-        node = Node(self, node_id, roles, registry, **kwargs)
-        self.nodes.append(node)
-        return node
-
-    def own_config(self, name: str) -> Path:
-        config_dir = self.tmp / f"config-{name}"
-        shutil.copytree(self.config_source, config_dir)
-        return config_dir
+# The public API
 
 
 def api_call(method: str, url: str, body=None, token: str | None = None, timeout: float = 20.0):
@@ -250,7 +86,7 @@ def api_call(method: str, url: str, body=None, token: str | None = None, timeout
         return status, raw.decode(errors="replace")
 
 
-def sign_up(gateway: Node, username: str, password: str) -> str:
+def sign_up(gateway: bk.Node, username: str, password: str) -> str:
     """Registers `username` and logs in; answers the access token."""
     email = f"{username}@example.com"
     status, body = api_call("POST", gateway.api("/api/v1/auth/register"),
@@ -332,16 +168,16 @@ http {{
 
 
 class Nginx:
-    def __init__(self, bench: Bench, backend: str):
+    def __init__(self, bench: bk.Bench, backend: str):
         self.dir = bench.tmp / "nginx"
         self.dir.mkdir()
-        self.port = cb.free_port()
+        self.port = bk.free_port()
         self.listen = f"127.0.0.1:{self.port}"
         conf = self.dir / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=self.dir, backend=backend, listen=self.listen, secret=SECRET))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.log = open(self.dir / "stdout.log", "wb")
-        self.proc = spawn([nginx, "-p", str(self.dir), "-c", str(conf)], group=True, stdout=self.log,
+        self.proc = bk.spawn([nginx, "-p", str(self.dir), "-c", str(conf)], group=True, stdout=self.log,
                           stderr=subprocess.STDOUT)
 
         def answering():
@@ -349,7 +185,7 @@ class Nginx:
                 raise RuntimeError(f"nginx exited: {(self.dir / 'nginx-error.log').read_text(errors='replace')}")
             status, _ = api_call("GET", f"http://{self.listen}/api/v1/echo?text=hi", timeout=2)
             return status == 200
-        cb.wait_until("nginx answering", answering, 20, every=0.05)
+        bk.wait_until("nginx answering", answering, 20, every=0.05)
 
     def pids(self) -> list[int]:
         """The master and its workers."""
@@ -415,8 +251,8 @@ def run_wrk(url: str, connections: int, seconds: float, threads: int, headers: d
     if script:
         args += ["-s", str(script)]
     args.append(url)
-    proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    window = cb.CpuWindow(pids) if pids is not None else None
+    proc = bk.spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    window = bk.CpuWindow(pids) if pids is not None else None
     try:
         out, err = proc.communicate(timeout=seconds + 30)
     except subprocess.TimeoutExpired:
@@ -432,7 +268,7 @@ def run_wrk(url: str, connections: int, seconds: float, threads: int, headers: d
 
 
 def cpu_of_group(pids: list[int]) -> float:
-    return sum(cb.proc_cpu_seconds(pid) for pid in pids if Path(f"/proc/{pid}").exists())
+    return sum(bk.proc_cpu_seconds(pid) for pid in pids if Path(f"/proc/{pid}").exists())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,17 +283,17 @@ SCENARIOS = {
 }
 
 
-def figure_gateway(bench: Bench, args) -> dict:
+def figure_gateway(bench: bk.Bench, args) -> dict:
     password = "bench-" + secrets.token_hex(8)
     admin_env = {"EMPORIUM_ADMIN_PASSWORD": "admin-" + secrets.token_hex(8)}
     # a: one node with the registry, the gateway, auth and echo.
-    port = cb.free_port()
+    port = bk.free_port()
     local = bench.node("gw-local", "registry,gateway,auth,echo", listen=f"127.0.0.1:{port}",
-                       config_dir=bench.own_config("gw-local"), http=f"127.0.0.1:{cb.free_port()}", env=admin_env)
+                       config_dir=bench.own_config("gw-local"), http=f"127.0.0.1:{bk.free_port()}", env=admin_env)
     # b: a gateway node (registry, gateway, auth) and an echo node.
-    port = cb.free_port()
+    port = bk.free_port()
     remote_gw = bench.node("gw-remote", "registry,gateway,auth", listen=f"127.0.0.1:{port}",
-                           config_dir=bench.own_config("gw-remote"), http=f"127.0.0.1:{cb.free_port()}",
+                           config_dir=bench.own_config("gw-remote"), http=f"127.0.0.1:{bk.free_port()}",
                            env=admin_env)
     for node in (local, remote_gw):
         node.wait_started().wait_ready()
@@ -466,7 +302,7 @@ def figure_gateway(bench: Bench, args) -> dict:
     def gateway_up(node):
         return lambda: api_call("GET", node.api("/.well-known/jwks.json"), timeout=2)[0] == 200
     for node in (local, remote_gw):
-        cb.wait_until(f"{node.node_id} gateway", gateway_up(node), 30, every=0.05)
+        bk.wait_until(f"{node.node_id} gateway", gateway_up(node), 30, every=0.05)
     token_local = sign_up(local, "bench-local", password)
     token_remote = sign_up(remote_gw, "bench-remote", password)
     argon2 = argon2_in_use(bench.tmp / "data-gw-local")
@@ -477,15 +313,15 @@ def figure_gateway(bench: Bench, args) -> dict:
             status, body = api_call("GET", node.api("/api/v1/echo?text=hi"), token=token, timeout=5)
             return status == 200 and isinstance(body, dict) and body.get("nodeId") == expected
         return check
-    cb.wait_until("echo in the same node", answered_by(local, token_local, "gw-local"), 20, every=0.1)
-    cb.wait_until("echo on another node", answered_by(remote_gw, token_remote, "echo-remote"), 20, every=0.1)
+    bk.wait_until("echo in the same node", answered_by(local, token_local, "gw-local"), 20, every=0.1)
+    bk.wait_until("echo on another node", answered_by(remote_gw, token_remote, "echo-remote"), 20, every=0.1)
     nginx = Nginx(bench, echo.listen)
     status, body = api_call("GET", f"http://{nginx.listen}/api/v1/echo?text=hi", token=token_remote)
     if status != 200 or body.get("nodeId") != "echo-remote":
         raise RuntimeError(f"nginx -> echo answered {status}: {body}")
     lua = bench.tmp / "post-echo.lua"
     lua.write_text(WRK_POST_LUA.format(secret=SECRET))
-    status, direct = cb.post(echo.url("/cluster/v1/ask/echo/Echo"), {"text": "hi"})
+    status, direct = bk.post(echo.url("/cluster/v1/ask/echo/Echo"), {"text": "hi"})
     if status != 200:
         raise RuntimeError(f"echo node answered {status}: {direct}")
 
@@ -563,7 +399,7 @@ def figure_gateway(bench: Bench, args) -> dict:
     return out
 
 
-def figure_logins(gateway: Node, email: str, password: str, args) -> dict:
+def figure_logins(gateway: bk.Node, email: str, password: str, args) -> dict:
     """POST /api/v1/auth/login for one user with the correct password, `concurrency` clients
     with keep-alive connections, for `args.login_seconds` each."""
     host, port = gateway.http.rsplit(":", 1)
@@ -603,7 +439,7 @@ def figure_logins(gateway: Node, email: str, password: str, args) -> dict:
             status, answer = api_call("POST", gateway.api("/api/v1/auth/login"), {"email": email, "password": password})
             if status != 200:
                 raise RuntimeError(f"login answered {status}: {answer}")
-        window = cb.CpuWindow({"node": gateway.pid})
+        window = bk.CpuWindow({"node": gateway.pid})
         started = time.monotonic()
         threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
         for thread in threads:
@@ -619,8 +455,8 @@ def figure_logins(gateway: Node, email: str, password: str, args) -> dict:
             "logins": count,
             "failures": len(failures),
             "failureKinds": sorted(set(failures)),
-            "p50Ms": latencies[count // 2] * 1000 if count else None,
-            "p99Ms": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else None,
+            "p50Ms": bk.percentile_floor(latencies, 0.50) * 1000 if count else None,
+            "p99Ms": bk.percentile_floor(latencies, 0.99) * 1000 if count else None,
             "nodeCores": cpu["cores"]["node"],
             "cpuMillisPerLogin": cpu["cpuSeconds"]["node"] * 1000 / max(1, count),
             "otherCores": cpu["otherCores"],
@@ -649,10 +485,6 @@ def argon2_in_use(data_dir: Path) -> str:
     return "; ".join(f"{alg} m={m} KiB, t={t}, p={p} (v={v})" for alg, v, m, t, p in sorted(found))
 
 
-def yes(met: bool) -> str:
-    return "yes" if met else "**no**"
-
-
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
     g = results["gateway"]["scenarios"]
     out = []
@@ -663,12 +495,12 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
             ratio = g[key][c]["requestsPerSecond"] / g["c"][c]["requestsPerSecond"]
             out.append((f"{key}/c req/s ratio, {conn} connections ({SCENARIOS[key]} vs nginx)", ">= 1.0",
                         f"{ratio:.2f} ({g[key][c]['requestsPerSecond']:,.0f} / {g['c'][c]['requestsPerSecond']:,.0f})",
-                        yes(ratio >= 1.0)))
+                        bk.yes(ratio >= 1.0)))
         for key in ("a", "b", "c"):
             added50 = g[key][c]["p50Ms"] - base["p50Ms"]
             added99 = g[key][c]["p99Ms"] - base["p99Ms"]
             goal = "p99 <= 5 ms" if key != "c" else "-"
-            met = yes(added99 <= 5.0) if key != "c" else "-"
+            met = bk.yes(added99 <= 5.0) if key != "c" else "-"
             out.append((f"{key}. added p50 / p99 over d, {conn} connections", goal,
                         f"{added50:+.2f} / {added99:+.2f} ms", met))
     for conc, r in results["gateway"]["logins"].items():
@@ -687,10 +519,6 @@ def scenario_rows(results: dict) -> list[str]:
             lines.append(f"| {key}. {SCENARIOS[key]} | {conn} | {r['requestsPerSecond']:,.0f} | {r['p50Ms']:.2f} ms | "
                          f"{r['p99Ms']:.2f} ms | {cpu} |")
     return lines
-
-
-def print_table(table) -> None:
-    cb.print_table(table)
 
 
 def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
@@ -764,35 +592,13 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         details.append(f"- nginx error log: {nginx_log['lines']} lines"
                        + (f"; first: `{'`, `'.join(line[:300] for line in nginx_log['first'])}`" if nginx_log["lines"] else "")
                        + ".")
-    lines += ["", "Details of this run:", ""] + details
-    return "\n".join(lines) + "\n"
-
-
-def write_docs(section_text: str, section: str) -> Path:
-    """Replaces `section` of docs/BENCHMARKS.md (or appends it); other sections are kept."""
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else cb.INTRO
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == section), None)
-    if start is None:
-        new_text = text.rstrip("\n") + "\n\n" + section_text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new_text = "".join(lines[:start]) + section_text + ("\n" + tail if tail else "")
-    temporary = path.with_suffix(".md.tmp")
-    temporary.write_text(new_text)
-    os.replace(temporary, path)
-    return path
+    return bk.section_text(lines, details)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build", action="store_true", help="rebuild the release binary from the working tree")
-    parser.add_argument("--rev", help="build and measure this commit from a clean export (e.g. HEAD)")
-    parser.add_argument("--snapshot", nargs="?", const=True, metavar="TAG",
-                        help="build and measure a frozen copy of the working tree (tracked + untracked files); "
-                             "with TAG (wt-<commit>-<hash>), the copy an earlier run made")
+    bk.add_binary_options(parser, "build and measure a frozen copy of the working tree (tracked + untracked files); "
+                                  "with TAG (wt-<commit>-<hash>), the copy an earlier run made")
     parser.add_argument("--connections", default="50,200", help="wrk connections (default 50,200)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run (default 10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per scenario (default 3)")
@@ -807,29 +613,20 @@ def main() -> int:
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
     args.login_concurrency = [int(c) for c in args.login_concurrency.split(",")]
-    command = " ".join(["python3", "ops/bench/gateway.py"] + [shlex.quote(arg) for arg in sys.argv[1:]])
+    command = bk.command_line("gateway.py")
 
     if args.report_from:
-        saved = json.loads(Path(args.report_from).read_text())
-        print_table(rows(saved["results"]))
-        if not args.no_docs:
-            path = write_docs(markdown(saved["results"], saved["machine"], saved["loadBefore"], saved["command"]),
-                              SECTION)
-            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r} from {args.report_from}")
-        return 0
+        return bk.report_saved(args, SECTION, rows, markdown)
 
-    bench = Bench(args)
-    load_before = cb.uptime_line()
-    info = cb.machine_info()
-    log(f"machine: {info['nproc']} x {info['model']}, {info['kernel']}; commit {info['commit']}")
-    log(f"before the run: {load_before}")
+    bench = bk.Bench(args)
+    load_before, info = bk.start_run()
     results: dict = {"reps": args.reps, "duration": args.duration, "warmup": args.warmup, "threads": args.threads,
                      "connections": args.connections, "loginSeconds": args.login_seconds,
                      "loginConcurrency": args.login_concurrency}
     try:
         results["tools"] = ensure_tools()
         log(f"tools: {results['tools']}")
-        ensure_binary(bench, args)
+        bench.ensure_binary()
         if bench.source_label:
             info["commit"] = bench.source_label
         info["binary"] = bench.binary_label
@@ -838,18 +635,13 @@ def main() -> int:
         results["argon2"] = results["gateway"].pop("argon2")
     finally:
         bench.cleanup()
-        end_groups()
-    load_after = cb.uptime_line()
+        bk.end_groups()
+    load_after = bk.uptime_line()
     log(f"after the run: {load_after}")
     table = rows(results)
-    print_table(table)
+    bk.print_table(table)
     print("\n".join(scenario_rows(results)))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"command": command, "machine": info, "loadBefore": load_before,
-                                               "loadAfter": load_after, "results": results}, indent=2, default=str))
-    if not args.no_docs:
-        path = write_docs(markdown(results, info, load_before, command), SECTION)
-        log(f"wrote {path.relative_to(ROOT)} section {SECTION!r}")
+    bk.publish(args, command, info, load_before, load_after, results, SECTION, markdown)
     return 0
 
 

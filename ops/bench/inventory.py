@@ -29,84 +29,28 @@ import argparse
 import atexit
 import json
 import os
-import re
 import resource
 import secrets
-import shlex
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cluster as cb  # noqa: E402
-import gateway as gw  # noqa: E402  (binary build, nodes with env, docs writer)
+import benchkit as bk  # noqa: E402  (helpers shared by ops/bench: binary build, nodes, MariaDB, docs)
 
-ROOT = cb.ROOT
+ROOT = bk.ROOT
 SECTION = "## Inventory reservations on MariaDB (issue 5)"
 RAW_DIR = ROOT / "ops" / "bench" / "inventory_raw"
-log = cb.log
+log = bk.log
 SKU = "BENCH-HOT-SKU"
 SERVER_VARIABLES = ("version", "innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin", "innodb_buffer_pool_size",
                     "innodb_log_file_size", "innodb_flush_method", "innodb_doublewrite", "transaction_isolation",
                     "tx_isolation")
 
 
-class MariaDb:
-    """The `mysql` command-line client against the server of `url`."""
-
-    def __init__(self, url: str):
-        match = re.fullmatch(r"mysql://([^:@/]+)(?::([^@/]*))?@([^:/]+)(?::(\d+))?/?", url)
-        if not match:
-            raise SystemExit(f"--mysql must look like mysql://user[:password]@host[:port], not {url}")
-        self.user, self.password, self.host, port = match.groups()
-        self.port = int(port or 3306)
-        self.base_url = url.rstrip("/")
-
-    def query(self, sql: str, database: str | None = None, timeout: float = 60) -> list[list[str]]:
-        args = ["mysql", "-h", self.host, "-P", str(self.port), "-u", self.user, "-N", "-B", "-e", sql]
-        if database:
-            args.append(database)
-        env = dict(os.environ)
-        if self.password:
-            env["MYSQL_PWD"] = self.password
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-        if done.returncode != 0:
-            raise RuntimeError(f"mysql: {done.stderr.strip()} ({sql[:80]})")
-        return [line.split("\t") for line in done.stdout.splitlines()]
-
-    def variables(self) -> dict:
-        names = ",".join(f"'{name}'" for name in SERVER_VARIABLES)
-        return {name: value for name, value in self.query(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")}
-
-    def status(self, names: tuple[str, ...]) -> dict:
-        quoted = ",".join(f"'{name}'" for name in names)
-        return {name: int(value) for name, value in
-                self.query(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({quoted})")}
-
-
 STATUS_COUNTERS = ("Innodb_data_fsyncs", "Innodb_log_writes", "Handler_commit", "Questions", "Com_select",
                    "Com_update", "Com_insert", "Innodb_row_lock_waits", "Innodb_row_lock_time")
-
-
-def histogram(text: str, name: str, labels: tuple[str, ...]) -> dict:
-    """{upper bound in seconds: cumulative count} plus "sum" and "count" of the series of
-    Prometheus histogram `name` whose labels contain every string of `labels` (summed)."""
-    out: dict = {"sum": 0.0, "count": 0.0, "buckets": {}}
-    for line in (text or "").splitlines():
-        if not line.startswith(name) or not all(label in line for label in labels):
-            continue
-        value = float(line.rsplit(" ", 1)[1])
-        if line.startswith(name + "_bucket"):
-            bound = re.search(r'le="([^"]+)"', line).group(1)
-            bound = float("inf") if bound == "+Inf" else float(bound)
-            out["buckets"][bound] = out["buckets"].get(bound, 0.0) + value
-        elif line.startswith(name + "_sum"):
-            out["sum"] += value
-        elif line.startswith(name + "_count"):
-            out["count"] += value
-    return out
 
 
 def histogram_summary(before: dict, after: dict) -> dict:
@@ -135,15 +79,7 @@ def histogram_summary(before: dict, after: dict) -> dict:
     return out
 
 
-ASK_HISTOGRAM = ("emporium_ask_duration_seconds", ('message="ReserveStock"', 'path="remote"'))
-
-
-def mariadb_pid() -> int | None:
-    for name in ("mariadbd", "mysqld"):
-        done = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, timeout=10)
-        if done.stdout.strip():
-            return int(done.stdout.split()[0])
-    return None
+ASK_HISTOGRAM = ("emporium_ask_duration_seconds", {"message": "ReserveStock", "path": "remote"})
 
 
 def build_raw(target_dir: Path) -> Path:
@@ -155,11 +91,11 @@ def build_raw(target_dir: Path) -> Path:
 
 
 class Runner:
-    def __init__(self, bench, db: MariaDb, database: str, probe, inventory, raw: Path, args):
+    def __init__(self, bench, db: bk.MariaDb, database: str, probe, inventory, raw: Path, args):
         self.bench, self.db, self.database, self.probe, self.inventory, self.raw = bench, db, database, probe, inventory, raw
         self.args = args
         self.url = f"{db.base_url}/{database}"
-        self.mariadb = mariadb_pid()
+        self.mariadb = bk.mariadb_pid()
         self.traceparent = None
         self.raw_runs = 0
 
@@ -167,7 +103,7 @@ class Runner:
         pids = dict(pids)
         if self.mariadb:
             pids["mariadb"] = self.mariadb
-        return cb.CpuWindow(pids), self.db.status(STATUS_COUNTERS)
+        return bk.CpuWindow(pids), self.db.status(STATUS_COUNTERS)
 
     def _close(self, window, counters, result: dict, ok: int) -> None:
         cpu = window.finish()
@@ -179,9 +115,9 @@ class Runner:
         }
 
     def service(self, count: int, concurrency: int) -> dict:
-        metrics_before = histogram(cb.get(self.probe.url("/metrics"))[1], *ASK_HISTOGRAM)
+        metrics_before = bk.histogram(bk.get(self.probe.url("/metrics"))[1], *ASK_HISTOGRAM)
         window, counters = self._window({"inventory": self.inventory.pid, "probe": self.probe.pid})
-        status, body = cb.post(self.probe.url("/cluster/v1/ask/probe/MeasureReservations"),
+        status, body = bk.post(self.probe.url("/cluster/v1/ask/probe/MeasureReservations"),
                                {"count": count, "concurrency": concurrency, "sku": SKU},
                                timeout=max(120.0, count / 20.0))
         if status != 200 or not isinstance(body, dict):
@@ -194,7 +130,7 @@ class Runner:
                   "probeP50Micros": body["p50Micros"], "probeP99Micros": body["p99Micros"],
                   "perSecond": body["asksPerSecond"], "answeredBy": body.get("answeredBy", {})}
         self._close(window, counters, result, body["numOk"])
-        metrics_after = histogram(cb.get(self.probe.url("/metrics"))[1], *ASK_HISTOGRAM)
+        metrics_after = bk.histogram(bk.get(self.probe.url("/metrics"))[1], *ASK_HISTOGRAM)
         latency = histogram_summary(metrics_before, metrics_after)
         result["latency"] = latency
         result["histP50Micros"] = latency.get("p50Ms", 0) * 1000
@@ -216,7 +152,7 @@ class Runner:
             args += ["--traceparent", self.traceparent]
         window, counters = self._window({})
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = gw.spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = bk.spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             out, err = proc.communicate(timeout=max(120.0, count / 20.0))
         except subprocess.TimeoutExpired:
@@ -254,7 +190,7 @@ def fmt_counts(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
-def figure_reservations(bench, db: MariaDb, raw: Path, args) -> dict:
+def figure_reservations(bench, db: bk.MariaDb, raw: Path, args) -> dict:
     database = f"bench_inventory_{secrets.token_hex(6)}"
     out: dict = {"database": database}
     db.query(f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
@@ -277,7 +213,7 @@ def figure_reservations(bench, db: MariaDb, raw: Path, args) -> dict:
         for node in (inventory, probe):
             node.wait_ready(within=60)
         admin = {"userId": "bench-admin", "roles": ["admin"], "tokenId": "bench"}
-        status, stock = cb.post(inventory.url("/cluster/v1/ask/inventory/SetStock"),
+        status, stock = bk.post(inventory.url("/cluster/v1/ask/inventory/SetStock"),
                                 {"caller": admin, "sku": SKU,
                                  "request": {"available": args.stock, "reorderLevel": 0, "reorderQuantity": 0}})
         if status != 200:
@@ -285,11 +221,11 @@ def figure_reservations(bench, db: MariaDb, raw: Path, args) -> dict:
         log(f"  stock of {SKU}: {stock}")
 
         def reserved_through_probe():
-            status, body = cb.post(probe.url("/cluster/v1/ask/probe/RelayReserveStock"),
+            status, body = bk.post(probe.url("/cluster/v1/ask/probe/RelayReserveStock"),
                                    {"request": {"orderId": "bench-first", "lines": [{"sku": SKU, "quantity": 1}]}},
                                    timeout=10)
             return status == 200 and body.get("status") == "RESERVED"
-        cb.wait_until("a reservation through the probe", reserved_through_probe, 20, every=0.1)
+        bk.wait_until("a reservation through the probe", reserved_through_probe, 20, every=0.1)
         runner = Runner(bench, db, database, probe, inventory, raw, args)
         rows = db.query("SELECT traceparent FROM bus_outbox WHERE traceparent IS NOT NULL LIMIT 1", database)
         if rows and rows[0] and rows[0][0] != "NULL":
@@ -387,10 +323,6 @@ def figure_reservations(bench, db: MariaDb, raw: Path, args) -> dict:
     return out
 
 
-def yes(met: bool) -> str:
-    return "yes" if met else "**no**"
-
-
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
     out = []
     runs = results["reservations"]["runs"]
@@ -410,7 +342,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         out.append((f"Raw sqlx loop, same transactions, concurrency {key}", "-",
                     f"{raw['perSecond']:,.0f}/s; {latency(raw)}", "-"))
         out.append((f"Ratio service / raw, concurrency {key}", ">= 0.7",
-                    f"{ratio:.2f} ({service['perSecond']:,.0f} / {raw['perSecond']:,.0f})", yes(ratio >= 0.7)))
+                    f"{ratio:.2f} ({service['perSecond']:,.0f} / {raw['perSecond']:,.0f})", bk.yes(ratio >= 0.7)))
     return out
 
 
@@ -423,7 +355,7 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         "",
         f"Measured {info['date']} on `{info['commit']}` with `{command}` "
         f"(release build: `CARGO_TARGET_DIR=${{CARGO_TARGET_DIR:-~/.cache/emporium/target}} "
-        f"{' '.join(gw.BUILD_COMMAND)}`; binary `{info.get('binary', '?')}`; the raw loop "
+        f"{' '.join(bk.BUILD_COMMAND)}`; binary `{info.get('binary', '?')}`; the raw loop "
         f"`ops/bench/inventory_raw`, `cargo build --release`).",
         "",
         f"Machine: {info['nproc']} cores, {info['model']}, {info['kernel']}. Everything runs on this one "
@@ -500,16 +432,12 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
                 f"statements ({s['Com_select']:.1f} SELECT, {s['Com_insert']:.1f} INSERT, {s['Com_update']:.1f} UPDATE), "
                 f"{s['Innodb_row_lock_waits']:.2f} row lock waits ({s['Innodb_row_lock_time']:.1f} ms waited); other processes "
                 f"{k['otherCores']:.2f} cores.")
-    lines += ["", "Details of this run:", ""] + details
-    return "\n".join(lines) + "\n"
+    return bk.section_text(lines, details)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build", action="store_true", help="rebuild the release binary from the working tree")
-    parser.add_argument("--rev", help="build and measure this commit from a clean export (e.g. HEAD)")
-    parser.add_argument("--snapshot", nargs="?", const=True, metavar="TAG",
-                        help="build and measure a frozen copy of the working tree; with TAG, an earlier copy")
+    bk.add_binary_options(parser, "build and measure a frozen copy of the working tree; with TAG, an earlier copy")
     parser.add_argument("--mysql", default="mysql://root@127.0.0.1:3306", help="the server (default: %(default)s)")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--counts", default="2000,10000,10000", help="reservations per run, per concurrency")
@@ -528,28 +456,19 @@ def main() -> int:
     args.counts = fmt_counts(args.counts)
     if len(args.counts) != len(args.concurrency):
         raise SystemExit("--counts needs one count per --concurrency value")
-    command = " ".join(["python3", "ops/bench/inventory.py"] + [shlex.quote(arg) for arg in sys.argv[1:]])
+    command = bk.command_line("inventory.py")
 
     if args.report_from:
-        saved = json.loads(Path(args.report_from).read_text())
-        cb.print_table(rows(saved["results"]))
-        if not args.no_docs:
-            path = gw.write_docs(markdown(saved["results"], saved["machine"], saved["loadBefore"], saved["command"]),
-                                 SECTION)
-            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r} from {args.report_from}")
-        return 0
+        return bk.report_saved(args, SECTION, rows, markdown)
 
-    bench = gw.Bench(args)
-    db = MariaDb(args.mysql)
-    load_before = cb.uptime_line()
-    info = cb.machine_info()
-    log(f"machine: {info['nproc']} x {info['model']}, {info['kernel']}; commit {info['commit']}")
-    log(f"before the run: {load_before}")
+    bench = bk.Bench(args)
+    db = bk.MariaDb(args.mysql)
+    load_before, info = bk.start_run()
     results: dict = {"reps": args.reps, "warmup": args.warmup, "stock": args.stock, "rawPool": args.raw_pool}
     try:
-        results["server"] = db.variables()
+        results["server"] = db.variables(SERVER_VARIABLES)
         log(f"server: {results['server']}")
-        gw.ensure_binary(bench, args)
+        bench.ensure_binary()
         if bench.source_label:
             info["commit"] = bench.source_label
         info["binary"] = bench.binary_label
@@ -558,16 +477,11 @@ def main() -> int:
         results["reservations"] = figure_reservations(bench, db, raw, args)
     finally:
         bench.cleanup()
-        gw.end_groups()
-    load_after = cb.uptime_line()
+        bk.end_groups()
+    load_after = bk.uptime_line()
     log(f"after the run: {load_after}")
-    cb.print_table(rows(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"command": command, "machine": info, "loadBefore": load_before,
-                                               "loadAfter": load_after, "results": results}, indent=2, default=str))
-    if not args.no_docs:
-        path = gw.write_docs(markdown(results, info, load_before, command), SECTION)
-        log(f"wrote {path.relative_to(ROOT)} section {SECTION!r}")
+    bk.print_table(rows(results))
+    bk.publish(args, command, info, load_before, load_after, results, SECTION, markdown)
     return 0
 
 

@@ -63,28 +63,23 @@ import http.client
 import json
 import os
 import random
-import re
 import resource
 import secrets
-import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cluster as cb  # noqa: E402  (the cluster benchmark's helpers: log, /proc, machine info)
+import benchkit as bk  # noqa: E402  (helpers shared by ops/bench: log, HTTP, /proc, MariaDB, docs)
 
-ROOT = cb.ROOT
+ROOT = bk.ROOT
 SECTION = "## Orders end to end (issue 6)"
-BUILD_COMMAND = cb.BUILD_COMMAND
+BUILD_COMMAND = bk.BUILD_COMMAND
 RAW_DIR = ROOT / "ops" / "bench" / "orders" / "raw"
 SECRET = "bench-orders-secret-0123456789abcdef"
 ADMIN_PASSWORD = "bench-admin-password-0123"
@@ -96,9 +91,7 @@ SERVER_VARIABLES = ("version", "innodb_flush_log_at_trx_commit", "sync_binlog", 
                     "max_connections")
 STATUS_COUNTERS = ("Com_commit", "Com_rollback", "Innodb_data_fsyncs", "Innodb_log_writes", "Innodb_deadlocks",
                    "Innodb_row_lock_waits", "Questions")
-log = cb.log
-# Direct connections only: a proxy from the environment must never see loopback traffic.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+log = bk.log
 
 CLEANUPS: list = []  # (label, callable), run in reverse order at exit
 
@@ -119,30 +112,12 @@ atexit.register(run_cleanups)
 # MariaDB, RabbitMQ, MongoDB
 
 
-class MariaDb:
-    """The `mariadb` command-line client against the server of `url` (mysql://user[:pw]@host[:port])."""
+class MariaDb(bk.MariaDb):
+    """The `mariadb` command-line client (over TCP) against the server of `url`
+    (mysql://user[:pw]@host[:port]), with the benchmark's own database once `create` made it."""
 
     def __init__(self, url: str):
-        match = re.fullmatch(r"mysql://([^:@/]+)(?::([^@/]*))?@([^:/]+)(?::(\d+))?/?", url)
-        if not match:
-            raise SystemExit(f"--mysql must look like mysql://user[:password]@host[:port], not {url}")
-        self.user, self.password, self.host, port = match.groups()
-        self.port = int(port or 3306)
-        self.base_url = url.rstrip("/")
-        self.database = None
-
-    def query(self, sql: str, database: str | None = None, timeout: float = 60) -> list[list[str]]:
-        args = ["mariadb", "--protocol=tcp", "-h", self.host, "-P", str(self.port), "-u", self.user, "-N", "-B",
-                "-e", sql]
-        if database or self.database:
-            args.append(database or self.database)
-        env = dict(os.environ)
-        if self.password:
-            env["MYSQL_PWD"] = self.password
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-        if done.returncode != 0:
-            raise RuntimeError(f"mariadb: {done.stderr.strip()} ({sql[:100]})")
-        return [line.split("\t") for line in done.stdout.splitlines()]
+        super().__init__(url, client=("mariadb", "--protocol=tcp"))
 
     def scalar(self, sql: str) -> str | None:
         rows = self.query(sql)
@@ -155,23 +130,12 @@ class MariaDb:
         CLEANUPS.append((f"drop database {name}", lambda: self.query(f"DROP DATABASE IF EXISTS {name}", "mysql")))
         return f"{self.base_url}/{name}"
 
-    def variables(self) -> dict:
-        names = ",".join(f"'{name}'" for name in SERVER_VARIABLES)
-        rows = self.query(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})", "mysql")
-        return {row[0]: row[1] for row in rows if len(row) == 2}
+    def variables(self, names: tuple[str, ...] = SERVER_VARIABLES, database: str | None = "mysql") -> dict:
+        return super().variables(names, database)
 
-    def status(self) -> dict[str, int]:
+    def status(self, names: tuple[str, ...] = STATUS_COUNTERS, database: str | None = "mysql") -> dict[str, int]:
         """Server-wide counters (every database on the server counts; ours is the only busy one)."""
-        names = ",".join(f"'{name}'" for name in STATUS_COUNTERS)
-        rows = self.query(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})", "mysql")
-        return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
-
-    def server_pid(self) -> int | None:
-        for name in ("mariadbd", "mysqld"):
-            done = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
-            if done.stdout.split():
-                return int(done.stdout.split()[0])
-        return None
+        return super().status(names, database)
 
 
 def rabbit_vhost() -> str:
@@ -212,7 +176,12 @@ def start_mongodb(tmp: Path) -> tuple[str, int | None]:
 # Nodes
 
 
-class Node:
+class Node(bk.Node):
+    """A node started with `args` as given (plus `--node-id`), the orders secret and
+    bench.node_env."""
+
+    tail_lines = 20
+
     def __init__(self, bench: "Bench", node_id: str, args: list[str], env: dict):
         self.node_id = node_id
         self.log_path = bench.tmp / f"{node_id}.log"
@@ -221,60 +190,19 @@ class Node:
                     **bench.node_env}
         self.proc = subprocess.Popen([str(bench.binary), *args, "--node-id", node_id], env=full_env, cwd=bench.tmp,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-        cb.CHILDREN.append(self.proc)
+        bk.CHILDREN.append(self.proc)
         self.listen = None
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def url(self, path: str) -> str:
-        return f"http://{self.listen}{path}"
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def log_field(self, message: str, field: str):
-        with open(self.log_path, errors="replace") as lines:
-            for line in lines:
-                if message not in line:
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if event.get("message") == message:
-                    return event.get(field)
-        return None
-
-    def wait_started(self, within: float = 60.0) -> "Node":
-        def started():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.node_id} exited with {self.proc.returncode}:\n{self.tail()}")
-            return self.log_field("node started", "listen")
-        self.listen = cb.wait_until(f"{self.node_id} to start", started, within, every=0.02)
-        return self
+    def wait_started(self, within: float = 60.0, every: float = 0.02) -> "Node":
+        return super().wait_started(within, every)
 
     def wait_ready(self, within: float = 60.0) -> "Node":
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.node_id} exited with {self.proc.returncode}:\n{self.tail()}")
-            return http_status(self.url("/health/ready")) == 200
-        cb.wait_until(f"{self.node_id} ready", ready, within, every=0.1)
+            return bk.get(self.url("/health/ready"), 5, secret=SECRET)[0] == 200
+        bk.wait_until(f"{self.node_id} ready", ready, within, every=0.1)
         return self
-
-    def stop(self, within: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=within)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._log.close()
 
 
 class Bench:
@@ -318,20 +246,11 @@ class Bench:
             # workspace crates' unit hashes do not depend on where the workspace is, so after a
             # build from $TARGET/bench-src/A a build from $TARGET/bench-src/B checks A's files,
             # finds them unchanged and calls B's crates fresh: B's binary would be A's.
-            sha = subprocess.run(["git", "rev-parse", "--short", self.args.rev], cwd=ROOT, capture_output=True,
-                                 text=True, check=True, timeout=30).stdout.strip()
-            self.source = Path(os.path.expanduser("~/.cache/emporium/bench-src-outside-target")) / sha
-            if not (self.source / "Cargo.toml").exists():
-                log(f"exporting commit {sha} to {self.source}")
-                self.source.mkdir(parents=True, exist_ok=True)
-                archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT, capture_output=True,
-                                         check=True, timeout=120).stdout
-                subprocess.run(["tar", "-x", "-C", str(self.source)], input=archive, check=True, timeout=120)
+            self.source, sha = bk.export_commit(
+                self.args.rev, Path(os.path.expanduser("~/.cache/emporium/bench-src-outside-target")))
             self.source_label = f"commit {sha} (clean export)"
         if self.args.build or self.args.rev or not self.binary.exists():
-            log(f"building in {self.source}: CARGO_TARGET_DIR={self.target_dir} {' '.join(BUILD_COMMAND)}")
-            env = dict(os.environ, CARGO_TARGET_DIR=str(self.target_dir))
-            subprocess.run(BUILD_COMMAND, cwd=self.source, env=env, check=True, timeout=3600)
+            bk.build_emporium(self.source, self.target_dir).check_returncode()
         # Our own copy: another script's build must not replace the binary under the nodes.
         copy = self.tmp / "emporium"
         shutil.copy2(self.binary, copy)
@@ -351,13 +270,13 @@ class Bench:
     def start_cluster(self, mysql_url: str, amqp_url: str, mongodb_url: str) -> str:
         config_dir = self.tmp / "config"
         shutil.copytree(self.source / "config", config_dir)
-        registry_port = cb.free_port()
+        registry_port = bk.free_port()
         registry = Node(self, "orders-registry", ["--role", "registry", "--listen", f"127.0.0.1:{registry_port}",
                                                   "--config-dir", str(config_dir),
                                                   "--data-dir", str(self.tmp / "data-registry")], {})
         self.nodes["registry"] = registry
         registry.wait_started().wait_ready()
-        gateway_port = cb.free_port()
+        gateway_port = bk.free_port()
         env = {"EMPORIUM_MYSQL_URL": mysql_url, "EMPORIUM_AMQP_URL": amqp_url, "EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD,
                "EMPORIUM_MONGODB_URL": f"{mongodb_url.rstrip('/')}/bench_orders_{gateway_port}"}
         for role in ROLES:
@@ -370,7 +289,7 @@ class Bench:
             self.nodes[role] = Node(self, f"orders-{role}", args, env).wait_started()
         for role in ROLES:
             self.nodes[role].wait_ready()
-        address = cb.wait_until("the gateway's address",
+        address = bk.wait_until("the gateway's address",
                                 lambda: self.nodes["gateway"].log_field("gateway listening", "http"), 30)
         return f"http://{address}"
 
@@ -378,7 +297,7 @@ class Bench:
         for name in list(ROLES) + ["registry"]:
             node = self.nodes.get(name)
             if node:
-                node.stop()
+                node.sigterm()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,7 +368,7 @@ def sign_in(client: Client, email: str, password: str) -> str:
 def set_up_shop(base: str, args) -> dict:
     """Products with a large stock, users signed in; answers skus, prices and tokens."""
     client = Client(base)
-    admin = cb.wait_until("the admin signs in", lambda: _try_sign_in(client, "admin@emporium.local", ADMIN_PASSWORD),
+    admin = bk.wait_until("the admin signs in", lambda: _try_sign_in(client, "admin@emporium.local", ADMIN_PASSWORD),
                           60, every=0.5)
     skus, prices = [], {}
     for index in range(args.products):
@@ -510,12 +429,12 @@ class Sampler(threading.Thread):
     def sample(self) -> None:
         for name, pid in self.pids.items():
             try:
-                status = cb.proc_status(pid)
-                rss = cb.kib(status["VmRSS"])
+                status = bk.proc_status(pid)
+                rss = bk.kib(status["VmRSS"])
             except (OSError, KeyError, ValueError):
                 continue
             if rss > self.max_rss[name]:
-                self.split_at_max[name] = {key: cb.kib(status[key]) / 1024 for key in ("RssAnon", "RssFile", "RssShmem")
+                self.split_at_max[name] = {key: bk.kib(status[key]) / 1024 for key in ("RssAnon", "RssFile", "RssShmem")
                                            if key in status}
                 self.split_at_max[name]["threads"] = int(status.get("Threads", "0"))
             self.last[name] = rss
@@ -528,37 +447,6 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.wait(0.5):
             self.sample()
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process from /proc/<pid>/stat: unlike the per-thread
-    schedstat sum, it keeps the time of threads that already exited (the load generator's)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / cb.CLK_TCK
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-class CpuWindow:
-    """CPU used by some processes and by the whole machine over a window."""
-
-    def __init__(self, pids: dict[str, int]):
-        self.pids = pids
-        self.started = time.monotonic()
-        self.before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
-        self.machine = cb.machine_cpu()
-
-    def finish(self, extra_seconds: dict[str, float] | None = None) -> dict:
-        wall = time.monotonic() - self.started
-        busy = cb.machine_cpu()[0] - self.machine[0]
-        seconds = {name: process_cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
-        seconds.update(extra_seconds or {})
-        return {"wallSeconds": wall, "cpuSeconds": seconds,
-                "cores": {name: value / wall for name, value in seconds.items()},
-                "machineBusyCores": busy / wall,
-                "otherCores": max(0.0, (busy - sum(seconds.values())) / wall)}
 
 
 def log_lines(paths: dict[str, Path]) -> dict[str, int]:
@@ -576,61 +464,16 @@ def hwm(pids: dict[str, int]) -> dict[str, float]:
     out = {}
     for name, pid in pids.items():
         try:
-            out[name] = cb.kib(cb.proc_status(pid)["VmHWM"]) / 1024
+            out[name] = bk.kib(bk.proc_status(pid)["VmHWM"]) / 1024
         except (OSError, KeyError, ValueError):
             pass
     return out
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """The same rank as the raw loop's: sorted[round((n - 1) * fraction)]."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[round((len(ordered) - 1) * fraction)]
-
-
-def http_status(url: str) -> int:
-    """The status of a GET with the cluster credential; 0 when the connection failed."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Cluster {SECRET}"})
-    try:
-        with OPENER.open(request, timeout=5) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (OSError, urllib.error.URLError, http.client.HTTPException):
-        return 0
-
-
 def node_metrics(node: "Node") -> str:
-    """The node's Prometheus text (cluster listener, cluster credential)."""
-    request = urllib.request.Request(node.url("/metrics"), headers={"Authorization": f"Cluster {SECRET}"})
-    try:
-        with OPENER.open(request, timeout=10) as response:
-            return response.read().decode(errors="replace")
-    except (OSError, urllib.error.URLError, http.client.HTTPException):
-        return ""
-
-
-def histogram(text: str, name: str, labels: dict[str, str]) -> dict:
-    """{"sum", "count", "buckets": [(le, cumulative count)]} of the series of `name` with `labels`."""
-    out = {"sum": 0.0, "count": 0.0, "buckets": {}}
-    pattern = re.compile(r"^" + re.escape(name) + r"_(bucket|sum|count)\{([^}]*)\} ([0-9.eE+-]+|NaN|\+Inf)$")
-    for line in text.splitlines():
-        match = pattern.match(line)
-        if not match:
-            continue
-        series = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
-        if any(series.get(key) != value for key, value in labels.items()):
-            continue
-        value = float(match.group(3))
-        if match.group(1) == "bucket":
-            le = float("inf") if series.get("le") == "+Inf" else float(series.get("le", "inf"))
-            out["buckets"][le] = out["buckets"].get(le, 0.0) + value
-        else:
-            out[match.group(1)] += value
-    return out
+    """The node's Prometheus text (cluster listener, cluster credential); "" when unavailable."""
+    status, text = bk.get(node.url("/metrics"), 10, secret=SECRET)
+    return text if status == 200 and isinstance(text, str) else ""
 
 
 def histogram_delta(before: dict, after: dict) -> dict:
@@ -651,11 +494,8 @@ def histogram_delta(before: dict, after: dict) -> dict:
 
 def call_sites(node: "Node") -> dict[str, dict]:
     """The node's resilience counters per target service (`/admin/v1/supervision`)."""
-    request = urllib.request.Request(node.url("/admin/v1/supervision"), headers={"Authorization": f"Cluster {SECRET}"})
-    try:
-        with OPENER.open(request, timeout=10) as response:
-            tree = json.loads(response.read())
-    except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException):
+    status, tree = bk.get(node.url("/admin/v1/supervision"), 10, secret=SECRET)
+    if status != 200 or not isinstance(tree, dict):
         return {}
     keys = ("numCalls", "numFailures", "numRetries", "numRejected", "numBreakerOpened")
     return {site.get("service", "?"): {key: site.get(key, 0) for key in keys}
@@ -760,11 +600,11 @@ class Phase:
             f"{len(self.shop['users'])} users; every {self.sample_every}th order polled)")
         self.sampler.reset_phase()
         since_ms = int(time.time() * 1000) - 5
-        metrics_before = histogram(node_metrics(self.gateway), *GATEWAY_POST)
+        metrics_before = bk.histogram(node_metrics(self.gateway), *GATEWAY_POST)
         status_before = self.db.status()
         sites_before = call_sites(self.order_node) if self.order_node else {}
         lines_before = log_lines(self.log_paths)
-        cpu = CpuWindow(self.cpu_pids)
+        cpu = bk.CpuWindow(self.cpu_pids, cpu_seconds=bk.process_cpu_seconds, switches=False)
         threads = [threading.Thread(target=self.worker, args=(i,), daemon=True) for i in range(self.concurrency)]
         poller = threading.Thread(target=self.poller, daemon=True)
         started = time.monotonic()
@@ -784,8 +624,8 @@ class Phase:
             counts = self.db_counts(since_ms)
             rss = " ".join(f"{name[:5]}={kb / 1024:.0f}" for name, kb in self.sampler.last.items() if name != "registry")
             print(f"  [{time.monotonic() - started:5.1f} s] placed {placed:6d} (+{placed - last_count:4d}/s)  "
-                  f"errors {errors}  POST p50 {percentile(latencies, 0.5) * 1000:6.1f} ms "
-                  f"p99 {percentile(latencies, 0.99) * 1000:6.1f} ms  | db: final "
+                  f"errors {errors}  POST p50 {bk.percentile(latencies, 0.5) * 1000:6.1f} ms "
+                  f"p99 {bk.percentile(latencies, 0.99) * 1000:6.1f} ms  | db: final "
                   f"{counts.get('CONFIRMED', 0) + counts.get('CANCELLED', 0):6d} pending "
                   f"{counts.get('PENDING_PAYMENT', 0):5d} | RSS MiB {rss}", flush=True)
             last_count = placed
@@ -811,7 +651,7 @@ class Phase:
             time.sleep(0.5)
         all_final = time.monotonic()
         cpu_result = cpu.finish()
-        self.gateway_post = histogram_delta(metrics_before, histogram(node_metrics(self.gateway), *GATEWAY_POST))
+        self.gateway_post = histogram_delta(metrics_before, bk.histogram(node_metrics(self.gateway), *GATEWAY_POST))
 
         self.stop_polling.set()
         poller.join(timeout=30)
@@ -880,17 +720,17 @@ class Phase:
             "placedPerSecond": len(ok) / ((last_answer - first_post) / 1000.0),
             "drainSecs": (last_final - last_answer) / 1000.0,
             "wallToLastEffectSecs": (last_effect - first_post) / 1000.0,
-            "postP50Ms": percentile(latencies, 0.50) * 1000,
-            "postP99Ms": percentile(latencies, 0.99) * 1000,
+            "postP50Ms": bk.percentile(latencies, 0.50) * 1000,
+            "postP99Ms": bk.percentile(latencies, 0.99) * 1000,
             "postMeanMs": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
             "postMaxMs": max(latencies) * 1000 if latencies else float("nan"),
-            "toFinalP50Ms": percentile(to_final, 0.50) * 1000,
-            "toFinalP99Ms": percentile(to_final, 0.99) * 1000,
+            "toFinalP50Ms": bk.percentile(to_final, 0.50) * 1000,
+            "toFinalP99Ms": bk.percentile(to_final, 0.99) * 1000,
             "toFinalMaxMs": max(to_final) * 1000 if to_final else float("nan"),
             "sampleN": len(self.sample_results),
             "sampleSkipped": self.sample_skipped,
-            "sampleP50Ms": percentile(self.sample_results, 0.50) * 1000,
-            "sampleP99Ms": percentile(self.sample_results, 0.99) * 1000,
+            "sampleP50Ms": bk.percentile(self.sample_results, 0.50) * 1000,
+            "sampleP99Ms": bk.percentile(self.sample_results, 0.99) * 1000,
             "pollRequests": self.poll_requests,
             "gatewayPost": self.gateway_post,
             "serverStatus": self.status_delta,
@@ -946,7 +786,7 @@ def warm_up(base: str, shop: dict, db: MariaDb, count: int, clients: int = 8) ->
         unsent = int(db.scalar("SELECT COUNT(*) FROM bus_outbox WHERE sent_at IS NULL") or 0)
         reserved = int(db.scalar("SELECT COALESCE(SUM(reserved), 0) FROM inventory_stock") or 0)
         return pending == 0 and unsent == 0 and reserved == 0
-    cb.wait_until("the warm-up orders final", all_final, 120, every=0.5)
+    bk.wait_until("the warm-up orders final", all_final, 120, every=0.5)
     log(f"  warm-up: {state['placed']} orders placed and final, {state['errors']} errors")
 
 
@@ -970,9 +810,9 @@ def run_raw(bench: Bench, db: MariaDb, mysql_url: str, skus: list[str], users: l
             "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", "2"]
     log(f"raw loop c={concurrency}: {duration:.0f} s after a 2 s warm-up")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cb.CHILDREN.append(proc)
+    bk.CHILDREN.append(proc)
     status_before = db.status()
-    cpu = CpuWindow(cpu_pids)
+    cpu = bk.CpuWindow(cpu_pids, cpu_seconds=bk.process_cpu_seconds, switches=False)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     err_lines: list[str] = []
     out_lines: list[str] = []
@@ -1036,10 +876,6 @@ def wait_for_other_benchmarks(max_minutes: float) -> str:
 # Report
 
 
-def yes(met: bool) -> str:
-    return "yes" if met else "**no**"
-
-
 def load_rss(results: dict) -> dict[str, float]:
     """Max VmRSS per node over the order phases (the set-up's sign-ins left out)."""
     out: dict[str, float] = {}
@@ -1067,11 +903,11 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         ratio = best["ordersPerSecond"] / best_raw["ordersPerSecond"]
         out.append((f"3. System / raw limit (best {best['ordersPerSecond']:,.1f} at {best['concurrency']} clients / "
                     f"best raw {best_raw['ordersPerSecond']:,.1f} at {best_raw['concurrency']})", ">= 70 %",
-                    f"{ratio * 100:.0f} %", yes(ratio >= 0.70)))
+                    f"{ratio * 100:.0f} %", bk.yes(ratio >= 0.70)))
     for p in phases:
         out.append((f"4. POST /api/v1/orders p50 / p99, {p['concurrency']} clients "
                     f"(at {p['placedPerSecond']:,.1f} orders/s placed)", "p99 <= 100 ms",
-                    f"{p['postP50Ms']:.1f} / {p['postP99Ms']:.1f} ms", yes(p["postP99Ms"] <= 100)))
+                    f"{p['postP50Ms']:.1f} / {p['postP99Ms']:.1f} ms", bk.yes(p["postP99Ms"] <= 100)))
     for p in phases:
         out.append((f"5. POST to CONFIRMED p50 / p99, {p['concurrency']} clients: every order (database) / "
                     f"polled sample", "-",
@@ -1083,17 +919,8 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         worst = max(rss[name] for name in names)
         out.append(("6. Max RSS during the order phases, " + " / ".join(names) + " (registry " +
                     f"{rss.get('registry', 0):.1f})", "<= 30 MiB each",
-                    " / ".join(f"{rss[name]:.1f}" for name in names) + " MiB", yes(worst <= 30)))
+                    " / ".join(f"{rss[name]:.1f}" for name in names) + " MiB", bk.yes(worst <= 30)))
     return out
-
-
-def print_table(table: list[tuple[str, str, str, str]]) -> None:
-    header = ("Figure", "Goal", "Measured", "Met?")
-    widths = [max(len(row[i]) for row in table + [header]) for i in range(4)]
-    print()
-    for row in [header, tuple("-" * w for w in widths)] + table:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
-    print()
 
 
 def gateway_view(p: dict) -> str:
@@ -1232,41 +1059,7 @@ def markdown(results: dict, info: dict, command: str) -> str:
         details.append("- Mean outbox envelope size by event type (bytes), system / raw: " + ", ".join(
             f"{kind} {sizes.get('system', 0):.0f} / {sizes.get('raw', 0):.0f}"
             for kind, sizes in sorted(results["envelopeBytes"].items())) + ".")
-    if details:
-        lines += ["", "Details of this run:", ""] + details
-    if results.get("notes"):
-        lines += ["", results["notes"].strip()]
-    return "\n".join(lines) + "\n"
-
-
-INTRO = """# Benchmarks
-
-Figures here are measured, not asserted: each section names the script and the command that
-produced it, the machine, the commit and the load at the time. Run them yourself with the
-release build, for example:
-
-    python3 ops/bench/cluster.py
-
-Re-running a script replaces only its own section.
-
-"""
-
-
-def write_docs(section: str) -> Path:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else INTRO
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new_text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new_text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    temporary = path.with_suffix(".md.orders.tmp")
-    temporary.write_text(new_text)
-    os.replace(temporary, path)
-    return path
+    return bk.section_text(lines, details, results.get("notes"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1300,19 +1093,19 @@ def main() -> int:
     parser.add_argument("--notes", help="a file whose text is appended to the docs section")
     parser.add_argument("--report-from", metavar="JSON", help="measure nothing: table and docs from a saved run")
     args = parser.parse_args()
-    command = " ".join(["python3", "ops/bench/orders.py"] + [shlex.quote(arg) for arg in sys.argv[1:]])
+    command = bk.command_line("orders.py")
 
     if args.report_from:
         saved = json.loads(Path(args.report_from).read_text())
         if args.notes:
             saved["results"]["notes"] = Path(args.notes).read_text()
-        print_table(rows(saved["results"]))
+        bk.print_table(rows(saved["results"]))
         if not args.no_docs:
-            path = write_docs(markdown(saved["results"], saved["machine"], saved["command"]))
-            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r} from {args.report_from}")
+            bk.write_section(markdown(saved["results"], saved["machine"], saved["command"]), SECTION,
+                             temp_suffix=".md.orders.tmp", source=args.report_from)
         return 0
 
-    info = cb.machine_info()
+    info = bk.machine_info()
     results: dict = {"duration": args.duration, "sampleEvery": args.sample_every, "warmupOrders": args.warmup,
                      "shop": {"products": args.products, "stock": args.stock, "users": args.users}}
     log(f"machine: {info['nproc']} x {info['model']}, {info['kernel']}")
@@ -1334,7 +1127,7 @@ def main() -> int:
         note = wait_for_other_benchmarks(args.wait_minutes)
         if "still running" in note:
             results["othersNote"] = note
-    results["loadBefore"] = cb.uptime_line()
+    results["loadBefore"] = bk.uptime_line()
     info["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     log(f"before the run: {results['loadBefore']}")
 
@@ -1348,7 +1141,7 @@ def main() -> int:
         log(f"cluster ready; gateway {base}")
         node_pids = {name: node.pid for name, node in bench.nodes.items()}
         cpu_pids = dict(node_pids)
-        for name, pid in (("mariadb", db.server_pid()), ("mongodb", mongo_pid), ("loadgen", os.getpid())):
+        for name, pid in (("mariadb", bk.mariadb_pid()), ("mongodb", mongo_pid), ("loadgen", os.getpid())):
             if pid:
                 cpu_pids[name] = pid
         beam = subprocess.run(["pgrep", "-x", "beam.smp"], capture_output=True, text=True).stdout.split()
@@ -1383,7 +1176,7 @@ def main() -> int:
         raw_started = None
         if not args.no_raw:
             raw_started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-            results["loadBeforeRaw"] = cb.uptime_line()
+            results["loadBeforeRaw"] = bk.uptime_line()
             log(f"before the raw runs: {results['loadBeforeRaw']}")
             raw_pids = {name: pid for name, pid in cpu_pids.items() if name in ("mariadb", "loadgen")}
             results["raw"] = [run_raw(bench, db, mysql_url, shop["skus"], user_ids, int(c), args.raw_duration, raw_pids)
@@ -1395,19 +1188,18 @@ def main() -> int:
             sampler.stop_event.set()
         bench.stop_cluster()
         run_cleanups()
-    results["loadAfter"] = cb.uptime_line()
+    results["loadAfter"] = bk.uptime_line()
     log(f"after the run: {results['loadAfter']}")
     if args.notes:
         results["notes"] = Path(args.notes).read_text()
-    print_table(rows(results))
+    bk.print_table(rows(results))
     if args.json:
         Path(args.json).write_text(json.dumps({"command": command, "machine": info, "results": results}, indent=2,
                                               default=str))
         log(f"raw results in {args.json}")
     if not args.no_docs:
         if results.get("raw") and results.get("phases"):
-            path = write_docs(markdown(results, info, command))
-            log(f"wrote {path.relative_to(ROOT)} section {SECTION!r}")
+            bk.write_section(markdown(results, info, command), SECTION, temp_suffix=".md.orders.tmp")
         else:
             log("not writing docs: the raw loop or the phases did not run")
     return 0

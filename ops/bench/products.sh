@@ -2,7 +2,7 @@
 # Product reads through the gateway (issue 5): the catalog list and one product, with wrk, on the
 # embedded store and on the MongoDB-compatible test server (mongoeco, ops/mongodb), all on
 # 127.0.0.1. Prints a table and replaces the section "## Product reads (issue 5)" of
-# docs/BENCHMARKS.md.
+# docs/BENCHMARKS.md. Free ports and the docs writer are ops/bench/benchkit.py's.
 #
 #   ops/bench/products.sh            # uses $CARGO_TARGET_DIR/release/emporium, builds it if missing
 set -euo pipefail
@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export EMPORIUM_CLUSTER_SECRET=bench-cluster-secret-0123456789
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 ops/bench/benchkit.py free-port; }
 
 run_store() { # run_store LABEL [MONGODB_URL]
     local label=$1 mongo=${2:-} data="$WORK/$1" listen http
@@ -70,13 +70,5 @@ not a real MongoDB: they measure Emporium's path more than the store.
 $(cat "$WORK/rows")
 MD
 )
-python3 - "$section" <<'PY'
-import re, sys
-path = "docs/BENCHMARKS.md"
-text = open(path).read()
-section = sys.argv[1].rstrip() + "\n"
-pattern = re.compile(r"^## Product reads \(issue 5\)\n.*?(?=^## |\Z)", re.S | re.M)
-text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-open(path, "w").write(text)
-PY
+python3 ops/bench/benchkit.py write-docs "## Product reads (issue 5)" "$section"
 echo "updated docs/BENCHMARKS.md"
