@@ -8,6 +8,8 @@
 //!   intensity and backoff ([`policy`]); escalates by marking the service DOWN.
 //! - [`monitor::ActorMonitor`]: counters, mailbox depth, handler-time histogram, current
 //!   message and flight recorder of each actor; [`tree::SupervisionTree`] gathers them.
+//! - [`task::TaskCell`]: a supervised long-running task (a loop beside the actors), its panics
+//!   and errors recorded as faults and followed by restarts like an actor's.
 //! - [`endpoint::LocalEndpoint`]: message name to cell, typed for local callers and JSON for
 //!   the cluster transport.
 //! - [`trace_context::TraceParent`]: W3C trace context carried by every call.
@@ -19,6 +21,7 @@ pub mod fault;
 pub mod monitor;
 pub mod policy;
 pub mod supervisor;
+pub mod task;
 pub mod trace_context;
 pub mod tree;
 
@@ -26,5 +29,6 @@ pub use cell::{Ask, Behavior, CallMeta, HandlerError, Reply, ServiceHandler};
 pub use endpoint::{LocalEndpoint, LocalRoute};
 pub use policy::{Backoff, Intensity, RestartStrategy, RestartType, SupervisionPolicy};
 pub use supervisor::{CellHandle, ServiceGroup, ServiceSupervision};
+pub use task::{TaskContext, TaskHandle};
 pub use trace_context::TraceParent;
 pub use tree::{ServiceHealth, SupervisionTree};

@@ -12,6 +12,7 @@ use crate::cell::{Behavior, Cell, CellSetup, Factory};
 use crate::fault::FaultLog;
 use crate::monitor::{ActorMonitor, ActorStatus};
 use crate::policy::{RestartWindow, SupervisionPolicy};
+use crate::task::{TaskCell, TaskContext, TaskHandle, TaskSetup};
 use crate::tree::{ServiceHealth, ServiceNode, SupervisionTree};
 
 /// A cell reports a fault to its supervisor.
@@ -158,6 +159,27 @@ impl ServiceGroup {
         let addr = Supervisor::start_in_arbiter(&self.arbiter, move |_ctx| Cell::new(factory, setup));
         self.children.push(Child { monitor: monitor.clone(), restart: addr.clone().recipient() });
         CellHandle { addr, monitor }
+    }
+
+    /// Starts a supervised task named `name`: `factory` builds its future at start and after
+    /// each restart; `stop_rx` turning true ends it for good (see [`crate::task`]).
+    pub fn spawn_task<F>(&mut self, name: &str, stop_rx: watch::Receiver<bool>, factory: F) -> TaskHandle
+    where
+        F: Fn(TaskContext) -> futures::future::LocalBoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+    {
+        let monitor = Arc::new(ActorMonitor::new(format!("{}/{name}", self.service), self.recorder_capacity));
+        let setup = TaskSetup {
+            monitor: monitor.clone(),
+            faults: self.faults.clone(),
+            child_index: self.children.len(),
+            supervisor: self.supervisor_slot.clone(),
+            backoff: self.policy.backoff,
+            restart_window: RestartWindow::new(self.policy.intensity),
+            stop_rx,
+        };
+        let (addr, handle) = TaskCell::start(Arc::new(factory), setup, &self.arbiter);
+        self.children.push(Child { monitor, restart: addr.recipient() });
+        handle
     }
 
     /// Starts the supervisor, adds the service to the node's tree, and answers the handle
