@@ -66,6 +66,7 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         env_overrides,
         version: env!("CARGO_PKG_VERSION").to_string(),
         drain_timeout: Duration::from_secs(10),
+        settings_schema: Default::default(),
     };
     let mut node = Node::bind(options, telemetry)?;
     if !has_registry {

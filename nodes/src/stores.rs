@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use emporium_bus::Database;
+use emporium_store::Database;
 use emporium_cluster::node::Readiness;
 use emporium_product::{ProductStore, ProductStoreConfig};
 use parking_lot::Mutex;

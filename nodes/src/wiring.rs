@@ -67,7 +67,7 @@ impl Wiring {
         Ok(bus)
     }
 
-    async fn database(&self, node: &Node, service: &str) -> anyhow::Result<emporium_bus::Database> {
+    async fn database(&self, node: &Node, service: &str) -> anyhow::Result<emporium_store::Database> {
         let database = stores::sql_database(service, self.mysql_url.as_deref(), &self.data_dir).await?;
         stores::watch_database(node.readiness(), service, database.clone());
         Ok(database)
@@ -88,6 +88,7 @@ impl Wiring {
                     config_dir: self.config_dir.clone(),
                     profile: self.profile.clone(),
                     secret: self.secret.clone(),
+                    schema: Default::default(),
                 })
                 .context("the registry could not start")?;
                 node.live_config().seed(&registry.settings().await).map_err(anyhow::Error::msg)?;

@@ -3,6 +3,7 @@
 
 use emporium_bus::error::BusError;
 use emporium_contracts::{ErrorKind, ServiceError};
+use emporium_store::StoreError;
 
 /// Every failure of the auth service.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +50,10 @@ pub enum AuthError {
     /// 403: the caller lacks the admin role.
     #[error("this needs the admin role")]
     Forbidden,
-    /// 503 or 500: the store failed.
+    /// 503 or 500: the store failed (a statement, or a transaction's begin or commit).
     #[error("auth store failed: {0}")]
     Store(#[from] sqlx::Error),
-    /// 503 or 500: the event bus (transaction, outbox) failed.
+    /// 503 or 500: the event bus (outbox) failed.
     #[error("event bus failed: {0}")]
     Bus(#[from] BusError),
     /// 500: anything else; the cause chain stays in the logs.
@@ -107,6 +108,18 @@ impl AuthError {
                 }
                 error
             }
+        }
+    }
+}
+
+/// A transaction that could not begin, commit or roll back is a store failure like a failed
+/// statement (503 when transient). The other store errors (migrations, URLs, files) arise only
+/// at start, never in a request.
+impl From<StoreError> for AuthError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(error) => AuthError::Store(error),
+            other => AuthError::Unexpected(anyhow::Error::new(other)),
         }
     }
 }
@@ -183,6 +196,8 @@ mod tests {
         let bug = AuthError::Store(sqlx::Error::ColumnNotFound("secret_column".into())).to_service_error();
         assert_eq!((bug.http_status(), bug.code.as_str()), (500, "internal_error"));
         assert!(!bug.message.contains("secret_column"), "the cause stays in the logs");
+        let busy_begin = AuthError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).to_service_error();
+        assert_eq!((busy_begin.http_status(), busy_begin.code.as_str()), (503, "auth_store_unavailable"));
         let unexpected = AuthError::Unexpected(anyhow::anyhow!("disk on fire")).to_service_error();
         assert_eq!(unexpected.http_status(), 500);
         assert!(!unexpected.message.contains("disk"));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use emporium_bus::Bus;
-use emporium_bus::database::Database;
+use emporium_store::Database;
 use parking_lot::Mutex;
 
 use crate::keys::SigningKeySource;

@@ -77,7 +77,7 @@ pub async fn start(ctx: ServiceContext, options: AuthOptions) -> anyhow::Result<
 /// Everything but the actors: tables, keys (published), hasher.
 pub(crate) async fn prepare(options: &AuthOptions) -> anyhow::Result<Shared> {
     let store = AuthStore::new(options.database.clone());
-    options.database.migrate_bus().await.context("the outbox tables could not be created")?;
+    emporium_bus::migrate(&options.database).await.context("the outbox tables could not be created")?;
     store.migrate().await?;
 
     let now = options.clock.now();
@@ -169,7 +169,7 @@ pub(crate) async fn ensure_admin(shared: &Shared, password: Option<SecretString>
 
 #[cfg(test)]
 mod tests {
-    use emporium_bus::Database;
+    use emporium_store::Database;
 
     use super::*;
     use crate::password::PasswordHashing;

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use emporium_bus::RelayHandle;
-use emporium_bus::database::DbTx;
 use emporium_bus::outbox;
 use emporium_contracts::auth::{SERVICE, TokenPair};
 use emporium_contracts::events::{self, EventEnvelope, UserRegistered};
 use emporium_contracts::identity::Role;
 use emporium_runtime::{HandlerError, Reply, TraceParent};
+use emporium_store::DbTx;
 use serde::Serialize;
 
 use crate::access_token::AccessClaims;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::registry_client::RegistryClient;
-use crate::settings::{Settings, apply_env_overrides};
+use crate::settings::{Settings, SettingsSchema, apply_env_overrides};
 
 /// Applies one part of the settings live; answers an error to refuse the whole version.
 pub type Applier = Box<dyn Fn(&Settings) -> Result<(), String> + Send + Sync>;
@@ -20,6 +20,7 @@ struct LiveConfigInner {
     client: RegistryClient,
     profile: String,
     env: Vec<(String, String)>,
+    schema: SettingsSchema,
     settings_tx: watch::Sender<Arc<Settings>>,
     applied_version: AtomicU64,
     acked_version: AtomicU64,
@@ -35,17 +36,24 @@ pub struct LiveConfig {
 }
 
 impl LiveConfig {
-    /// Starts from the built-in defaults with `env` overrides applied.
-    pub fn new(client: RegistryClient, profile: &str, env: Vec<(String, String)>) -> Result<Self, String> {
+    /// Starts from the built-in defaults with `env` overrides applied; `schema` names the
+    /// service sections this node knows.
+    pub fn new(
+        client: RegistryClient,
+        profile: &str,
+        env: Vec<(String, String)>,
+        schema: SettingsSchema,
+    ) -> Result<Self, String> {
         let mut document = serde_json::to_value(Settings::default()).expect("settings serialize");
         apply_env_overrides(&mut document, &env)?;
-        let settings = Settings::from_json(document)?;
+        let settings = Settings::from_json(document, &schema)?;
         let (settings_tx, _) = watch::channel(Arc::new(settings));
         Ok(LiveConfig {
             inner: Arc::new(LiveConfigInner {
                 client,
                 profile: profile.to_string(),
                 env,
+                schema,
                 settings_tx,
                 applied_version: AtomicU64::new(0),
                 acked_version: AtomicU64::new(0),
@@ -145,7 +153,7 @@ impl LiveConfig {
 
     fn apply_document(&self, mut document: serde_json::Value) -> Result<(), String> {
         apply_env_overrides(&mut document, &self.inner.env)?;
-        let settings = Settings::from_json(document)?;
+        let settings = Settings::from_json(document, &self.inner.schema)?;
         for applier in self.inner.appliers.lock().iter() {
             applier(&settings)?;
         }

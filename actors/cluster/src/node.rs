@@ -51,6 +51,8 @@ pub struct NodeOptions {
     pub version: String,
     /// Upper bound on draining in-flight work at shutdown.
     pub drain_timeout: Duration,
+    /// The service sections of the configuration this node knows.
+    pub settings_schema: crate::settings::SettingsSchema,
 }
 
 /// Why a node could not start.
@@ -173,7 +175,12 @@ impl Node {
             options.registry_urls.clone()
         };
         let registry_client = RegistryClient::new(registry_urls, options.secret.clone());
-        let live_config = LiveConfig::new(registry_client.clone(), &options.profile, options.env_overrides.clone())
+        let live_config = LiveConfig::new(
+            registry_client.clone(),
+            &options.profile,
+            options.env_overrides.clone(),
+            options.settings_schema.clone(),
+        )
             .map_err(NodeError::Start)?;
         let settings = live_config.current();
         let tree = SupervisionTree::new(&options.node_id, 256, settings.supervision.flight_recorder_len);

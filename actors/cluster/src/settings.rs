@@ -4,6 +4,12 @@
 //! `<service>-<profile>.toml`, then environment variables of the form
 //! `EMPORIUM__SECTION__KEY=value` (double underscores separate the path) on the node. Unknown
 //! keys are rejected with the path of the offending key. Secrets never live here.
+//!
+//! The node owns four sections (`log`, `registry`, `supervision`, `resilience`); every other
+//! section belongs to a service crate, which declares its type ([`ServiceSettings`]: serde,
+//! `deny_unknown_fields`, defaults, a `validate`). A node knows the sections of every service
+//! compiled into it ([`SettingsSchema`]) and refuses an unknown section or a section its owner
+//! refuses; a service reads its own with [`Settings::section`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +22,7 @@ pub const ENV_OVERRIDE_PREFIX: &str = "EMPORIUM__";
 
 /// Every setting a node reads from the configuration repository.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Settings {
     /// Logging.
     pub log: LogSettings,
@@ -32,7 +38,99 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// The auth service.
     pub auth: AuthSettings,
+    /// The sections of the service crates, by name, as written (see [`Settings::section`]).
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
+
+/// The settings of one service crate: one section of the layered configuration, named
+/// [`ServiceSettings::SECTION`]. The type rejects unknown keys (`deny_unknown_fields`) and
+/// documents each field; missing keys take their defaults.
+pub trait ServiceSettings:
+    Serialize + serde::de::DeserializeOwned + Default + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The section's name (`[inventory]`).
+    const SECTION: &'static str;
+
+    /// Checks values that types alone cannot.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A service section a node knows: its name and how to check a value of it.
+#[derive(Debug, Clone, Copy)]
+pub struct SectionSchema {
+    /// The section's name.
+    pub name: &'static str,
+    check: fn(&serde_json::Value) -> Result<(), String>,
+    defaults: fn() -> serde_json::Value,
+}
+
+impl SectionSchema {
+    /// The schema of `T`'s section.
+    pub fn of<T: ServiceSettings>() -> SectionSchema {
+        SectionSchema { name: T::SECTION, check: check_section::<T>, defaults: default_section::<T> }
+    }
+
+    /// Checks `value` as this section: known keys, right types, valid values.
+    pub fn check(&self, value: &serde_json::Value) -> Result<(), String> {
+        (self.check)(value)
+    }
+
+    /// The section with every default filled in (for documentation and `emporium config`).
+    pub fn defaults(&self) -> serde_json::Value {
+        (self.defaults)()
+    }
+}
+
+fn check_section<T: ServiceSettings>(value: &serde_json::Value) -> Result<(), String> {
+    let section: T = serde_json::from_value(value.clone()).map_err(|error| format!("[{}]: {error}", T::SECTION))?;
+    section.validate().map_err(|error| format!("[{}]: {error}", T::SECTION))
+}
+
+fn default_section<T: ServiceSettings>() -> serde_json::Value {
+    serde_json::to_value(T::default()).expect("settings serialize")
+}
+
+/// The service sections a node knows: those of every service compiled into it.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsSchema {
+    sections: Vec<SectionSchema>,
+}
+
+impl SettingsSchema {
+    /// A schema of `sections`.
+    pub fn new(sections: Vec<SectionSchema>) -> SettingsSchema {
+        SettingsSchema { sections }
+    }
+
+    /// The known sections.
+    pub fn sections(&self) -> &[SectionSchema] {
+        &self.sections
+    }
+
+    /// Refuses sections nobody owns and sections their owner refuses.
+    pub fn check(&self, settings: &Settings) -> Result<(), String> {
+        for (name, value) in &settings.sections {
+            match self.sections.iter().find(|section| section.name == name) {
+                Some(section) => section.check(value)?,
+                None => {
+                    let known: Vec<&str> = NODE_SECTIONS
+                        .iter()
+                        .copied()
+                        .chain(self.sections.iter().map(|section| section.name))
+                        .collect();
+                    return Err(format!("unknown section [{name}] (known: {})", known.join(", ")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The sections the node itself owns.
+pub const NODE_SECTIONS: [&str; 4] = ["log", "registry", "supervision", "resilience"];
 
 /// Auth settings, read when the auth service starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,18 +408,37 @@ impl ResilienceSettings {
 
 impl Settings {
     /// Reads settings from a merged TOML table, rejecting unknown keys and invalid values.
-    pub fn from_toml(table: toml::Table) -> Result<Settings, String> {
+    pub fn from_toml(table: toml::Table, schema: &SettingsSchema) -> Result<Settings, String> {
         let settings: Settings =
             toml::Value::Table(table).try_into().map_err(|error: toml::de::Error| error.message().to_string())?;
         settings.validate()?;
+        schema.check(&settings)?;
         Ok(settings)
     }
 
     /// Reads settings from the JSON form the registry serves.
-    pub fn from_json(value: serde_json::Value) -> Result<Settings, String> {
+    pub fn from_json(value: serde_json::Value, schema: &SettingsSchema) -> Result<Settings, String> {
         let settings: Settings = serde_json::from_value(value).map_err(|error| error.to_string())?;
         settings.validate()?;
+        schema.check(&settings)?;
         Ok(settings)
+    }
+
+    /// The section of `T`, defaults filled in. A section that does not read as `T` (only
+    /// possible when it bypassed [`SettingsSchema::check`]) gives the defaults, with a warning.
+    pub fn section<T: ServiceSettings>(&self) -> T {
+        match self.sections.get(T::SECTION) {
+            None => T::default(),
+            Some(value) => serde_json::from_value(value.clone()).unwrap_or_else(|error| {
+                tracing::warn!(section = T::SECTION, error = %error, "unreadable section; using its defaults");
+                T::default()
+            }),
+        }
+    }
+
+    /// Replaces the section of `T` (tests and tools).
+    pub fn set_section<T: ServiceSettings>(&mut self, section: &T) {
+        self.sections.insert(T::SECTION.to_string(), serde_json::to_value(section).expect("settings serialize"));
     }
 
     /// Checks values that types alone cannot.
@@ -418,7 +535,7 @@ mod tests {
     fn later_layers_win_key_by_key() {
         let mut merged = table("[log]\nlevel = \"info\"\n[registry]\nlease_millis = 3000\nheartbeat_millis = 1000\n");
         merge_tables(&mut merged, table("[registry]\nlease_millis = 5000\n"));
-        let settings = Settings::from_toml(merged).unwrap();
+        let settings = Settings::from_toml(merged, &SettingsSchema::default()).unwrap();
         assert_eq!(settings.registry.lease_millis, 5000);
         assert_eq!(settings.registry.heartbeat_millis, 1000);
         assert_eq!(settings.log.level, "info");
@@ -426,15 +543,15 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let error = Settings::from_toml(table("[registry]\nlease_milis = 3000\n")).unwrap_err();
+        let error = Settings::from_toml(table("[registry]\nlease_milis = 3000\n"), &SettingsSchema::default()).unwrap_err();
         assert!(error.contains("lease_milis"), "{error}");
-        let error = Settings::from_toml(table("[resilience.inventory]\ntimeout = 3\n")).unwrap_err();
+        let error = Settings::from_toml(table("[resilience.inventory]\ntimeout = 3\n"), &SettingsSchema::default()).unwrap_err();
         assert!(error.contains("timeout"), "{error}");
     }
 
     #[test]
     fn invalid_values_are_rejected() {
-        let error = Settings::from_toml(table("[registry]\nlease_millis = 500\n")).unwrap_err();
+        let error = Settings::from_toml(table("[registry]\nlease_millis = 500\n"), &SettingsSchema::default()).unwrap_err();
         assert!(error.contains("lease_millis"), "{error}");
     }
 
@@ -442,7 +559,9 @@ mod tests {
     fn call_sites_inherit_the_default() {
         let settings = Settings::from_toml(table(
             "[resilience.default]\nmax_retries = 4\n[resilience.inventory]\ntimeout_millis = 300\n",
-        ))
+            ),
+            &SettingsSchema::default(),
+        )
         .unwrap();
         let inventory = settings.resilience.for_site("inventory");
         assert_eq!(inventory.timeout_millis, 300);
@@ -459,7 +578,7 @@ mod tests {
             ("EMPORIUM_ROLE".to_string(), "all".to_string()),
         ];
         apply_env_overrides(&mut document, &env).unwrap();
-        let settings = Settings::from_json(document).unwrap();
+        let settings = Settings::from_json(document, &SettingsSchema::default()).unwrap();
         assert_eq!(settings.log.level, "debug");
         assert_eq!(settings.resilience.for_site("inventory").timeout_millis, 250);
     }
@@ -468,6 +587,54 @@ mod tests {
     fn an_env_override_with_an_unknown_key_is_rejected() {
         let mut document = serde_json::to_value(Settings::default()).unwrap();
         apply_env_overrides(&mut document, &[("EMPORIUM__LOG__COLOUR".into(), "red".into())]).unwrap();
-        assert!(Settings::from_json(document).unwrap_err().contains("colour"));
+        assert!(Settings::from_json(document, &SettingsSchema::default()).unwrap_err().contains("colour"));
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct ShelfSettings {
+        shelves: u32,
+        label: String,
+    }
+
+    impl Default for ShelfSettings {
+        fn default() -> Self {
+            ShelfSettings { shelves: 3, label: "main".into() }
+        }
+    }
+
+    impl ServiceSettings for ShelfSettings {
+        const SECTION: &'static str = "shelf";
+
+        fn validate(&self) -> Result<(), String> {
+            if self.shelves == 0 { Err("shelves must be positive".into()) } else { Ok(()) }
+        }
+    }
+
+    fn shelf_schema() -> SettingsSchema {
+        SettingsSchema::new(vec![SectionSchema::of::<ShelfSettings>()])
+    }
+
+    #[test]
+    fn a_service_section_reads_with_defaults_and_env_overrides() {
+        let settings = Settings::from_toml(table("[shelf]\nshelves = 7\n"), &shelf_schema()).unwrap();
+        assert_eq!(settings.section::<ShelfSettings>(), ShelfSettings { shelves: 7, label: "main".into() });
+        assert_eq!(Settings::default().section::<ShelfSettings>(), ShelfSettings::default());
+        let mut document = serde_json::to_value(&settings).unwrap();
+        apply_env_overrides(&mut document, &[("EMPORIUM__SHELF__LABEL".into(), "back".into())]).unwrap();
+        let settings = Settings::from_json(document, &shelf_schema()).unwrap();
+        assert_eq!(settings.section::<ShelfSettings>(), ShelfSettings { shelves: 7, label: "back".into() });
+    }
+
+    #[test]
+    fn unknown_sections_keys_and_invalid_values_of_a_service_are_refused() {
+        let error = Settings::from_toml(table("[shelfs]\nshelves = 7\n"), &shelf_schema()).unwrap_err();
+        assert!(error.contains("unknown section [shelfs]") && error.contains("shelf"), "{error}");
+        let error = Settings::from_toml(table("[shelf]\nshelfs = 7\n"), &shelf_schema()).unwrap_err();
+        assert!(error.contains("[shelf]") && error.contains("shelfs"), "{error}");
+        let error = Settings::from_toml(table("[shelf]\nshelves = 0\n"), &shelf_schema()).unwrap_err();
+        assert_eq!(error, "[shelf]: shelves must be positive");
+        let error = Settings::from_toml(table("[shelf]\nshelves = \"many\"\n"), &shelf_schema()).unwrap_err();
+        assert!(error.contains("[shelf]"), "{error}");
     }
 }

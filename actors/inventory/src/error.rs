@@ -52,6 +52,12 @@ impl From<sqlx::Error> for InventoryError {
     }
 }
 
+impl From<emporium_store::StoreError> for InventoryError {
+    fn from(error: emporium_store::StoreError) -> Self {
+        InventoryError::Unexpected(error.into())
+    }
+}
+
 impl From<emporium_bus::error::BusError> for InventoryError {
     fn from(error: emporium_bus::error::BusError) -> Self {
         InventoryError::Unexpected(anyhow::anyhow!(error))

@@ -23,7 +23,6 @@ pub mod validation;
 
 use std::time::Duration;
 
-use emporium_bus::database::Database;
 use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
 use emporium_contracts::events::{ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_EVENTS};
@@ -32,6 +31,7 @@ use emporium_contracts::inventory::{
     ReleaseReservation, ReserveStock, SERVICE, SetStock,
 };
 use emporium_runtime::{CallMeta, LocalEndpoint};
+use emporium_store::Database;
 
 pub use routes::{openapi, routes};
 

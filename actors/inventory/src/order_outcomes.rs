@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use emporium_bus::database::DbTx;
 use emporium_bus::handler::{EventError, EventHandler, ReceivedEvent, handler_fn};
 use emporium_contracts::events::{ORDER_CANCELLED, ORDER_CONFIRMED, OrderCancelled, OrderConfirmed};
 use emporium_runtime::CallMeta;
+use emporium_store::DbTx;
 
 use crate::error::InventoryError;
 use crate::stock_keeper::settle_in;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chrono::{Duration as ChronoDuration, Utc};
-use emporium_bus::database::{Database, DbTx};
 use emporium_bus::outbox;
 use emporium_cluster::Settings;
 use emporium_contracts::events::{
@@ -18,6 +17,7 @@ use emporium_contracts::inventory::{
 };
 use emporium_contracts::page::Page;
 use emporium_runtime::{Behavior, CallMeta, Reply, ServiceHandler};
+use emporium_store::{Database, DbTx};
 use tokio::sync::watch;
 
 use crate::error::InventoryError;

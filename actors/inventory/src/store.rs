@@ -1,6 +1,6 @@
-//! The inventory's SQL: one implementation for MariaDB/MySQL and SQLite (the statements are
-//! the same text in both dialects; `emporium_bus::on_connection!` and `on_pool!` run them on
-//! the dialect at hand). Times are epoch milliseconds.
+//! The inventory's SQL: one implementation for MariaDB/MySQL and SQLite through
+//! `emporium_store` (the statements are the same text in both dialects). Times are epoch
+//! milliseconds.
 //!
 //! No oversell: stock is taken with a conditional update (`available >= requested`) inside the
 //! reservation's transaction, so concurrent reservations serialize on the row and the
@@ -9,27 +9,26 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
-use emporium_bus::database::Database;
-use emporium_bus::database::DbTx;
-use emporium_bus::error::BusError;
-use emporium_bus::{on_connection, on_pool};
 use emporium_contracts::events::StockLine;
 use emporium_contracts::inventory::{Reservation, ReservationStatus, StockView};
 use emporium_contracts::page::PageRequest;
-use sqlx::Row;
+use emporium_store::{AnyRow, Database, DbTx, Migrations, Row, StoreError};
 
-/// Migrations of the inventory: versions `3_000_001..=3_999_999` (see the bus crate for the
-/// convention), as `(version, description, MySQL, SQLite)`.
-const MIGRATIONS: [(i64, &str, &str, &str); 1] = [(
-    3_000_001,
-    "inventory stock and reservations",
-    include_str!("../migrations/mysql/3000001_inventory.sql"),
-    include_str!("../migrations/sqlite/3000001_inventory.sql"),
-)];
+/// Migrations of the inventory: versions `3_000_001..=3_999_999` (see `emporium_store` for the
+/// convention).
+const MIGRATIONS: Migrations = Migrations {
+    owner: "inventory",
+    list: &[(
+        3_000_001,
+        "inventory stock and reservations",
+        include_str!("../migrations/mysql/3000001_inventory.sql"),
+        include_str!("../migrations/sqlite/3000001_inventory.sql"),
+    )],
+};
 
 /// Creates or updates the inventory's tables (and the bus's, which the outbox needs).
-pub async fn migrate(database: &Database) -> Result<(), BusError> {
-    database.migrate_bus().await?;
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    emporium_bus::migrate(database).await?;
     database.migrate(&MIGRATIONS).await
 }
 
@@ -61,40 +60,34 @@ fn status_of(text: &str) -> ReservationStatus {
 
 const STOCK_COLUMNS: &str = "sku, available, reserved, reorder_level, reorder_quantity, updated_at_ms";
 
-macro_rules! stock_of_row {
-    ($row:expr) => {{
-        let row = $row;
-        StockView {
-            sku: row.try_get("sku")?,
-            available: row.try_get::<i64, _>("available")?.max(0) as u64,
-            reserved: row.try_get::<i64, _>("reserved")?.max(0) as u64,
-            reorder_level: row.try_get::<i64, _>("reorder_level")?.max(0) as u64,
-            reorder_quantity: row.try_get::<i64, _>("reorder_quantity")?.max(0) as u64,
-            updated_at: time_of(row.try_get("updated_at_ms")?),
-        }
-    }};
+/// A non-negative count read as `i64` (counts are `BIGINT`/`INTEGER` columns).
+fn count_of(row: &AnyRow, column: &str) -> Result<u64, sqlx::Error> {
+    Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+}
+
+fn stock_of_row(row: &AnyRow) -> Result<StockView, sqlx::Error> {
+    Ok(StockView {
+        sku: row.try_get("sku")?,
+        available: count_of(row, "available")?,
+        reserved: count_of(row, "reserved")?,
+        reorder_level: count_of(row, "reorder_level")?,
+        reorder_quantity: count_of(row, "reorder_quantity")?,
+        updated_at: time_of(row.try_get("updated_at_ms")?),
+    })
 }
 
 /// The stock of `sku`, read inside `tx`.
 pub async fn stock_in(tx: &mut DbTx, sku: &str) -> Result<Option<StockView>, sqlx::Error> {
     const SELECT: &str = "SELECT sku, available, reserved, reorder_level, reorder_quantity, updated_at_ms FROM inventory_stock WHERE sku = ?";
-    on_connection!(tx, |connection| {
-        match sqlx::query(SELECT).bind(sku).fetch_optional(&mut *connection).await? {
-            Some(row) => Ok(Some(stock_of_row!(row))),
-            None => Ok(None),
-        }
-    })
+    let row = sqlx::query(SELECT).bind(sku).fetch_optional(tx.connection()).await?;
+    row.as_ref().map(stock_of_row).transpose()
 }
 
 /// The stock of `sku`.
 pub async fn stock(database: &Database, sku: &str) -> Result<Option<StockView>, sqlx::Error> {
     const SELECT: &str = "SELECT sku, available, reserved, reorder_level, reorder_quantity, updated_at_ms FROM inventory_stock WHERE sku = ?";
-    on_pool!(database, |pool| {
-        match sqlx::query(SELECT).bind(sku).fetch_optional(pool).await? {
-            Some(row) => Ok(Some(stock_of_row!(row))),
-            None => Ok(None),
-        }
-    })
+    let row = sqlx::query(SELECT).bind(sku).fetch_optional(database.pool()).await?;
+    row.as_ref().map(stock_of_row).transpose()
 }
 
 /// Available units of each known SKU among `skus`.
@@ -123,15 +116,14 @@ pub async fn list_stock(
     let select = sqlx::AssertSqlSafe(format!(
         "SELECT {STOCK_COLUMNS} FROM inventory_stock{filter} ORDER BY sku LIMIT ? OFFSET ?"
     ));
-    on_pool!(database, |pool| {
-        let total: i64 = sqlx::query(count).fetch_one(pool).await?.try_get("total")?;
-        let rows = sqlx::query(select).bind(page.size as i64).bind(page.offset() as i64).fetch_all(pool).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(stock_of_row!(row));
-        }
-        Ok((items, total.max(0) as u64))
-    })
+    let total: i64 = sqlx::query(count).fetch_one(database.pool()).await?.try_get("total")?;
+    let rows = sqlx::query(select)
+        .bind(i64::from(page.size))
+        .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
+        .fetch_all(database.pool())
+        .await?;
+    let items = rows.iter().map(stock_of_row).collect::<Result<Vec<_>, _>>()?;
+    Ok((items, u64::try_from(total).unwrap_or(0)))
 }
 
 /// Sets a SKU's stock, creating it when new; `reserved` is kept.
@@ -145,28 +137,27 @@ pub async fn set_stock(
     const UPDATE: &str = "UPDATE inventory_stock SET available = ?, reorder_level = ?, reorder_quantity = ?, updated_at_ms = ? WHERE sku = ?";
     const INSERT: &str = "INSERT INTO inventory_stock (sku, available, reserved, reorder_level, reorder_quantity, updated_at_ms) VALUES (?, ?, 0, ?, ?, ?)";
     let now = now_millis();
-    on_connection!(tx, |connection| {
-        let updated = sqlx::query(UPDATE)
+    let connection = tx.connection();
+    let updated = sqlx::query(UPDATE)
+        .bind(available)
+        .bind(reorder_level)
+        .bind(reorder_quantity)
+        .bind(now)
+        .bind(sku)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        sqlx::query(INSERT)
+            .bind(sku)
             .bind(available)
             .bind(reorder_level)
             .bind(reorder_quantity)
             .bind(now)
-            .bind(sku)
             .execute(&mut *connection)
-            .await?
-            .rows_affected();
-        if updated == 0 {
-            sqlx::query(INSERT)
-                .bind(sku)
-                .bind(available)
-                .bind(reorder_level)
-                .bind(reorder_quantity)
-                .bind(now)
-                .execute(&mut *connection)
-                .await?;
-        }
-        Ok(())
-    })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Adds `delta` to a SKU's available units unless that would go below zero; answers whether
@@ -182,27 +173,19 @@ pub async fn adjust_stock(
         "UPDATE inventory_stock SET available = available + ?, updated_at_ms = ? WHERE sku = ? AND available + ? >= 0";
     const RECORD: &str = "INSERT INTO inventory_adjustments (sku, delta, reason, actor, at_ms) VALUES (?, ?, ?, ?, ?)";
     let now = now_millis();
-    on_connection!(tx, |connection| {
-        let updated = sqlx::query(UPDATE)
-            .bind(delta)
-            .bind(now)
-            .bind(sku)
-            .bind(delta)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
-        if updated == 1 {
-            sqlx::query(RECORD)
-                .bind(sku)
-                .bind(delta)
-                .bind(reason)
-                .bind(actor)
-                .bind(now)
-                .execute(&mut *connection)
-                .await?;
-        }
-        Ok(updated == 1)
-    })
+    let connection = tx.connection();
+    let updated = sqlx::query(UPDATE)
+        .bind(delta)
+        .bind(now)
+        .bind(sku)
+        .bind(delta)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected();
+    if updated == 1 {
+        sqlx::query(RECORD).bind(sku).bind(delta).bind(reason).bind(actor).bind(now).execute(&mut *connection).await?;
+    }
+    Ok(updated == 1)
 }
 
 /// Moves `quantity` units of `sku` from available to reserved when at least that many are
@@ -210,62 +193,57 @@ pub async fn adjust_stock(
 pub async fn take_stock(tx: &mut DbTx, sku: &str, quantity: u32) -> Result<bool, sqlx::Error> {
     const UPDATE: &str = "UPDATE inventory_stock SET available = available - ?, reserved = reserved + ?, updated_at_ms = ? \
         WHERE sku = ? AND available >= ?";
-    let quantity = quantity as i64;
+    let quantity = i64::from(quantity);
     let now = now_millis();
-    on_connection!(tx, |connection| {
-        let updated = sqlx::query(UPDATE)
-            .bind(quantity)
-            .bind(quantity)
-            .bind(now)
-            .bind(sku)
-            .bind(quantity)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
-        Ok(updated == 1)
-    })
+    let updated = sqlx::query(UPDATE)
+        .bind(quantity)
+        .bind(quantity)
+        .bind(now)
+        .bind(sku)
+        .bind(quantity)
+        .execute(tx.connection())
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
 }
 
 /// Moves reserved units back to available (release) or out of stock (commit).
 pub async fn settle_reserved(tx: &mut DbTx, sku: &str, quantity: u32, back_on_shelf: bool) -> Result<(), sqlx::Error> {
     const RELEASE: &str = "UPDATE inventory_stock SET available = available + ?, reserved = reserved - ?, updated_at_ms = ? WHERE sku = ?";
     const COMMIT: &str = "UPDATE inventory_stock SET reserved = reserved - ?, updated_at_ms = ? WHERE sku = ?";
-    let quantity = quantity as i64;
+    let quantity = i64::from(quantity);
     let now = now_millis();
-    on_connection!(tx, |connection| {
-        if back_on_shelf {
-            sqlx::query(RELEASE).bind(quantity).bind(quantity).bind(now).bind(sku).execute(&mut *connection).await?;
-        } else {
-            sqlx::query(COMMIT).bind(quantity).bind(now).bind(sku).execute(&mut *connection).await?;
-        }
-        Ok(())
-    })
+    if back_on_shelf {
+        sqlx::query(RELEASE).bind(quantity).bind(quantity).bind(now).bind(sku).execute(tx.connection()).await?;
+    } else {
+        sqlx::query(COMMIT).bind(quantity).bind(now).bind(sku).execute(tx.connection()).await?;
+    }
+    Ok(())
 }
 
 /// The reservation of `order_id`, read inside `tx`.
 pub async fn reservation(tx: &mut DbTx, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
     const HEAD: &str = "SELECT status, expires_at_ms FROM inventory_reservations WHERE order_id = ?";
     const LINES: &str = "SELECT sku, quantity FROM inventory_reservation_lines WHERE order_id = ? ORDER BY sku";
-    on_connection!(tx, |connection| {
-        let Some(head) = sqlx::query(HEAD).bind(order_id).fetch_optional(&mut *connection).await? else {
-            return Ok(None);
-        };
-        let status: String = head.try_get("status")?;
-        let expires_at_ms: i64 = head.try_get("expires_at_ms")?;
-        let mut lines = Vec::new();
-        for row in sqlx::query(LINES).bind(order_id).fetch_all(&mut *connection).await? {
-            lines.push(StockLine {
-                sku: row.try_get("sku")?,
-                quantity: row.try_get::<i64, _>("quantity")?.max(0) as u32,
-            });
-        }
-        Ok(Some(Reservation {
-            order_id: order_id.to_string(),
-            status: status_of(&status),
-            lines,
-            expires_at: time_of(expires_at_ms),
-        }))
-    })
+    let connection = tx.connection();
+    let Some(head) = sqlx::query(HEAD).bind(order_id).fetch_optional(&mut *connection).await? else {
+        return Ok(None);
+    };
+    let status: String = head.try_get("status")?;
+    let expires_at_ms: i64 = head.try_get("expires_at_ms")?;
+    let mut lines = Vec::new();
+    for row in sqlx::query(LINES).bind(order_id).fetch_all(&mut *connection).await? {
+        lines.push(StockLine {
+            sku: row.try_get("sku")?,
+            quantity: u32::try_from(row.try_get::<i64, _>("quantity")?).unwrap_or(0),
+        });
+    }
+    Ok(Some(Reservation {
+        order_id: order_id.to_string(),
+        status: status_of(&status),
+        lines,
+        expires_at: time_of(expires_at_ms),
+    }))
 }
 
 /// Records a new reservation. Fails with a unique violation when the order already has one.
@@ -273,25 +251,24 @@ pub async fn insert_reservation(tx: &mut DbTx, reservation: &Reservation) -> Res
     const HEAD: &str = "INSERT INTO inventory_reservations (order_id, status, created_at_ms, expires_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?)";
     const LINE: &str = "INSERT INTO inventory_reservation_lines (order_id, sku, quantity) VALUES (?, ?, ?)";
     let now = now_millis();
-    on_connection!(tx, |connection| {
-        sqlx::query(HEAD)
+    let connection = tx.connection();
+    sqlx::query(HEAD)
+        .bind(&reservation.order_id)
+        .bind(status_text(reservation.status))
+        .bind(now)
+        .bind(reservation.expires_at.timestamp_millis())
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+    for line in &reservation.lines {
+        sqlx::query(LINE)
             .bind(&reservation.order_id)
-            .bind(status_text(reservation.status))
-            .bind(now)
-            .bind(reservation.expires_at.timestamp_millis())
-            .bind(now)
+            .bind(&line.sku)
+            .bind(i64::from(line.quantity))
             .execute(&mut *connection)
             .await?;
-        for line in &reservation.lines {
-            sqlx::query(LINE)
-                .bind(&reservation.order_id)
-                .bind(&line.sku)
-                .bind(line.quantity as i64)
-                .execute(&mut *connection)
-                .await?;
-        }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// Moves a reservation from RESERVED to `status`; answers whether it was RESERVED (so two
@@ -300,29 +277,35 @@ pub async fn settle_reservation(tx: &mut DbTx, order_id: &str, status: Reservati
     const UPDATE: &str =
         "UPDATE inventory_reservations SET status = ?, updated_at_ms = ? WHERE order_id = ? AND status = 'RESERVED'";
     let now = now_millis();
-    on_connection!(tx, |connection| {
-        let updated = sqlx::query(UPDATE)
-            .bind(status_text(status))
-            .bind(now)
-            .bind(order_id)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
-        Ok(updated == 1)
-    })
+    let updated = sqlx::query(UPDATE)
+        .bind(status_text(status))
+        .bind(now)
+        .bind(order_id)
+        .execute(tx.connection())
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
 }
 
 /// Orders whose reservation is still RESERVED past its expiry, oldest first, at most `limit`.
 pub async fn expired_reservations(database: &Database, now_ms: i64, limit: u32) -> Result<Vec<String>, sqlx::Error> {
     const SELECT: &str = "SELECT order_id FROM inventory_reservations WHERE status = 'RESERVED' AND expires_at_ms <= ? \
         ORDER BY expires_at_ms LIMIT ?";
-    on_pool!(database, |pool| {
-        let rows = sqlx::query(SELECT).bind(now_ms).bind(limit as i64).fetch_all(pool).await?;
-        rows.iter().map(|row| row.try_get::<String, _>("order_id")).collect()
-    })
+    let rows = sqlx::query(SELECT).bind(now_ms).bind(i64::from(limit)).fetch_all(database.pool()).await?;
+    rows.iter().map(|row| row.try_get::<String, _>("order_id")).collect()
 }
 
 /// Whether a database error is a unique-key violation.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migrations_are_ordered_and_in_the_inventory_range() {
+        MIGRATIONS.check().unwrap();
+    }
 }

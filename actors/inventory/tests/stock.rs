@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_bus::Database;
 use emporium_cluster::{ServiceContext, Settings};
 use emporium_contracts::events::StockLine;
 use emporium_contracts::identity::{Caller, Role};
@@ -16,6 +15,7 @@ use emporium_contracts::inventory::{
 use emporium_contracts::page::PageRequest;
 use emporium_contracts::{Request, ServiceError};
 use emporium_runtime::{CallMeta, LocalEndpoint};
+use emporium_store::Database;
 use tokio::sync::watch;
 
 /// Where a test's stores live; dropped at the end.
@@ -103,14 +103,7 @@ impl Inventory {
 
     async fn outbox_count(&self, event_type: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM bus_outbox WHERE routing_key = '{event_type}'");
-        match self.database.pool() {
-            emporium_bus::database::Pool::MySql(pool) => {
-                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap()
-            }
-            emporium_bus::database::Pool::Sqlite(pool) => {
-                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap()
-            }
-        }
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(self.database.pool()).await.unwrap()
     }
 }
 

@@ -33,6 +33,12 @@ impl From<sqlx::Error> for NotificationError {
     }
 }
 
+impl From<emporium_store::StoreError> for NotificationError {
+    fn from(error: emporium_store::StoreError) -> Self {
+        NotificationError::Unexpected(error.into())
+    }
+}
+
 impl From<emporium_bus::BusError> for NotificationError {
     fn from(error: emporium_bus::BusError) -> Self {
         NotificationError::Unexpected(anyhow::anyhow!(error))

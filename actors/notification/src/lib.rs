@@ -33,7 +33,7 @@ pub mod store;
 
 use std::sync::{Arc, OnceLock};
 
-use emporium_bus::{Bus, ConsumerSpec, Database};
+use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
 use emporium_contracts::events::{
     AUTH_EVENTS, ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_CREATED, ORDER_EVENTS, PAYMENT_EVENTS, PAYMENT_FAILED,
@@ -41,6 +41,7 @@ use emporium_contracts::events::{
 };
 use emporium_contracts::notification::{DeliverDueNotifications, ListNotifications, SERVICE};
 use emporium_runtime::LocalEndpoint;
+use emporium_store::Database;
 use tokio::sync::{Notify, watch};
 
 pub use routes::{openapi, routes};

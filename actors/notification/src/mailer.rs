@@ -17,11 +17,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use emporium_bus::Database;
 use emporium_contracts::notification::{DeliverDueNotifications, DeliveryRound};
 use emporium_runtime::fault::{Fault, FaultKind, FaultLog};
 use emporium_runtime::monitor::ActorMonitor;
 use emporium_runtime::{Behavior, CallMeta, LocalRoute, Reply, ServiceHandler};
+use emporium_store::Database;
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 

@@ -1,10 +1,10 @@
 //! The reader actor (`notification/reader`): [`ListNotifications`], the caller's own
 //! notifications, newest first (an admin, too, reads only their own).
 
-use emporium_bus::Database;
 use emporium_contracts::notification::{ListNotifications, NotificationView};
 use emporium_contracts::page::Page;
 use emporium_runtime::{Behavior, CallMeta, Reply, ServiceHandler};
+use emporium_store::Database;
 
 use crate::error::NotificationError;
 use crate::store;

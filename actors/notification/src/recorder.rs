@@ -9,8 +9,9 @@
 
 use std::sync::Arc;
 
-use emporium_bus::{DbTx, EventError, EventHandler, ReceivedEvent};
+use emporium_bus::{EventError, EventHandler, ReceivedEvent};
 use emporium_contracts::notification::{NotificationChannel, NotificationKind, NotificationStatus};
+use emporium_store::DbTx;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 

@@ -69,7 +69,7 @@ impl fmt::Debug for SmtpSettings {
 }
 
 fn redact(url: &str) -> String {
-    emporium_bus::error::redact_url(url)
+    emporium_store::redact_url(url)
 }
 
 fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -1,5 +1,5 @@
-//! The notification service's SQL: one text for MariaDB/MySQL and SQLite, run on the dialect
-//! at hand by `emporium_bus::on_connection!` / `on_pool!`. Times are epoch milliseconds.
+//! The notification service's SQL: one text for MariaDB/MySQL and SQLite, run through
+//! `emporium_store`'s one pool type. Times are epoch milliseconds.
 //!
 //! Rows are written by the event handler inside the bus's transaction (one per event: the
 //! unique `event_id`), and moved along by the mailer outside of it: a due `PENDING` row is
@@ -8,21 +8,21 @@
 //! its error, or `FAILED`.
 
 use chrono::{DateTime, TimeZone, Utc};
-use emporium_bus::database::{Database, DbTx};
-use emporium_bus::error::BusError;
-use emporium_bus::{SqlMigration, on_connection, on_pool};
 use emporium_contracts::notification::{NotificationChannel, NotificationKind, NotificationStatus, NotificationView};
 use emporium_contracts::page::PageRequest;
-use sqlx::Row;
+use emporium_store::{AnyRow, Database, DbTx, Migrations, Row, StoreError};
 
-/// Migrations of the notification service: versions `6_000_001..=6_999_999` (see the bus crate
-/// for the convention).
-const MIGRATIONS: [SqlMigration; 1] = [(
-    6_000_001,
-    "notifications and recipients",
-    include_str!("../migrations/mysql/6000001_notifications.sql"),
-    include_str!("../migrations/sqlite/6000001_notifications.sql"),
-)];
+/// Migrations of the notification service: versions `6_000_001..=6_999_999` (see
+/// `emporium_store` for the convention).
+const MIGRATIONS: Migrations = Migrations {
+    owner: "notification",
+    list: &[(
+        6_000_001,
+        "notifications and recipients",
+        include_str!("../migrations/mysql/6000001_notifications.sql"),
+        include_str!("../migrations/sqlite/6000001_notifications.sql"),
+    )],
+};
 
 /// Longest subject kept.
 pub const MAX_SUBJECT_CHARS: usize = 255;
@@ -34,8 +34,8 @@ pub const MAX_ERROR_CHARS: usize = 1000;
 pub const MAX_EMAIL_CHARS: usize = 320;
 
 /// Creates or updates the notification tables (and the bus's, which the inbox needs).
-pub async fn migrate(database: &Database) -> Result<(), BusError> {
-    database.migrate_bus().await?;
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    emporium_bus::migrate(database).await?;
     database.migrate(&MIGRATIONS).await
 }
 
@@ -112,10 +112,8 @@ pub struct NewNotification<'a> {
 /// Whether a notification was already made from `event_id` (read inside `tx`).
 pub async fn exists_for_event(tx: &mut DbTx, event_id: &str) -> Result<bool, sqlx::Error> {
     const SELECT: &str = "SELECT COUNT(*) AS found FROM notifications WHERE event_id = ?";
-    on_connection!(tx, |connection| {
-        let found: i64 = sqlx::query(SELECT).bind(event_id).fetch_one(&mut *connection).await?.try_get("found")?;
-        Ok(found > 0)
-    })
+    let found: i64 = sqlx::query(SELECT).bind(event_id).fetch_one(tx.connection()).await?.try_get("found")?;
+    Ok(found > 0)
 }
 
 /// Records a notification. Fails with a unique violation when its event already has one.
@@ -126,23 +124,21 @@ pub async fn insert(tx: &mut DbTx, notification: &NewNotification<'_>) -> Result
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL)";
     let subject = bounded(notification.subject, MAX_SUBJECT_CHARS);
     let body = bounded(notification.body, MAX_BODY_CHARS);
-    on_connection!(tx, |connection| {
-        sqlx::query(INSERT)
-            .bind(notification.id)
-            .bind(notification.event_id)
-            .bind(notification.user_id)
-            .bind(notification.kind.event_type())
-            .bind(channel_text(notification.channel))
-            .bind(notification.recipient)
-            .bind(&subject)
-            .bind(&body)
-            .bind(status_text(notification.status))
-            .bind(notification.created_at_ms)
-            .bind(notification.created_at_ms)
-            .execute(&mut *connection)
-            .await?;
-        Ok(())
-    })
+    sqlx::query(INSERT)
+        .bind(notification.id)
+        .bind(notification.event_id)
+        .bind(notification.user_id)
+        .bind(notification.kind.event_type())
+        .bind(channel_text(notification.channel))
+        .bind(notification.recipient)
+        .bind(&subject)
+        .bind(&body)
+        .bind(status_text(notification.status))
+        .bind(notification.created_at_ms)
+        .bind(notification.created_at_ms)
+        .execute(tx.connection())
+        .await?;
+    Ok(())
 }
 
 /// Remembers (or updates) where to email `user_id`.
@@ -150,49 +146,42 @@ pub async fn remember_recipient(tx: &mut DbTx, user_id: &str, email: &str) -> Re
     const UPDATE: &str = "UPDATE notification_recipients SET email = ?, updated_at_ms = ? WHERE user_id = ?";
     const INSERT: &str = "INSERT INTO notification_recipients (user_id, email, updated_at_ms) VALUES (?, ?, ?)";
     let now = now_millis();
-    on_connection!(tx, |connection| {
-        let updated =
-            sqlx::query(UPDATE).bind(email).bind(now).bind(user_id).execute(&mut *connection).await?.rows_affected();
-        if updated == 0 {
-            sqlx::query(INSERT).bind(user_id).bind(email).bind(now).execute(&mut *connection).await?;
-        }
-        Ok(())
-    })
+    let updated =
+        sqlx::query(UPDATE).bind(email).bind(now).bind(user_id).execute(tx.connection()).await?.rows_affected();
+    if updated == 0 {
+        sqlx::query(INSERT).bind(user_id).bind(email).bind(now).execute(tx.connection()).await?;
+    }
+    Ok(())
 }
 
 /// Where to email `user_id`, when known (read inside `tx`).
 pub async fn recipient_of(tx: &mut DbTx, user_id: &str) -> Result<Option<String>, sqlx::Error> {
     const SELECT: &str = "SELECT email FROM notification_recipients WHERE user_id = ?";
-    on_connection!(tx, |connection| {
-        match sqlx::query(SELECT).bind(user_id).fetch_optional(&mut *connection).await? {
-            Some(row) => Ok(Some(row.try_get("email")?)),
-            None => Ok(None),
-        }
-    })
+    match sqlx::query(SELECT).bind(user_id).fetch_optional(tx.connection()).await? {
+        Some(row) => Ok(Some(row.try_get("email")?)),
+        None => Ok(None),
+    }
 }
 
 const VIEW_COLUMNS: &str = "id, event_id, kind, channel, subject, body, status, created_at_ms";
 
-macro_rules! view_of_row {
-    ($row:expr) => {{
-        let row = $row;
-        let kind: String = row.try_get("kind")?;
-        let channel: String = row.try_get("channel")?;
-        let status: String = row.try_get("status")?;
-        NotificationView {
-            id: row.try_get("id")?,
-            event_id: row.try_get("event_id")?,
-            kind: NotificationKind::of_event_type(&kind).ok_or_else(|| sqlx::Error::ColumnDecode {
-                index: "kind".into(),
-                source: format!("unknown notification kind {kind:?}").into(),
-            })?,
-            channel: channel_of(&channel),
-            subject: row.try_get("subject")?,
-            body: row.try_get("body")?,
-            status: status_of(&status),
-            created_at: time_of(row.try_get("created_at_ms")?),
-        }
-    }};
+fn view_of_row(row: &AnyRow) -> Result<NotificationView, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    let channel: String = row.try_get("channel")?;
+    let status: String = row.try_get("status")?;
+    Ok(NotificationView {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        kind: NotificationKind::of_event_type(&kind).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "kind".into(),
+            source: format!("unknown notification kind {kind:?}").into(),
+        })?,
+        channel: channel_of(&channel),
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        status: status_of(&status),
+        created_at: time_of(row.try_get("created_at_ms")?),
+    })
 }
 
 /// A page of `user_id`'s notifications, newest first, and how many they have.
@@ -205,20 +194,16 @@ pub async fn list_for_user(
     let select = sqlx::AssertSqlSafe(format!(
         "SELECT {VIEW_COLUMNS} FROM notifications WHERE user_id = ? ORDER BY created_at_ms DESC, id DESC LIMIT ? OFFSET ?"
     ));
-    on_pool!(database, |pool| {
-        let total: i64 = sqlx::query(COUNT).bind(user_id).fetch_one(pool).await?.try_get("total")?;
-        let rows = sqlx::query(select)
-            .bind(user_id)
-            .bind(page.size as i64)
-            .bind(page.offset().min(i64::MAX as u64) as i64)
-            .fetch_all(pool)
-            .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(view_of_row!(row));
-        }
-        Ok((items, total.max(0) as u64))
-    })
+    let pool = database.pool();
+    let total: i64 = sqlx::query(COUNT).bind(user_id).fetch_one(pool).await?.try_get("total")?;
+    let rows = sqlx::query(select)
+        .bind(user_id)
+        .bind(i64::from(page.size))
+        .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
+    let items = rows.iter().map(view_of_row).collect::<Result<Vec<_>, _>>()?;
+    Ok((items, total.max(0) as u64))
 }
 
 /// A `PENDING` notification whose time to be sent has come.
@@ -242,20 +227,19 @@ pub struct DueNotification {
 pub async fn due(database: &Database, now_ms: i64, limit: u32) -> Result<Vec<DueNotification>, sqlx::Error> {
     const SELECT: &str = "SELECT id, recipient, subject, body, attempts, next_attempt_at_ms FROM notifications \
         WHERE status = 'PENDING' AND next_attempt_at_ms <= ? ORDER BY next_attempt_at_ms, id LIMIT ?";
-    on_pool!(database, |pool| {
-        let rows = sqlx::query(SELECT).bind(now_ms).bind(limit as i64).fetch_all(pool).await?;
-        let mut due = Vec::with_capacity(rows.len());
-        for row in rows {
-            due.push(DueNotification {
-                id: row.try_get("id")?,
-                recipient: row.try_get("recipient")?,
-                subject: row.try_get("subject")?,
-                body: row.try_get("body")?,
-                attempts: row.try_get::<i64, _>("attempts")?.clamp(0, u32::MAX as i64) as u32,
-                next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
-            });
-        }
-        Ok(due)
+    let rows = sqlx::query(SELECT).bind(now_ms).bind(i64::from(limit)).fetch_all(database.pool()).await?;
+    rows.iter().map(due_of_row).collect()
+}
+
+fn due_of_row(row: &AnyRow) -> Result<DueNotification, sqlx::Error> {
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(DueNotification {
+        id: row.try_get("id")?,
+        recipient: row.try_get("recipient")?,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
+        next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
     })
 }
 
@@ -264,11 +248,14 @@ pub async fn due(database: &Database, now_ms: i64, limit: u32) -> Result<Vec<Due
 pub async fn lease(database: &Database, id: &str, due_at_ms: i64, lease_until_ms: i64) -> Result<bool, sqlx::Error> {
     const UPDATE: &str = "UPDATE notifications SET next_attempt_at_ms = ? \
         WHERE id = ? AND status = 'PENDING' AND next_attempt_at_ms = ?";
-    on_pool!(database, |pool| {
-        let updated =
-            sqlx::query(UPDATE).bind(lease_until_ms).bind(id).bind(due_at_ms).execute(pool).await?.rows_affected();
-        Ok(updated == 1)
-    })
+    let updated = sqlx::query(UPDATE)
+        .bind(lease_until_ms)
+        .bind(id)
+        .bind(due_at_ms)
+        .execute(database.pool())
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
 }
 
 /// How a send attempt ended, for [`record_attempt`].
@@ -306,27 +293,26 @@ pub async fn record_attempt(
         WHERE id = ? AND status = 'PENDING'";
     const FAILED: &str =
         "UPDATE notifications SET status = 'FAILED', attempts = ?, last_error = ? WHERE id = ? AND status = 'PENDING'";
-    let attempts = attempts as i64;
-    on_pool!(database, |pool| {
-        match outcome {
-            AttemptOutcome::Sent { at_ms } => {
-                sqlx::query(SENT).bind(attempts).bind(*at_ms).bind(id).execute(pool).await?;
-            }
-            AttemptOutcome::Retry { error, next_attempt_at_ms } => {
-                sqlx::query(RETRY)
-                    .bind(attempts)
-                    .bind(bounded(error, MAX_ERROR_CHARS))
-                    .bind(*next_attempt_at_ms)
-                    .bind(id)
-                    .execute(pool)
-                    .await?;
-            }
-            AttemptOutcome::Failed { error } => {
-                sqlx::query(FAILED).bind(attempts).bind(bounded(error, MAX_ERROR_CHARS)).bind(id).execute(pool).await?;
-            }
+    let attempts = i64::from(attempts);
+    let pool = database.pool();
+    match outcome {
+        AttemptOutcome::Sent { at_ms } => {
+            sqlx::query(SENT).bind(attempts).bind(*at_ms).bind(id).execute(pool).await?;
         }
-        Ok(())
-    })
+        AttemptOutcome::Retry { error, next_attempt_at_ms } => {
+            sqlx::query(RETRY)
+                .bind(attempts)
+                .bind(bounded(error, MAX_ERROR_CHARS))
+                .bind(*next_attempt_at_ms)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        }
+        AttemptOutcome::Failed { error } => {
+            sqlx::query(FAILED).bind(attempts).bind(bounded(error, MAX_ERROR_CHARS)).bind(id).execute(pool).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a database error is a unique-key violation.
@@ -340,8 +326,9 @@ mod tests {
 
     #[test]
     fn migrations_are_in_the_notification_range_and_texts_round_trip() {
-        for (version, _, mysql, sqlite) in MIGRATIONS {
-            assert!((6_000_001..7_000_000).contains(&version));
+        MIGRATIONS.check().unwrap();
+        for (version, _, mysql, sqlite) in MIGRATIONS.list {
+            assert!((6_000_001..7_000_000).contains(version));
             assert!(mysql.contains("UNIQUE KEY notifications_event (event_id)"));
             assert!(sqlite.contains("UNIQUE INDEX IF NOT EXISTS notifications_event"));
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpMessage, test as actix_test, web};
-use emporium_bus::{Bus, ConsumerHandle, Database, RelayHandle};
+use emporium_bus::{Bus, ConsumerHandle, RelayHandle};
 use emporium_cluster::{ServiceContext, ServiceHandle, Settings};
 use emporium_contracts::events::{
     self, EventEnvelope, OrderCancelled, OrderConfirmed, OrderCreated, OrderLine, PaymentFailed, PaymentInstruction,
@@ -24,6 +24,7 @@ use emporium_contracts::{Request, ServiceError};
 use emporium_notification::{DeliverySettings, NotificationOptions, SmtpSettings};
 use emporium_runtime::CallMeta;
 use emporium_runtime::monitor::ActorSnapshot;
+use emporium_store::Database;
 use support::*;
 use tokio::sync::watch;
 

@@ -60,6 +60,12 @@ impl From<sqlx::Error> for OrderError {
     }
 }
 
+impl From<emporium_store::StoreError> for OrderError {
+    fn from(error: emporium_store::StoreError) -> Self {
+        OrderError::Unexpected(error.into())
+    }
+}
+
 impl From<emporium_bus::error::BusError> for OrderError {
     fn from(error: emporium_bus::error::BusError) -> Self {
         OrderError::Unexpected(anyhow::anyhow!(error))

@@ -17,12 +17,12 @@ pub mod routes;
 pub mod store;
 pub mod validation;
 
-use emporium_bus::database::Database;
 use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
 use emporium_contracts::events::{PAYMENT_EVENTS, PAYMENT_FAILED, PAYMENT_SUCCEEDED};
 use emporium_contracts::order::{CancelOrder, GetOrder, ListOrders, PlaceOrder, SERVICE};
 use emporium_runtime::LocalEndpoint;
+use emporium_store::Database;
 
 pub use routes::{openapi, routes};
 

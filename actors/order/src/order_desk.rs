@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use emporium_bus::database::{Database, DbTx};
 use emporium_bus::outbox;
 use emporium_cluster::ServiceRef;
 use emporium_contracts::events::{
@@ -25,6 +24,7 @@ use emporium_contracts::page::Page;
 use emporium_contracts::product::GetProducts;
 use emporium_contracts::{ErrorKind, ServiceError};
 use emporium_runtime::{Behavior, CallMeta, Reply, ServiceHandler};
+use emporium_store::{Database, DbTx};
 
 use crate::error::OrderError;
 use crate::store::{self, OrderQuery, StoredLine, StoredOrder};

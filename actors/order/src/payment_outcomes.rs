@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use emporium_bus::database::DbTx;
 use emporium_bus::handler::{EventError, EventHandler, ReceivedEvent, handler_fn};
 use emporium_bus::outbox;
 use emporium_contracts::events::{
@@ -13,6 +12,7 @@ use emporium_contracts::events::{
     PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded,
 };
 use emporium_contracts::order::{OrderStatus, SERVICE};
+use emporium_store::DbTx;
 
 use crate::store;
 

@@ -2,25 +2,25 @@
 //! milliseconds, money in minor units of the order's currency.
 
 use chrono::{DateTime, TimeZone, Utc};
-use emporium_bus::database::{Database, DbTx};
-use emporium_bus::error::BusError;
-use emporium_bus::{on_connection, on_pool};
 use emporium_contracts::money::{Money, decimals_of};
 use emporium_contracts::order::{OrderItemView, OrderStatus, OrderView};
 use emporium_contracts::page::PageRequest;
-use sqlx::Row;
+use emporium_store::{AnyRow, Database, DbTx, Migrations, Row, StoreError};
 
 /// Migrations of the order service: versions `4_000_001..=4_999_999`.
-const MIGRATIONS: [(i64, &str, &str, &str); 1] = [(
-    4_000_001,
-    "orders, items and idempotency keys",
-    include_str!("../migrations/mysql/4000001_orders.sql"),
-    include_str!("../migrations/sqlite/4000001_orders.sql"),
-)];
+const MIGRATIONS: Migrations = Migrations {
+    owner: "order",
+    list: &[(
+        4_000_001,
+        "orders, items and idempotency keys",
+        include_str!("../migrations/mysql/4000001_orders.sql"),
+        include_str!("../migrations/sqlite/4000001_orders.sql"),
+    )],
+};
 
 /// Creates or updates the order service's tables (and the bus's).
-pub async fn migrate(database: &Database) -> Result<(), BusError> {
-    database.migrate_bus().await?;
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    emporium_bus::migrate(database).await?;
     database.migrate(&MIGRATIONS).await
 }
 
@@ -100,22 +100,31 @@ impl StoredOrder {
     }
 }
 
-macro_rules! order_of_row {
-    ($row:expr) => {{
-        let row = $row;
-        let status: String = row.try_get("status")?;
-        StoredOrder {
-            id: row.try_get("id")?,
-            user_id: row.try_get("user_id")?,
-            status: OrderStatus::parse(&status).unwrap_or(OrderStatus::PendingPayment),
-            currency: row.try_get("currency")?,
-            total_minor: row.try_get("total_minor")?,
-            cancellation_reason: row.try_get("cancellation_reason")?,
-            created_at_ms: row.try_get("created_at_ms")?,
-            updated_at_ms: row.try_get("updated_at_ms")?,
-            lines: Vec::new(),
-        }
-    }};
+/// An order row, without its lines.
+fn order_of_row(row: &AnyRow) -> Result<StoredOrder, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(StoredOrder {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::PendingPayment),
+        currency: row.try_get("currency")?,
+        total_minor: row.try_get("total_minor")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        lines: Vec::new(),
+    })
+}
+
+/// An `order_items` row.
+fn line_of_row(row: &AnyRow) -> Result<StoredLine, sqlx::Error> {
+    Ok(StoredLine {
+        sku: row.try_get("sku")?,
+        name: row.try_get("name")?,
+        quantity: u32::try_from(row.try_get::<i64, _>("quantity")?).unwrap_or(0),
+        unit_price_minor: row.try_get("unit_price_minor")?,
+        line_total_minor: row.try_get("line_total_minor")?,
+    })
 }
 
 const ORDER_COLUMNS: &str =
@@ -127,72 +136,54 @@ pub async fn insert_order(tx: &mut DbTx, order: &StoredOrder) -> Result<(), sqlx
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
     const LINE: &str = "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_minor, line_total_minor) \
         VALUES (?, ?, ?, ?, ?, ?, ?)";
-    on_connection!(tx, |connection| {
-        sqlx::query(ORDER)
+    let connection = tx.connection();
+    sqlx::query(ORDER)
+        .bind(&order.id)
+        .bind(&order.user_id)
+        .bind(order.status.as_str())
+        .bind(&order.currency)
+        .bind(order.total_minor)
+        .bind(&order.cancellation_reason)
+        .bind(order.created_at_ms)
+        .bind(order.updated_at_ms)
+        .execute(&mut *connection)
+        .await?;
+    for (line_no, line) in order.lines.iter().enumerate() {
+        sqlx::query(LINE)
             .bind(&order.id)
-            .bind(&order.user_id)
-            .bind(order.status.as_str())
-            .bind(&order.currency)
-            .bind(order.total_minor)
-            .bind(&order.cancellation_reason)
-            .bind(order.created_at_ms)
-            .bind(order.updated_at_ms)
+            .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
+            .bind(&line.sku)
+            .bind(&line.name)
+            .bind(i64::from(line.quantity))
+            .bind(line.unit_price_minor)
+            .bind(line.line_total_minor)
             .execute(&mut *connection)
             .await?;
-        for (line_no, line) in order.lines.iter().enumerate() {
-            sqlx::query(LINE)
-                .bind(&order.id)
-                .bind(line_no as i64)
-                .bind(&line.sku)
-                .bind(&line.name)
-                .bind(line.quantity as i64)
-                .bind(line.unit_price_minor)
-                .bind(line.line_total_minor)
-                .execute(&mut *connection)
-                .await?;
-        }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// The order `id` with its lines, read inside `tx`.
 pub async fn order_in(tx: &mut DbTx, id: &str) -> Result<Option<StoredOrder>, sqlx::Error> {
     let select = sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"));
     const LINES: &str = "SELECT sku, name, quantity, unit_price_minor, line_total_minor FROM order_items WHERE order_id = ? ORDER BY line_no";
-    on_connection!(tx, |connection| {
-        let Some(row) = sqlx::query(select).bind(id).fetch_optional(&mut *connection).await? else { return Ok(None) };
-        let mut order = order_of_row!(row);
-        for line in sqlx::query(LINES).bind(id).fetch_all(&mut *connection).await? {
-            order.lines.push(StoredLine {
-                sku: line.try_get("sku")?,
-                name: line.try_get("name")?,
-                quantity: line.try_get::<i64, _>("quantity")?.max(0) as u32,
-                unit_price_minor: line.try_get("unit_price_minor")?,
-                line_total_minor: line.try_get("line_total_minor")?,
-            });
-        }
-        Ok(Some(order))
-    })
+    let connection = tx.connection();
+    let Some(row) = sqlx::query(select).bind(id).fetch_optional(&mut *connection).await? else { return Ok(None) };
+    let mut order = order_of_row(&row)?;
+    let lines = sqlx::query(LINES).bind(id).fetch_all(&mut *connection).await?;
+    order.lines = lines.iter().map(line_of_row).collect::<Result<_, _>>()?;
+    Ok(Some(order))
 }
 
 /// The order `id` with its lines.
 pub async fn order(database: &Database, id: &str) -> Result<Option<StoredOrder>, sqlx::Error> {
     let select = sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"));
     const LINES: &str = "SELECT sku, name, quantity, unit_price_minor, line_total_minor FROM order_items WHERE order_id = ? ORDER BY line_no";
-    on_pool!(database, |pool| {
-        let Some(row) = sqlx::query(select).bind(id).fetch_optional(pool).await? else { return Ok(None) };
-        let mut order = order_of_row!(row);
-        for line in sqlx::query(LINES).bind(id).fetch_all(pool).await? {
-            order.lines.push(StoredLine {
-                sku: line.try_get("sku")?,
-                name: line.try_get("name")?,
-                quantity: line.try_get::<i64, _>("quantity")?.max(0) as u32,
-                unit_price_minor: line.try_get("unit_price_minor")?,
-                line_total_minor: line.try_get("line_total_minor")?,
-            });
-        }
-        Ok(Some(order))
-    })
+    let Some(row) = sqlx::query(select).bind(id).fetch_optional(database.pool()).await? else { return Ok(None) };
+    let mut order = order_of_row(&row)?;
+    let lines = sqlx::query(LINES).bind(id).fetch_all(database.pool()).await?;
+    order.lines = lines.iter().map(line_of_row).collect::<Result<_, _>>()?;
+    Ok(Some(order))
 }
 
 /// What the order list is filtered by.
@@ -249,26 +240,23 @@ pub async fn list_orders(
             statement
         }};
     }
-    let (ids, total): (Vec<String>, i64) = on_pool!(database, |pool| {
-        let total: i64 = bind_filters!(sqlx::query(sqlx::AssertSqlSafe(count_sql.clone())))
-            .fetch_one(pool)
-            .await?
-            .try_get("total")?;
-        let rows = bind_filters!(sqlx::query(sqlx::AssertSqlSafe(select_sql.clone())))
-            .bind(page.size as i64)
-            .bind(page.offset() as i64)
-            .fetch_all(pool)
-            .await?;
-        let ids = rows.iter().map(|row| row.try_get::<String, _>("id")).collect::<Result<Vec<_>, _>>()?;
-        (ids, total)
-    });
+    let total: i64 = bind_filters!(sqlx::query(sqlx::AssertSqlSafe(count_sql)))
+        .fetch_one(database.pool())
+        .await?
+        .try_get("total")?;
+    let rows = bind_filters!(sqlx::query(sqlx::AssertSqlSafe(select_sql)))
+        .bind(i64::from(page.size))
+        .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
+        .fetch_all(database.pool())
+        .await?;
+    let ids = rows.iter().map(|row| row.try_get::<String, _>("id")).collect::<Result<Vec<_>, _>>()?;
     let mut orders = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(order) = order(database, &id).await? {
             orders.push(order);
         }
     }
-    Ok((orders, total.max(0) as u64))
+    Ok((orders, u64::try_from(total).unwrap_or(0)))
 }
 
 /// Moves an order from PENDING_PAYMENT to `status`; answers whether it was pending.
@@ -280,17 +268,15 @@ pub async fn finish_pending(
 ) -> Result<bool, sqlx::Error> {
     const UPDATE: &str = "UPDATE orders SET status = ?, cancellation_reason = ?, updated_at_ms = ? \
         WHERE id = ? AND status = 'PENDING_PAYMENT'";
-    on_connection!(tx, |connection| {
-        let updated = sqlx::query(UPDATE)
-            .bind(status.as_str())
-            .bind(cancellation_reason)
-            .bind(now_millis())
-            .bind(id)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
-        Ok(updated == 1)
-    })
+    let updated = sqlx::query(UPDATE)
+        .bind(status.as_str())
+        .bind(cancellation_reason)
+        .bind(now_millis())
+        .bind(id)
+        .execute(tx.connection())
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
 }
 
 /// The order made with an idempotency key, and the hash of the request it came with.
@@ -301,12 +287,10 @@ pub async fn idempotency_key(
 ) -> Result<Option<(String, String)>, sqlx::Error> {
     const SELECT: &str =
         "SELECT request_hash, order_id FROM order_idempotency_keys WHERE user_id = ? AND idempotency_key = ?";
-    on_pool!(database, |pool| {
-        match sqlx::query(SELECT).bind(user_id).bind(key).fetch_optional(pool).await? {
-            Some(row) => Ok(Some((row.try_get("request_hash")?, row.try_get("order_id")?))),
-            None => Ok(None),
-        }
-    })
+    match sqlx::query(SELECT).bind(user_id).bind(key).fetch_optional(database.pool()).await? {
+        Some(row) => Ok(Some((row.try_get("request_hash")?, row.try_get("order_id")?))),
+        None => Ok(None),
+    }
 }
 
 /// Records an idempotency key; a unique violation means another request took it first.
@@ -319,20 +303,28 @@ pub async fn insert_idempotency_key(
 ) -> Result<(), sqlx::Error> {
     const INSERT: &str = "INSERT INTO order_idempotency_keys (user_id, idempotency_key, request_hash, order_id, created_at_ms) \
         VALUES (?, ?, ?, ?, ?)";
-    on_connection!(tx, |connection| {
-        sqlx::query(INSERT)
-            .bind(user_id)
-            .bind(key)
-            .bind(request_hash)
-            .bind(order_id)
-            .bind(now_millis())
-            .execute(&mut *connection)
-            .await?;
-        Ok(())
-    })
+    sqlx::query(INSERT)
+        .bind(user_id)
+        .bind(key)
+        .bind(request_hash)
+        .bind(order_id)
+        .bind(now_millis())
+        .execute(tx.connection())
+        .await?;
+    Ok(())
 }
 
 /// Whether a database error is a unique-key violation.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migrations_are_ordered_and_in_the_order_range() {
+        MIGRATIONS.check().unwrap();
+    }
 }

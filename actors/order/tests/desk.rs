@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_bus::handler::ReceivedEvent;
-use emporium_bus::{Bus, BusConfig, Database, DbTx};
+use emporium_bus::{Bus, BusConfig};
 use emporium_cluster::{ServiceContext, Settings};
 use emporium_contracts::events::{EventEnvelope, PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded};
 use emporium_contracts::identity::{Caller, Role};
@@ -19,6 +19,7 @@ use emporium_contracts::product::{CreateProduct, ProductRequest};
 use emporium_contracts::{Request, ServiceError};
 use emporium_product::{ProductStore, ProductStoreConfig};
 use emporium_runtime::{CallMeta, LocalEndpoint};
+use emporium_store::{Database, DbTx};
 use tokio::sync::watch;
 
 struct Shop {

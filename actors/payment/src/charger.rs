@@ -11,12 +11,13 @@
 
 use std::sync::Arc;
 
-use emporium_bus::{DbTx, EventError, EventHandler, ReceivedEvent, outbox};
+use emporium_bus::{EventError, EventHandler, ReceivedEvent, outbox};
 use emporium_contracts::events::{
     self, EventEnvelope, OrderCreated, PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded,
 };
 use emporium_contracts::money::{Money, decimals_of};
 use emporium_contracts::payment::{INVALID_AMOUNT, PaymentStatus, SERVICE, UNSUPPORTED_CURRENCY};
+use emporium_store::DbTx;
 use futures::future::BoxFuture;
 
 use crate::provider::{PaymentProvider, ProviderOutcome};

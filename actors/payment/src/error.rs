@@ -27,6 +27,12 @@ impl From<sqlx::Error> for PaymentError {
     }
 }
 
+impl From<emporium_store::StoreError> for PaymentError {
+    fn from(error: emporium_store::StoreError) -> Self {
+        PaymentError::Unexpected(error.into())
+    }
+}
+
 impl From<emporium_bus::BusError> for PaymentError {
     fn from(error: emporium_bus::BusError) -> Self {
         PaymentError::Unexpected(anyhow::anyhow!(error))

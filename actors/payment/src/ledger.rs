@@ -2,10 +2,10 @@
 //! [`ListPayments`]. A customer sees only their own payments (someone else's answers 404, as
 //! if it did not exist); an admin sees all.
 
-use emporium_bus::Database;
 use emporium_contracts::page::Page;
 use emporium_contracts::payment::{GetPayment, ListPayments, PaymentView};
 use emporium_runtime::{Behavior, CallMeta, Reply, ServiceHandler};
+use emporium_store::Database;
 
 use crate::error::PaymentError;
 use crate::store;

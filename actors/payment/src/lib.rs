@@ -23,11 +23,12 @@ pub mod validation;
 
 use std::sync::Arc;
 
-use emporium_bus::{Bus, ConsumerSpec, Database};
+use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
 use emporium_contracts::events::{ORDER_CREATED, ORDER_EVENTS};
 use emporium_contracts::payment::{GetPayment, ListPayments, SERVICE};
 use emporium_runtime::LocalEndpoint;
+use emporium_store::Database;
 
 pub use provider::{PaymentProvider, ProviderError, ProviderOutcome, SimulatedCardProcessor};
 pub use routes::{openapi, routes};

@@ -1,6 +1,5 @@
-//! The payment service's SQL: one text for MariaDB/MySQL and SQLite, run on the dialect at
-//! hand by `emporium_bus::on_connection!` / `on_pool!`. Amounts are integer minor units, times
-//! epoch milliseconds.
+//! The payment service's SQL: one text for MariaDB/MySQL and SQLite, run through
+//! `emporium_store`'s one pool type. Amounts are integer minor units, times epoch milliseconds.
 //!
 //! One payment per order: `order_id` is unique. The charging transaction first claims the
 //! order with a `PENDING` row (a concurrent claim of the same order waits on the unique index
@@ -8,26 +7,26 @@
 //! `PENDING` is never committed.
 
 use chrono::{DateTime, TimeZone, Utc};
-use emporium_bus::database::{Database, DbTx};
-use emporium_bus::error::BusError;
-use emporium_bus::{SqlMigration, on_connection, on_pool};
 use emporium_contracts::money::{Money, decimals_of};
 use emporium_contracts::page::PageRequest;
 use emporium_contracts::payment::{PaymentStatus, PaymentView};
-use sqlx::Row;
+use emporium_store::{AnyRow, Database, DbTx, Migrations, Row, StoreError};
 
-/// Migrations of the payment service: versions `5_000_001..=5_999_999` (see the bus crate for
-/// the convention).
-const MIGRATIONS: [SqlMigration; 1] = [(
-    5_000_001,
-    "payments",
-    include_str!("../migrations/mysql/5000001_payments.sql"),
-    include_str!("../migrations/sqlite/5000001_payments.sql"),
-)];
+/// Migrations of the payment service: versions `5_000_001..=5_999_999` (see `emporium_store`
+/// for the convention).
+const MIGRATIONS: Migrations = Migrations {
+    owner: "payment",
+    list: &[(
+        5_000_001,
+        "payments",
+        include_str!("../migrations/mysql/5000001_payments.sql"),
+        include_str!("../migrations/sqlite/5000001_payments.sql"),
+    )],
+};
 
 /// Creates or updates the payment tables (and the bus's, which the outbox and inbox need).
-pub async fn migrate(database: &Database) -> Result<(), BusError> {
-    database.migrate_bus().await?;
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    emporium_bus::migrate(database).await?;
     database.migrate(&MIGRATIONS).await
 }
 
@@ -90,37 +89,30 @@ pub fn amount_text(minor_units: i64, currency: &str) -> String {
 const COLUMNS: &str =
     "id, order_id, user_id, amount_minor, currency, method, status, failure_reason, provider_ref, created_at_ms";
 
-macro_rules! payment_of_row {
-    ($row:expr) => {{
-        let row = $row;
-        let currency: String = row.try_get("currency")?;
-        let status: String = row.try_get("status")?;
-        StoredPayment {
-            user_id: row.try_get("user_id")?,
-            view: PaymentView {
-                id: row.try_get("id")?,
-                order_id: row.try_get("order_id")?,
-                amount: amount_text(row.try_get("amount_minor")?, &currency),
-                currency,
-                method: row.try_get("method")?,
-                status: status_of(&status),
-                failure_reason: row.try_get("failure_reason")?,
-                provider_ref: row.try_get("provider_ref")?,
-                created_at: time_of(row.try_get("created_at_ms")?),
-            },
-        }
-    }};
+fn payment_of_row(row: &AnyRow) -> Result<StoredPayment, sqlx::Error> {
+    let currency: String = row.try_get("currency")?;
+    let status: String = row.try_get("status")?;
+    Ok(StoredPayment {
+        user_id: row.try_get("user_id")?,
+        view: PaymentView {
+            id: row.try_get("id")?,
+            order_id: row.try_get("order_id")?,
+            amount: amount_text(row.try_get("amount_minor")?, &currency),
+            currency,
+            method: row.try_get("method")?,
+            status: status_of(&status),
+            failure_reason: row.try_get("failure_reason")?,
+            provider_ref: row.try_get("provider_ref")?,
+            created_at: time_of(row.try_get("created_at_ms")?),
+        },
+    })
 }
 
 /// The payment of `order_id`, read inside `tx`.
 pub async fn payment_of_order(tx: &mut DbTx, order_id: &str) -> Result<Option<StoredPayment>, sqlx::Error> {
     let select = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE order_id = ?"));
-    on_connection!(tx, |connection| {
-        match sqlx::query(select).bind(order_id).fetch_optional(&mut *connection).await? {
-            Some(row) => Ok(Some(payment_of_row!(row))),
-            None => Ok(None),
-        }
-    })
+    let row = sqlx::query(select).bind(order_id).fetch_optional(tx.connection()).await?;
+    row.as_ref().map(payment_of_row).transpose()
 }
 
 /// Claims `claim.order_id` with a `PENDING` payment. Fails with a unique violation when the
@@ -131,19 +123,17 @@ pub async fn claim(tx: &mut DbTx, claim: &PaymentClaim<'_>) -> Result<(), sqlx::
         VALUES (?, ?, ?, ?, ?, ?, 'PENDING', NULL, NULL, ?)";
     let currency: String = claim.currency.chars().take(8).collect();
     let method: String = claim.method.chars().take(32).collect();
-    on_connection!(tx, |connection| {
-        sqlx::query(INSERT)
-            .bind(claim.id)
-            .bind(claim.order_id)
-            .bind(claim.user_id)
-            .bind(claim.amount.minor_units)
-            .bind(&currency)
-            .bind(&method)
-            .bind(claim.created_at_ms)
-            .execute(&mut *connection)
-            .await?;
-        Ok(())
-    })
+    sqlx::query(INSERT)
+        .bind(claim.id)
+        .bind(claim.order_id)
+        .bind(claim.user_id)
+        .bind(claim.amount.minor_units)
+        .bind(&currency)
+        .bind(&method)
+        .bind(claim.created_at_ms)
+        .execute(tx.connection())
+        .await?;
+    Ok(())
 }
 
 /// Settles the claimed payment `id` with its outcome.
@@ -157,27 +147,21 @@ pub async fn settle(
     const UPDATE: &str = "UPDATE payments SET status = ?, failure_reason = ?, provider_ref = ? WHERE id = ?";
     let failure_reason = failure_reason.map(|reason| reason.chars().take(64).collect::<String>());
     let provider_ref = provider_ref.map(|reference| reference.chars().take(128).collect::<String>());
-    on_connection!(tx, |connection| {
-        sqlx::query(UPDATE)
-            .bind(status_text(status))
-            .bind(&failure_reason)
-            .bind(&provider_ref)
-            .bind(id)
-            .execute(&mut *connection)
-            .await?;
-        Ok(())
-    })
+    sqlx::query(UPDATE)
+        .bind(status_text(status))
+        .bind(&failure_reason)
+        .bind(&provider_ref)
+        .bind(id)
+        .execute(tx.connection())
+        .await?;
+    Ok(())
 }
 
 /// The payment `id`.
 pub async fn payment(database: &Database, id: &str) -> Result<Option<StoredPayment>, sqlx::Error> {
     let select = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE id = ? AND status <> 'PENDING'"));
-    on_pool!(database, |pool| {
-        match sqlx::query(select).bind(id).fetch_optional(pool).await? {
-            Some(row) => Ok(Some(payment_of_row!(row))),
-            None => Ok(None),
-        }
-    })
+    let row = sqlx::query(select).bind(id).fetch_optional(database.pool()).await?;
+    row.as_ref().map(payment_of_row).transpose()
 }
 
 /// A page of payments, newest first, optionally only `user_id`'s and only `order_id`'s; with
@@ -202,22 +186,21 @@ pub async fn list_payments(
     let select = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments{filter} ORDER BY created_at_ms DESC, id DESC LIMIT ? OFFSET ?"
     ));
-    on_pool!(database, |pool| {
-        let mut count_query = sqlx::query(count);
-        let mut select_query = sqlx::query(select);
-        for value in &values {
-            count_query = count_query.bind(*value);
-            select_query = select_query.bind(*value);
-        }
-        let total: i64 = count_query.fetch_one(pool).await?.try_get("total")?;
-        let rows =
-            select_query.bind(page.size as i64).bind(page.offset().min(i64::MAX as u64) as i64).fetch_all(pool).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(payment_of_row!(row));
-        }
-        Ok((items, total.max(0) as u64))
-    })
+    let pool = database.pool();
+    let mut count_query = sqlx::query(count);
+    let mut select_query = sqlx::query(select);
+    for value in &values {
+        count_query = count_query.bind(*value);
+        select_query = select_query.bind(*value);
+    }
+    let total: i64 = count_query.fetch_one(pool).await?.try_get("total")?;
+    let rows = select_query
+        .bind(i64::from(page.size))
+        .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
+    let items = rows.iter().map(payment_of_row).collect::<Result<Vec<_>, _>>()?;
+    Ok((items, total.max(0) as u64))
 }
 
 /// Whether a database error is a unique-key violation.
@@ -231,8 +214,9 @@ mod tests {
 
     #[test]
     fn migrations_are_in_the_payment_range() {
-        for (version, _, mysql, sqlite) in MIGRATIONS {
-            assert!((5_000_001..6_000_000).contains(&version));
+        MIGRATIONS.check().unwrap();
+        for (version, _, mysql, sqlite) in MIGRATIONS.list {
+            assert!((5_000_001..6_000_000).contains(version));
             assert!(mysql.contains("UNIQUE KEY payments_order (order_id)"));
             assert!(sqlite.contains("UNIQUE INDEX IF NOT EXISTS payments_order ON payments (order_id)"));
         }

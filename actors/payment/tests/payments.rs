@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use actix_web::{App, HttpMessage, test as actix_test, web};
-use emporium_bus::{Bus, ConsumerHandle, Database, RelayHandle};
+use emporium_bus::{Bus, ConsumerHandle, RelayHandle};
 use emporium_cluster::{ServiceContext, ServiceHandle, Settings};
 use emporium_contracts::events::{
     self, EventEnvelope, ORDER_CREATED, OrderCreated, OrderLine, PaymentFailed, PaymentInstruction, PaymentSucceeded,
@@ -19,6 +19,7 @@ use emporium_contracts::payment::{GetPayment, ListPayments, PaymentStatus, Payme
 use emporium_contracts::{Request, ServiceError};
 use emporium_payment::PaymentOptions;
 use emporium_runtime::{CallMeta, TraceParent};
+use emporium_store::Database;
 use support::*;
 use tokio::sync::watch;
 

@@ -46,9 +46,9 @@ impl From<mongodb::error::Error> for ProductError {
     }
 }
 
-impl From<emporium_bus::BusError> for ProductError {
-    fn from(error: emporium_bus::BusError) -> Self {
-        ProductError::Unexpected(anyhow::anyhow!(error))
+impl From<emporium_store::StoreError> for ProductError {
+    fn from(error: emporium_store::StoreError) -> Self {
+        ProductError::Unexpected(error.into())
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use emporium_cluster::settings::{Settings, merge_tables};
+use emporium_cluster::settings::{Settings, SettingsSchema, merge_tables};
 use emporium_contracts::registry::ConfigDocument;
 
 use crate::error::RegistryError;
@@ -38,6 +38,7 @@ struct ConfigFiles {
 pub struct ConfigStore {
     dir: PathBuf,
     profile: String,
+    schema: SettingsSchema,
     version: u64,
     files: ConfigFiles,
     settings: Settings,
@@ -47,14 +48,15 @@ pub struct ConfigStore {
 impl ConfigStore {
     /// Reads and validates `dir` for a registry running `profile`; the first version is 1.
     /// A missing directory holds no files (every setting takes its default).
-    pub fn load(dir: impl Into<PathBuf>, profile: &str) -> Result<ConfigStore, RegistryError> {
+    /// `schema` names the service sections the files may hold.
+    pub fn load(dir: impl Into<PathBuf>, profile: &str, schema: SettingsSchema) -> Result<ConfigStore, RegistryError> {
         let dir = dir.into();
         if !is_valid_name(profile) {
             return Err(RegistryError::InvalidName(format!("profile {profile:?} must match ^[a-z][a-z0-9-]{{0,62}}$")));
         }
         let texts = read_dir(&dir).map_err(RegistryError::InvalidConfig)?;
-        let (files, settings) = validate(&dir, profile, texts).map_err(RegistryError::InvalidConfig)?;
-        Ok(ConfigStore { dir, profile: profile.to_string(), version: 1, files, settings, last_error: None })
+        let (files, settings) = validate(&dir, profile, texts, &schema).map_err(RegistryError::InvalidConfig)?;
+        Ok(ConfigStore { dir, profile: profile.to_string(), schema, version: 1, files, settings, last_error: None })
     }
 
     /// The directory read.
@@ -95,7 +97,7 @@ impl ConfigStore {
             if texts == self.files.texts {
                 return Ok(None);
             }
-            validate(&self.dir, &self.profile, texts).map(Some)
+            validate(&self.dir, &self.profile, texts, &self.schema).map(Some)
         });
         match outcome {
             Ok(None) => {
@@ -195,7 +197,12 @@ fn read_dir(dir: &Path) -> Result<BTreeMap<String, String>, String> {
 }
 
 /// Parses every file and checks every merge that could be served; errors name the file.
-fn validate(dir: &Path, profile: &str, texts: BTreeMap<String, String>) -> Result<(ConfigFiles, Settings), String> {
+fn validate(
+    dir: &Path,
+    profile: &str,
+    texts: BTreeMap<String, String>,
+    schema: &SettingsSchema,
+) -> Result<(ConfigFiles, Settings), String> {
     let mut tables = BTreeMap::new();
     for (name, text) in &texts {
         let path = dir.join(name);
@@ -222,7 +229,7 @@ fn validate(dir: &Path, profile: &str, texts: BTreeMap<String, String>) -> Resul
         for candidate in std::iter::once(None).chain(profiles.iter().map(|profile| Some(*profile))) {
             let (sources, merged) = merge_layers(&tables, service, candidate);
             let Some(last) = sources.last() else { continue };
-            if let Err(message) = Settings::from_toml(merged) {
+            if let Err(message) = Settings::from_toml(merged, schema) {
                 let path = dir.join(last);
                 return Err(match &sources[..sources.len() - 1] {
                     [] => format!("{}: {message}", path.display()),
@@ -233,7 +240,7 @@ fn validate(dir: &Path, profile: &str, texts: BTreeMap<String, String>) -> Resul
     }
 
     let (_, merged) = merge_layers(&tables, APPLICATION, Some(profile));
-    let settings = Settings::from_toml(merged).map_err(|message| format!("{}: {message}", dir.display()))?;
+    let settings = Settings::from_toml(merged, schema).map_err(|message| format!("{}: {message}", dir.display()))?;
     Ok((ConfigFiles { texts, tables }, settings))
 }
 
@@ -311,7 +318,7 @@ mod tests {
         dir.write("inventory-prod.toml", "[resilience.product]\nmax_retries = 0\n");
         dir.write("order.toml", "[log]\nlevel = \"trace\"\n");
         dir.write("README.md", "not configuration");
-        let store = ConfigStore::load(dir.path(), "local").unwrap();
+        let store = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
         assert_eq!(store.version(), 1);
         assert_eq!(store.settings().registry.lease_millis, 3000, "local has no overlay");
 
@@ -321,7 +328,7 @@ mod tests {
             ["application.toml", "inventory.toml", "application-prod.toml", "inventory-prod.toml"]
         );
         assert_eq!(document.profile, "prod");
-        let settings = Settings::from_json(document.settings.clone()).unwrap();
+        let settings = Settings::from_json(document.settings.clone(), &SettingsSchema::default()).unwrap();
         assert_eq!(settings.log.level, "warn", "application-<profile> comes after <service>");
         assert_eq!(settings.registry.lease_millis, 5000);
         assert_eq!(settings.resilience.for_site("product").timeout_millis, 300);
@@ -337,7 +344,7 @@ mod tests {
         let application = store.document("application", Some("prod")).unwrap();
         assert_eq!(application.sources, ["application.toml", "application-prod.toml"]);
 
-        let prod = ConfigStore::load(dir.path(), "prod").unwrap();
+        let prod = ConfigStore::load(dir.path(), "prod", SettingsSchema::default()).unwrap();
         assert_eq!(prod.settings().registry.lease_millis, 5000, "the registry's own profile applies");
     }
 
@@ -345,13 +352,13 @@ mod tests {
     fn traversal_and_malformed_names_are_refused() {
         let dir = TestDir::new();
         dir.write("application.toml", APPLICATION_TOML);
-        let store = ConfigStore::load(dir.path(), "local").unwrap();
+        let store = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
         for (service, profile) in
             [("../application", None), ("inventory", Some("../../etc")), ("a/b", None), ("", None)]
         {
             assert!(matches!(store.document(service, profile), Err(RegistryError::InvalidName(_))), "{service}");
         }
-        assert!(matches!(ConfigStore::load(dir.path(), "../x"), Err(RegistryError::InvalidName(_))));
+        assert!(matches!(ConfigStore::load(dir.path(), "../x", SettingsSchema::default()), Err(RegistryError::InvalidName(_))));
     }
 
     #[test]
@@ -359,7 +366,7 @@ mod tests {
         let dir = TestDir::new();
         dir.write("application.toml", APPLICATION_TOML);
         dir.write("inventory.toml", "[log]\nlevel = \"debug\"\n\n[registry]\nlease_milis = 4000\n");
-        let error = ConfigStore::load(dir.path(), "local").unwrap_err().to_string();
+        let error = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap_err().to_string();
         assert!(error.contains("inventory.toml:5: key registry.lease_milis:"), "{error}");
         assert!(error.contains("unknown field"), "{error}");
         assert!(!error.contains('\n'), "one line: {error}");
@@ -369,30 +376,30 @@ mod tests {
     fn syntax_type_and_cross_layer_errors_name_the_file() {
         let dir = TestDir::new();
         dir.write("application.toml", "[registry\n");
-        let error = ConfigStore::load(dir.path(), "local").unwrap_err().to_string();
+        let error = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap_err().to_string();
         assert!(error.contains("application.toml:1"), "{error}");
 
         dir.write("application.toml", "[registry]\nlease_millis = \"long\"\n");
-        let error = ConfigStore::load(dir.path(), "local").unwrap_err().to_string();
+        let error = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap_err().to_string();
         assert!(error.contains("application.toml:2: key registry.lease_millis:"), "{error}");
 
         dir.write("application.toml", APPLICATION_TOML);
         dir.write("order-prod.toml", "[registry]\nheartbeat_millis = 5000\n");
         dir.write("order.toml", "");
-        let error = ConfigStore::load(dir.path(), "local").unwrap_err().to_string();
+        let error = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap_err().to_string();
         assert!(error.contains("order-prod.toml (merged over application.toml, order.toml)"), "{error}");
         assert!(error.contains("lease_millis must be greater"), "{error}");
 
         dir.remove("order-prod.toml");
         dir.write("Order.toml", "");
-        let error = ConfigStore::load(dir.path(), "local").unwrap_err().to_string();
+        let error = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap_err().to_string();
         assert!(error.contains("Order.toml"), "{error}");
     }
 
     #[test]
     fn a_missing_directory_serves_defaults() {
         let dir = TestDir::new();
-        let store = ConfigStore::load(dir.path().join("absent"), "local").unwrap();
+        let store = ConfigStore::load(dir.path().join("absent"), "local", SettingsSchema::default()).unwrap();
         assert_eq!(store.settings(), &Settings::default());
         assert_eq!(store.document("inventory", None).unwrap().sources, Vec::<String>::new());
     }
@@ -401,7 +408,7 @@ mod tests {
     fn an_edit_bumps_the_version_and_an_invalid_edit_keeps_the_old_one() {
         let dir = TestDir::new();
         dir.write("application.toml", APPLICATION_TOML);
-        let mut store = ConfigStore::load(dir.path(), "local").unwrap();
+        let mut store = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
         assert!(!store.reload().unwrap(), "nothing changed");
         assert_eq!(store.version(), 1);
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr};
 use emporium_cluster::credential::ClusterSecret;
-use emporium_cluster::settings::Settings;
+use emporium_cluster::settings::{Settings, SettingsSchema};
 use parking_lot::RwLock;
 
 use crate::actor::RegistryActor;
@@ -22,6 +22,8 @@ pub struct RegistryOptions {
     /// The cluster credential every write (and, unless `registry.public_reads`, every read)
     /// must carry.
     pub secret: ClusterSecret,
+    /// The service sections the configuration may hold (every service compiled in).
+    pub schema: SettingsSchema,
 }
 
 /// A handle on a running registry: mount its routes with [`Registry::configure`].
@@ -37,7 +39,7 @@ pub struct Registry {
 pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
     anyhow::ensure!(actix::System::try_current().is_some(), "the registry must start inside a running actix system");
     // The error already names the file, the line and the key: keep it one line as it is.
-    let store = ConfigStore::load(&options.config_dir, &options.profile).map_err(anyhow::Error::new)?;
+    let store = ConfigStore::load(&options.config_dir, &options.profile, options.schema.clone()).map_err(anyhow::Error::new)?;
     let settings = Arc::new(RwLock::new(store.settings().clone()));
     let addr = RegistryActor::new(store, settings.clone()).start();
     Ok(Registry { addr, secret: options.secret, settings })

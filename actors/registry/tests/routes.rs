@@ -57,6 +57,7 @@ fn start_registry(dir: &ConfigDir) -> Registry {
     emporium_registry::start(RegistryOptions {
         config_dir: dir.path().to_path_buf(),
         profile: "local".to_string(),
+        schema: emporium_cluster::settings::SettingsSchema::default(),
         secret: ClusterSecret::new(SECRET.to_string()).unwrap(),
     })
     .unwrap()
@@ -456,6 +457,7 @@ async fn a_bad_file_at_start_is_one_line_naming_the_file_and_key() {
     let error = emporium_registry::start(RegistryOptions {
         config_dir: dir.path().to_path_buf(),
         profile: "local".to_string(),
+        schema: emporium_cluster::settings::SettingsSchema::default(),
         secret: ClusterSecret::generate(),
     })
     .err()

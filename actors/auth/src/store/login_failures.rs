@@ -2,10 +2,9 @@
 //! per client address.
 
 use chrono::{DateTime, Utc};
-use emporium_bus::database::DbTx;
-use sqlx::Row;
+use emporium_store::{DbTx, Row};
 
-use super::{AuthStore, from_millis, millis, on_pool, on_tx};
+use super::{AuthStore, from_millis, millis};
 use crate::error::AuthError;
 
 /// What failures are counted by.
@@ -29,15 +28,7 @@ impl AuthStore {
     ) -> Result<(), AuthError> {
         const INSERT: &str =
             "INSERT INTO auth_login_failures (account_key, client_address, failed_at) VALUES (?, ?, ?)";
-        on_tx!(tx, |connection| {
-            sqlx::query(INSERT)
-                .bind(account_key)
-                .bind(address)
-                .bind(millis(at))
-                .execute(&mut *connection)
-                .await
-                .map(drop)?
-        });
+        sqlx::query(INSERT).bind(account_key).bind(address).bind(millis(at)).execute(tx.connection()).await?;
         Ok(())
     }
 
@@ -63,28 +54,23 @@ impl AuthStore {
             ),
         };
         let offset = i64::from(nth.max(1) - 1);
-        let found: Option<i64> = on_pool!(self.database, |pool| {
-            match sqlx::query(sql).bind(key).bind(millis(since)).bind(offset).fetch_optional(pool).await? {
-                Some(row) => Some(row.try_get("failed_at")?),
-                None => None,
-            }
-        });
+        let row =
+            sqlx::query(sql).bind(key).bind(millis(since)).bind(offset).fetch_optional(self.database.pool()).await?;
+        let found: Option<i64> = row.map(|row| row.try_get("failed_at")).transpose()?;
         Ok(found.map(from_millis))
     }
 
     /// Forgets the failures of `account_key` (after a successful sign-in).
     pub async fn clear_login_failures(&self, tx: &mut DbTx, account_key: &str) -> Result<(), AuthError> {
         const DELETE: &str = "DELETE FROM auth_login_failures WHERE account_key = ?";
-        on_tx!(tx, |connection| sqlx::query(DELETE).bind(account_key).execute(&mut *connection).await.map(drop)?);
+        sqlx::query(DELETE).bind(account_key).execute(tx.connection()).await?;
         Ok(())
     }
 
     /// Deletes failures older than `before` (housekeeping; no limit looks that far back).
     pub async fn purge_login_failures(&self, tx: &mut DbTx, before: DateTime<Utc>) -> Result<u64, AuthError> {
         const DELETE: &str = "DELETE FROM auth_login_failures WHERE failed_at < ?";
-        let deleted = on_tx!(tx, |connection| {
-            sqlx::query(DELETE).bind(millis(before)).execute(&mut *connection).await?.rows_affected()
-        });
-        Ok(deleted)
+        let deleted = sqlx::query(DELETE).bind(millis(before)).execute(tx.connection()).await?;
+        Ok(deleted.rows_affected())
     }
 }

@@ -1,10 +1,9 @@
 //! The `auth_refresh_tokens` table: hashed refresh tokens, their families and their fate.
 
 use chrono::{DateTime, Utc};
-use emporium_bus::database::DbTx;
-use sqlx::Row;
+use emporium_store::{AnyRow, DbTx, Row};
 
-use super::{AuthStore, from_millis, millis, on_pool, on_tx};
+use super::{AuthStore, from_millis, millis};
 use crate::error::AuthError;
 
 /// A refresh token as stored (never the token itself: its SHA-256).
@@ -31,14 +30,7 @@ pub struct RefreshRecord {
 const REFRESH_COLUMNS: &str =
     "token_hash, family_id, user_id, access_jti, issued_at, expires_at, rotated_at, revoked_at";
 
-fn refresh_from_row<'r, R>(row: &'r R) -> Result<RefreshRecord, sqlx::Error>
-where
-    R: Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn refresh_from_row(row: &AnyRow) -> Result<RefreshRecord, sqlx::Error> {
     let rotated_at: Option<i64> = row.try_get("rotated_at")?;
     let revoked_at: Option<i64> = row.try_get("revoked_at")?;
     Ok(RefreshRecord {
@@ -60,20 +52,17 @@ impl AuthStore {
         const INSERT: &str = "INSERT INTO auth_refresh_tokens \
             (token_hash, family_id, user_id, access_jti, issued_at, expires_at, rotated_at, revoked_at) \
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-        on_tx!(tx, |connection| {
-            sqlx::query(INSERT)
-                .bind(&record.token_hash)
-                .bind(&record.family_id)
-                .bind(&record.user_id)
-                .bind(&record.access_jti)
-                .bind(millis(record.issued_at))
-                .bind(millis(record.expires_at))
-                .bind(record.rotated_at.map(millis))
-                .bind(record.revoked_at.map(millis))
-                .execute(&mut *connection)
-                .await
-                .map(drop)?
-        });
+        sqlx::query(INSERT)
+            .bind(&record.token_hash)
+            .bind(&record.family_id)
+            .bind(&record.user_id)
+            .bind(&record.access_jti)
+            .bind(millis(record.issued_at))
+            .bind(millis(record.expires_at))
+            .bind(record.rotated_at.map(millis))
+            .bind(record.revoked_at.map(millis))
+            .execute(tx.connection())
+            .await?;
         Ok(())
     }
 
@@ -90,58 +79,43 @@ impl AuthStore {
         const UPDATE: &str = "UPDATE auth_refresh_tokens SET rotated_at = ? \
             WHERE token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?";
         let select = format!("SELECT {REFRESH_COLUMNS} FROM auth_refresh_tokens WHERE token_hash = ?");
-        let record = on_tx!(tx, |connection| {
-            let claimed = sqlx::query(UPDATE)
-                .bind(millis(now))
-                .bind(token_hash)
-                .bind(millis(now))
-                .execute(&mut *connection)
-                .await?
-                .rows_affected();
-            if claimed == 1 {
-                let row = sqlx::query(sqlx::AssertSqlSafe(select)).bind(token_hash).fetch_one(&mut *connection).await?;
-                Some(refresh_from_row(&row)?)
-            } else {
-                None
-            }
-        });
-        Ok(record)
+        let claimed = sqlx::query(UPDATE)
+            .bind(millis(now))
+            .bind(token_hash)
+            .bind(millis(now))
+            .execute(tx.connection())
+            .await?
+            .rows_affected();
+        if claimed != 1 {
+            return Ok(None);
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(select)).bind(token_hash).fetch_one(tx.connection()).await?;
+        Ok(Some(refresh_from_row(&row)?))
     }
 
     /// The token `token_hash`, whatever its state.
     #[tracing::instrument(skip_all)]
     pub async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthError> {
         let select = format!("SELECT {REFRESH_COLUMNS} FROM auth_refresh_tokens WHERE token_hash = ?");
-        let record = on_pool!(self.database, |pool| {
-            match sqlx::query(sqlx::AssertSqlSafe(select)).bind(token_hash).fetch_optional(pool).await? {
-                Some(row) => Some(refresh_from_row(&row)?),
-                None => None,
-            }
-        });
-        Ok(record)
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(select)).bind(token_hash).fetch_optional(self.database.pool()).await?;
+        Ok(row.as_ref().map(refresh_from_row).transpose()?)
     }
 
     /// Revokes every live token of `family_id`; answers how many.
     #[tracing::instrument(skip(self))]
     pub async fn revoke_family(&self, family_id: &str, now: DateTime<Utc>) -> Result<u64, AuthError> {
         const UPDATE: &str = "UPDATE auth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL";
-        let revoked = on_pool!(self.database, |pool| {
-            sqlx::query(UPDATE).bind(millis(now)).bind(family_id).execute(pool).await?.rows_affected()
-        });
-        Ok(revoked)
+        let revoked = sqlx::query(UPDATE).bind(millis(now)).bind(family_id).execute(self.database.pool()).await?;
+        Ok(revoked.rows_affected())
     }
 
     /// The family of the refresh token issued with access token `access_jti` of `user_id`.
     #[tracing::instrument(skip(self))]
     pub async fn family_of_access_token(&self, user_id: &str, access_jti: &str) -> Result<Option<String>, AuthError> {
         const SELECT: &str = "SELECT family_id FROM auth_refresh_tokens WHERE access_jti = ? AND user_id = ? LIMIT 1";
-        let family = on_pool!(self.database, |pool| {
-            match sqlx::query(SELECT).bind(access_jti).bind(user_id).fetch_optional(pool).await? {
-                Some(row) => Some(row.try_get::<String, _>("family_id")?),
-                None => None,
-            }
-        });
-        Ok(family)
+        let row = sqlx::query(SELECT).bind(access_jti).bind(user_id).fetch_optional(self.database.pool()).await?;
+        Ok(row.map(|row| row.try_get::<String, _>("family_id")).transpose()?)
     }
 
     /// Deletes the tokens of `user_id` that expired before `before` (housekeeping at sign-in).
@@ -152,9 +126,7 @@ impl AuthStore {
         before: DateTime<Utc>,
     ) -> Result<u64, AuthError> {
         const DELETE: &str = "DELETE FROM auth_refresh_tokens WHERE user_id = ? AND expires_at < ?";
-        let deleted = on_tx!(tx, |connection| {
-            sqlx::query(DELETE).bind(user_id).bind(millis(before)).execute(&mut *connection).await?.rows_affected()
-        });
-        Ok(deleted)
+        let deleted = sqlx::query(DELETE).bind(user_id).bind(millis(before)).execute(tx.connection()).await?;
+        Ok(deleted.rows_affected())
     }
 }

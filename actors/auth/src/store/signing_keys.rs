@@ -2,9 +2,9 @@
 //! any instance answers verifies the tokens of all.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use emporium_store::Row;
 
-use super::{AuthStore, from_millis, millis, on_pool};
+use super::{AuthStore, from_millis, millis};
 use crate::error::AuthError;
 
 /// A published public key.
@@ -27,15 +27,12 @@ impl AuthStore {
     pub async fn publish_signing_key(&self, kid: &str, x: &str, created_at: DateTime<Utc>) -> Result<(), AuthError> {
         const UPDATE: &str = "UPDATE auth_signing_keys SET retired_at = NULL WHERE kid = ?";
         const INSERT: &str = "INSERT INTO auth_signing_keys (kid, algorithm, public_key, created_at, retired_at) VALUES (?, 'EdDSA', ?, ?, NULL)";
-        let result: Result<(), sqlx::Error> = on_pool!(self.database, |pool| {
-            let updated = sqlx::query(UPDATE).bind(kid).execute(pool).await?.rows_affected();
-            if updated == 0 {
-                sqlx::query(INSERT).bind(kid).bind(x).bind(millis(created_at)).execute(pool).await.map(drop)
-            } else {
-                Ok(())
-            }
-        });
-        match result {
+        let pool = self.database.pool();
+        let updated = sqlx::query(UPDATE).bind(kid).execute(pool).await?.rows_affected();
+        if updated > 0 {
+            return Ok(());
+        }
+        match sqlx::query(INSERT).bind(kid).bind(x).bind(millis(created_at)).execute(pool).await.map(drop) {
             // Another instance published the same key in between: it is published.
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(()),
             other => Ok(other?),
@@ -46,7 +43,7 @@ impl AuthStore {
     #[tracing::instrument(skip(self))]
     pub async fn retire_signing_key(&self, kid: &str, at: DateTime<Utc>) -> Result<(), AuthError> {
         const UPDATE: &str = "UPDATE auth_signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL";
-        on_pool!(self.database, |pool| sqlx::query(UPDATE).bind(millis(at)).bind(kid).execute(pool).await.map(drop)?);
+        sqlx::query(UPDATE).bind(millis(at)).bind(kid).execute(self.database.pool()).await?;
         Ok(())
     }
 
@@ -55,10 +52,8 @@ impl AuthStore {
     #[tracing::instrument(skip(self))]
     pub async fn retire_other_signing_keys(&self, kid: &str, at: DateTime<Utc>) -> Result<u64, AuthError> {
         const UPDATE: &str = "UPDATE auth_signing_keys SET retired_at = ? WHERE kid <> ? AND retired_at IS NULL";
-        let retired = on_pool!(self.database, |pool| {
-            sqlx::query(UPDATE).bind(millis(at)).bind(kid).execute(pool).await?.rows_affected()
-        });
-        Ok(retired)
+        let retired = sqlx::query(UPDATE).bind(millis(at)).bind(kid).execute(self.database.pool()).await?;
+        Ok(retired.rows_affected())
     }
 
     /// The keys still signing or retired after `retired_after`, newest first.
@@ -66,20 +61,17 @@ impl AuthStore {
     pub async fn published_signing_keys(&self, retired_after: DateTime<Utc>) -> Result<Vec<PublishedKey>, AuthError> {
         const SELECT: &str = "SELECT kid, public_key, created_at, retired_at FROM auth_signing_keys \
             WHERE retired_at IS NULL OR retired_at > ? ORDER BY created_at DESC, kid";
-        let keys = on_pool!(self.database, |pool| {
-            let rows = sqlx::query(SELECT).bind(millis(retired_after)).fetch_all(pool).await?;
-            let mut keys = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let retired_at: Option<i64> = row.try_get("retired_at")?;
-                keys.push(PublishedKey {
-                    kid: row.try_get("kid")?,
-                    x: row.try_get("public_key")?,
-                    created_at: from_millis(row.try_get("created_at")?),
-                    retired_at: retired_at.map(from_millis),
-                });
-            }
-            keys
-        });
+        let rows = sqlx::query(SELECT).bind(millis(retired_after)).fetch_all(self.database.pool()).await?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let retired_at: Option<i64> = row.try_get("retired_at")?;
+            keys.push(PublishedKey {
+                kid: row.try_get("kid")?,
+                x: row.try_get("public_key")?,
+                created_at: from_millis(row.try_get("created_at")?),
+                retired_at: retired_at.map(from_millis),
+            });
+        }
         Ok(keys)
     }
 }

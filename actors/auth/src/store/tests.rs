@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
-use emporium_bus::database::Database;
 use emporium_contracts::identity::Role;
+use emporium_store::Database;
 
 use super::*;
 use crate::error::AuthError;
@@ -42,7 +42,7 @@ impl TestStore {
     }
 
     async fn migrated(database: Database, mysql_database: Option<String>, sqlite_path: Option<PathBuf>) -> TestStore {
-        database.migrate_bus().await.unwrap();
+        emporium_bus::migrate(&database).await.unwrap();
         let store = AuthStore::new(database);
         store.migrate().await.unwrap();
         store.migrate().await.expect("migrating twice is a no-op");
@@ -108,6 +108,12 @@ on_both_stores!(
     signing_keys_are_published_retired_and_republished,
     a_rolled_back_transaction_leaves_neither_the_user_nor_its_event,
 );
+
+#[test]
+fn the_migrations_are_ordered_within_the_auth_range() {
+    MIGRATIONS.check().unwrap();
+    assert!(MIGRATIONS.list.iter().all(|(version, ..)| (2_000_001..=2_999_999).contains(version)));
+}
 
 fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()

@@ -1,12 +1,11 @@
 //! The `auth_users` table.
 
 use chrono::{DateTime, Utc};
-use emporium_bus::database::DbTx;
 use emporium_contracts::auth::UserView;
 use emporium_contracts::identity::Role;
-use sqlx::Row;
+use emporium_store::{AnyRow, DbTx, Row};
 
-use super::{AuthStore, from_millis, millis, on_pool, on_tx};
+use super::{AuthStore, from_millis, millis};
 use crate::error::AuthError;
 use crate::validation::{LoginName, fold};
 
@@ -85,13 +84,7 @@ fn decode_roles(text: &str) -> Vec<Role> {
 
 const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, roles, created_at";
 
-fn user_from_row<'r, R>(row: &'r R) -> Result<UserRecord, sqlx::Error>
-where
-    R: Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn user_from_row(row: &AnyRow) -> Result<UserRecord, sqlx::Error> {
     let roles: String = row.try_get("roles")?;
     Ok(UserRecord {
         id: row.try_get("id")?,
@@ -129,21 +122,19 @@ impl AuthStore {
         const INSERT: &str = "INSERT INTO auth_users \
             (id, username, username_lower, email, email_lower, full_name, password_hash, roles, created_at) \
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        let result = on_tx!(tx, |connection| {
-            sqlx::query(INSERT)
-                .bind(&user.id)
-                .bind(&user.username)
-                .bind(fold(&user.username))
-                .bind(&user.email)
-                .bind(fold(&user.email))
-                .bind(&user.full_name)
-                .bind(&user.password_hash)
-                .bind(encode_roles(&user.roles))
-                .bind(millis(user.created_at))
-                .execute(&mut *connection)
-                .await
-                .map(drop)
-        });
+        let result = sqlx::query(INSERT)
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(fold(&user.username))
+            .bind(&user.email)
+            .bind(fold(&user.email))
+            .bind(&user.full_name)
+            .bind(&user.password_hash)
+            .bind(encode_roles(&user.roles))
+            .bind(millis(user.created_at))
+            .execute(tx.connection())
+            .await
+            .map(drop);
         result.map_err(|error| conflict_of(&error).unwrap_or(AuthError::Store(error)))
     }
 
@@ -153,12 +144,11 @@ impl AuthStore {
         const SELECT: &str =
             "SELECT username_lower, email_lower FROM auth_users WHERE username_lower = ? OR email_lower = ? LIMIT 2";
         let (username, email) = (fold(username), fold(email));
-        let taken: Vec<(String, String)> = on_pool!(self.database, |pool| {
-            let rows = sqlx::query(SELECT).bind(&username).bind(&email).fetch_all(pool).await?;
-            rows.iter()
-                .map(|row| Ok((row.try_get("username_lower")?, row.try_get("email_lower")?)))
-                .collect::<Result<_, sqlx::Error>>()?
-        });
+        let rows = sqlx::query(SELECT).bind(&username).bind(&email).fetch_all(self.database.pool()).await?;
+        let taken: Vec<(String, String)> = rows
+            .iter()
+            .map(|row| Ok((row.try_get("username_lower")?, row.try_get("email_lower")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
         if taken.iter().any(|(taken_username, _)| *taken_username == username) {
             return Ok(Some(AuthError::UsernameTaken));
         }
@@ -175,37 +165,23 @@ impl AuthStore {
             LoginName::Email(email) => (select_user_by("email_lower"), fold(email)),
             LoginName::Username(username) => (select_user_by("username_lower"), fold(username)),
         };
-        let user = on_pool!(self.database, |pool| {
-            match sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&key).fetch_optional(pool).await? {
-                Some(row) => Some(user_from_row(&row)?),
-                None => None,
-            }
-        });
-        Ok(user)
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&key).fetch_optional(self.database.pool()).await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
     }
 
     /// The account with id `user_id`.
     #[tracing::instrument(skip(self))]
     pub async fn find_user(&self, user_id: &str) -> Result<Option<UserRecord>, AuthError> {
         let sql = select_user_by("id");
-        let user = on_pool!(self.database, |pool| {
-            match sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_optional(pool).await? {
-                Some(row) => Some(user_from_row(&row)?),
-                None => None,
-            }
-        });
-        Ok(user)
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_optional(self.database.pool()).await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
     }
 
     /// The roles of `user_id` within `tx`, when the account exists.
     pub async fn user_roles_in(&self, tx: &mut DbTx, user_id: &str) -> Result<Option<Vec<Role>>, AuthError> {
         const SELECT: &str = "SELECT roles FROM auth_users WHERE id = ?";
-        let roles: Option<String> = on_tx!(tx, |connection| {
-            match sqlx::query(SELECT).bind(user_id).fetch_optional(&mut *connection).await? {
-                Some(row) => Some(row.try_get("roles")?),
-                None => None,
-            }
-        });
+        let row = sqlx::query(SELECT).bind(user_id).fetch_optional(tx.connection()).await?;
+        let roles: Option<String> = row.map(|row| row.try_get("roles")).transpose()?;
         Ok(roles.map(|roles| decode_roles(&roles)))
     }
 
@@ -213,9 +189,8 @@ impl AuthStore {
     #[tracing::instrument(skip(self))]
     pub async fn user_exists(&self, user_id: &str) -> Result<bool, AuthError> {
         const SELECT: &str = "SELECT 1 AS present FROM auth_users WHERE id = ?";
-        let found =
-            on_pool!(self.database, |pool| sqlx::query(SELECT).bind(user_id).fetch_optional(pool).await?.is_some());
-        Ok(found)
+        let found = sqlx::query(SELECT).bind(user_id).fetch_optional(self.database.pool()).await?;
+        Ok(found.is_some())
     }
 
     /// Whether any account holds the admin role.
@@ -225,21 +200,14 @@ impl AuthStore {
             encode_roles(&[Role::Admin]),
             encode_roles(&[Role::Customer, Role::Admin])
         );
-        let found = on_pool!(self.database, |pool| {
-            sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(pool).await?.is_some()
-        });
-        Ok(found)
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(self.database.pool()).await?;
+        Ok(found.is_some())
     }
 
     /// Replaces the password hash of `user_id` (re-hash with new parameters).
     pub async fn update_password_hash(&self, user_id: &str, password_hash: &str) -> Result<(), AuthError> {
         const UPDATE: &str = "UPDATE auth_users SET password_hash = ? WHERE id = ?";
-        on_pool!(self.database, |pool| sqlx::query(UPDATE)
-            .bind(password_hash)
-            .bind(user_id)
-            .execute(pool)
-            .await
-            .map(drop)?);
+        sqlx::query(UPDATE).bind(password_hash).bind(user_id).execute(self.database.pool()).await?;
         Ok(())
     }
 
@@ -251,11 +219,9 @@ impl AuthStore {
         const DELETE_FAILURES: &str = "DELETE FROM auth_login_failures WHERE account_key = ?";
         const DELETE_USER: &str = "DELETE FROM auth_users WHERE id = ?";
         let account_key = crate::throttle::account_key_of_user(user_id);
-        let deleted = on_tx!(tx, |connection| {
-            sqlx::query(DELETE_TOKENS).bind(user_id).execute(&mut *connection).await?;
-            sqlx::query(DELETE_FAILURES).bind(&account_key).execute(&mut *connection).await?;
-            sqlx::query(DELETE_USER).bind(user_id).execute(&mut *connection).await?.rows_affected()
-        });
+        sqlx::query(DELETE_TOKENS).bind(user_id).execute(tx.connection()).await?;
+        sqlx::query(DELETE_FAILURES).bind(&account_key).execute(tx.connection()).await?;
+        let deleted = sqlx::query(DELETE_USER).bind(user_id).execute(tx.connection()).await?.rows_affected();
         Ok(deleted > 0)
     }
 }

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use emporium_auth::{AuthOptions, Clock, PasswordHashing, SecretString};
-use emporium_bus::Database;
 use emporium_cluster::directory::Directory;
 use emporium_cluster::{Cluster, ClusterSecret, ServiceContext, ServiceHandle, Settings};
 use emporium_contracts::auth::{Jwks, LogIn, LoginRequest, RegisterRequest, RegisterUser, TokenPair, UserView};
 use emporium_contracts::identity::{Caller, Role};
 use emporium_contracts::{Request, ServiceError};
 use emporium_runtime::{CallMeta, LocalEndpoint, SupervisionTree};
+use emporium_store::Database;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::watch;

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use emporium_bus::Database;
 use emporium_contracts::money::{CURRENCIES, Money};
 use emporium_contracts::page::PageRequest;
 use emporium_contracts::product::{ProductSort, ProductView};
+use emporium_store::Database;
 use futures::future::BoxFuture;
 
 use crate::error::ProductError;

@@ -1,4 +1,4 @@
-//! The embedded catalog: SQLite through `emporium_bus::Database` (the node's
+//! The embedded catalog: SQLite through `emporium_store::Database` (the node's
 //! `<data dir>/product.db`), table `products` and its FTS5 text index `products_text`
 //! (`migrations/sqlite/`, versions `7_000_001..=7_999_999`).
 //!
@@ -11,27 +11,28 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use emporium_bus::Database;
-use emporium_bus::SqlMigration;
-use emporium_bus::database::Pool;
 use emporium_contracts::money::{Money, decimals_of};
 use emporium_contracts::product::{ProductSort, ProductView};
+use emporium_store::{AnyConnection, AnyRow, Database, Dialect, Migrations, Row};
 use futures::future::BoxFuture;
 use mongodb::bson::oid::ObjectId;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Arguments, Row, SqlitePool};
+use sqlx::Arguments;
+use sqlx::any::AnyArguments;
 
 use super::{ProductDraft, ProductQuery, ProductRepository, is_product_id, now_millis, scaled_amount, time_of_millis};
 use crate::error::ProductError;
 
 /// Migrations of the embedded catalog (SQLite only: the catalog has no MySQL store, and the
 /// store refuses a MySQL database before migrating).
-const MIGRATIONS: [SqlMigration; 1] = [(
-    7_000_001,
-    "product catalog",
-    "-- the product catalog has no MySQL store (MongoDB in production, SQLite embedded)",
-    include_str!("../../migrations/sqlite/7000001_products.sql"),
-)];
+const MIGRATIONS: Migrations = Migrations {
+    owner: "product",
+    list: &[(
+        7_000_001,
+        "product catalog",
+        "-- the product catalog has no MySQL store (MongoDB in production, SQLite embedded)",
+        include_str!("../../migrations/sqlite/7000001_products.sql"),
+    )],
+};
 
 const COLUMNS: &str =
     "id, sku, name, description, price_minor, currency, category, attributes, created_at_ms, updated_at_ms";
@@ -39,20 +40,18 @@ const COLUMNS: &str =
 /// The catalog in SQLite.
 pub struct SqliteProductStore {
     database: Database,
-    pool: SqlitePool,
 }
 
 impl SqliteProductStore {
     /// Migrates `database` (which must be SQLite) and answers the store on it.
     pub async fn open(database: Database) -> anyhow::Result<SqliteProductStore> {
-        let pool = match database.pool() {
-            Pool::Sqlite(pool) => pool.clone(),
-            Pool::MySql(_) => anyhow::bail!(
+        if database.dialect() != Dialect::Sqlite {
+            anyhow::bail!(
                 "the embedded product store is SQLite; give it the SQLite database <data dir>/product.db, not MySQL"
-            ),
-        };
+            );
+        }
         database.migrate(&MIGRATIONS).await.context("cannot migrate the embedded product store")?;
-        Ok(SqliteProductStore { database, pool })
+        Ok(SqliteProductStore { database })
     }
 }
 
@@ -61,7 +60,7 @@ fn is_sku_violation(error: &sqlx::Error) -> bool {
         if database_error.is_unique_violation() && database_error.message().contains("sku"))
 }
 
-fn view_of(row: &SqliteRow) -> Result<ProductView, ProductError> {
+fn view_of(row: &AnyRow) -> Result<ProductView, ProductError> {
     let id: String = row.try_get("id")?;
     let corrupt = |what: String| ProductError::Unexpected(anyhow::anyhow!("stored product {id}: {what}"));
     let currency: String = row.try_get("currency")?;
@@ -104,38 +103,51 @@ fn order_of(sort: ProductSort) -> &'static str {
     }
 }
 
-/// The `WHERE` clause of a list query (fixed fragments) and its arguments (the client's values).
-fn where_of(query: &ProductQuery) -> Result<(String, SqliteArguments), ProductError> {
-    let bind_failed = |error: sqlx::error::BoxDynError| {
-        ProductError::Unexpected(anyhow::anyhow!("cannot bind a list argument: {error}"))
-    };
+/// A value a list query binds: one of the client's, never SQL.
+#[derive(Debug, Clone, PartialEq)]
+enum ListValue {
+    Text(String),
+    Integer(i64),
+}
+
+/// The `WHERE` clause of a list query (fixed fragments) and its values (the client's).
+fn where_of(query: &ProductQuery) -> (String, Vec<ListValue>) {
     let mut conditions = Vec::new();
-    let mut arguments = SqliteArguments::default();
+    let mut values = Vec::new();
     if let Some(category) = &query.category {
         conditions.push("category = ?");
-        arguments.add(category.clone()).map_err(bind_failed)?;
+        values.push(ListValue::Text(category.clone()));
     }
     if !query.words.is_empty() {
         conditions.push("row_id IN (SELECT rowid FROM products_text WHERE products_text MATCH ?)");
-        arguments.add(match_expression(&query.words)).map_err(bind_failed)?;
+        values.push(ListValue::Text(match_expression(&query.words)));
     }
     if let Some(min) = query.min_price {
         conditions.push("price_scaled >= ?");
-        arguments.add(min).map_err(bind_failed)?;
+        values.push(ListValue::Integer(min));
     }
     if let Some(max) = query.max_price {
         conditions.push("price_scaled <= ?");
-        arguments.add(max).map_err(bind_failed)?;
+        values.push(ListValue::Integer(max));
     }
     let clause = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
-    Ok((clause, arguments))
+    (clause, values)
 }
 
-async fn insert_row(
-    connection: &mut sqlx::SqliteConnection,
-    draft: &ProductDraft,
-    now: i64,
-) -> Result<String, sqlx::Error> {
+/// The arguments of a statement that binds `values` in order.
+fn arguments_of(values: &[ListValue]) -> Result<AnyArguments, ProductError> {
+    let mut arguments = AnyArguments::default();
+    for value in values {
+        let added = match value {
+            ListValue::Text(text) => arguments.add(text.clone()),
+            ListValue::Integer(integer) => arguments.add(*integer),
+        };
+        added.map_err(|error| ProductError::Unexpected(anyhow::anyhow!("cannot bind a list argument: {error}")))?;
+    }
+    Ok(arguments)
+}
+
+async fn insert_row(connection: &mut AnyConnection, draft: &ProductDraft, now: i64) -> Result<String, sqlx::Error> {
     const INSERT: &str = "INSERT INTO products (id, sku, name, description, price_minor, price_scaled, currency, \
         category, attributes, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     let id = ObjectId::new().to_hex();
@@ -161,7 +173,7 @@ impl ProductRepository for SqliteProductStore {
     fn insert<'a>(&'a self, draft: &'a ProductDraft) -> BoxFuture<'a, Result<ProductView, ProductError>> {
         Box::pin(async move {
             let now = now_millis();
-            let mut connection = self.pool.acquire().await?;
+            let mut connection = self.database.pool().acquire().await?;
             match insert_row(&mut connection, draft, now).await {
                 Ok(id) => Ok(ProductView {
                     id,
@@ -186,8 +198,7 @@ impl ProductRepository for SqliteProductStore {
             let now = now_millis();
             let mut tx = self.database.begin().await?;
             for draft in drafts {
-                let connection = tx.sqlite().ok_or_else(|| anyhow::anyhow!("the product store is SQLite"))?;
-                match insert_row(connection, draft, now).await {
+                match insert_row(tx.connection(), draft, now).await {
                     Ok(_) => {}
                     Err(error) if is_sku_violation(&error) => return Err(ProductError::SkuTaken(draft.sku.clone())),
                     Err(error) => return Err(error.into()),
@@ -222,7 +233,7 @@ impl ProductRepository for SqliteProductStore {
                 .bind(attributes_text(draft)?)
                 .bind(now_millis())
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.database.pool())
                 .await;
             match updated {
                 Ok(Some(row)) => Ok(Some(view_of(&row)?)),
@@ -238,7 +249,8 @@ impl ProductRepository for SqliteProductStore {
             if !is_product_id(id) {
                 return Ok(false);
             }
-            let deleted = sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&self.pool).await?;
+            let deleted =
+                sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(self.database.pool()).await?;
             Ok(deleted.rows_affected() == 1)
         })
     }
@@ -249,7 +261,7 @@ impl ProductRepository for SqliteProductStore {
                 return Ok(None);
             }
             let select = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = ?"));
-            match sqlx::query(select).bind(id).fetch_optional(&self.pool).await? {
+            match sqlx::query(select).bind(id).fetch_optional(self.database.pool()).await? {
                 Some(row) => Ok(Some(view_of(&row)?)),
                 None => Ok(None),
             }
@@ -258,9 +270,10 @@ impl ProductRepository for SqliteProductStore {
 
     fn list<'a>(&'a self, query: &'a ProductQuery) -> BoxFuture<'a, Result<(Vec<ProductView>, u64), ProductError>> {
         Box::pin(async move {
-            let (clause, arguments) = where_of(query)?;
+            let (clause, values) = where_of(query);
             let count = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM products{clause}"));
-            let total: i64 = sqlx::query_scalar_with(count, arguments.clone()).fetch_one(&self.pool).await?;
+            let total: i64 =
+                sqlx::query_scalar_with(count, arguments_of(&values)?).fetch_one(self.database.pool()).await?;
             let total = total.max(0) as u64;
             if query.page.offset() >= total {
                 return Ok((Vec::new(), total));
@@ -271,7 +284,7 @@ impl ProductRepository for SqliteProductStore {
                 query.page.size,
                 query.page.offset()
             ));
-            let rows = sqlx::query_with(select, arguments).fetch_all(&self.pool).await?;
+            let rows = sqlx::query_with(select, arguments_of(&values)?).fetch_all(self.database.pool()).await?;
             let items = rows.iter().map(view_of).collect::<Result<Vec<_>, _>>()?;
             Ok((items, total))
         })
@@ -285,14 +298,15 @@ impl ProductRepository for SqliteProductStore {
             for sku in skus {
                 statement = statement.bind(sku);
             }
-            let rows = statement.fetch_all(&self.pool).await?;
+            let rows = statement.fetch_all(self.database.pool()).await?;
             rows.iter().map(view_of).collect()
         })
     }
 
     fn count(&self) -> BoxFuture<'_, Result<u64, ProductError>> {
         Box::pin(async move {
-            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&self.pool).await?;
+            let total: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(self.database.pool()).await?;
             Ok(total.max(0) as u64)
         })
     }
@@ -305,6 +319,12 @@ impl ProductRepository for SqliteProductStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrations_are_in_the_product_range() {
+        MIGRATIONS.check().unwrap();
+        assert!(MIGRATIONS.list.iter().all(|(version, ..)| (7_000_001..8_000_000).contains(version)));
+    }
 
     #[test]
     fn search_words_become_quoted_fts_strings() {

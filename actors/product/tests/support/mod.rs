@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_bus::Database;
 use emporium_cluster::{Cluster, ServiceContext, Settings};
 use emporium_contracts::identity::{Caller, Role};
 use emporium_contracts::product::{CreateProduct, ProductRequest, ProductView};
 use emporium_contracts::{Request, ServiceError};
 use emporium_product::{ProductOptions, ProductStore, ProductStoreConfig};
 use emporium_runtime::{CallMeta, LocalEndpoint};
+use emporium_store::Database;
 use tokio::sync::watch;
 
 /// Where a test's catalog lives; dropped at the end.
