@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use emporium_store::Database;
 use emporium_cluster::node::Readiness;
 use emporium_product::{ProductStore, ProductStoreConfig};
+use emporium_store::Database;
 use parking_lot::Mutex;
 
 /// The SQL database of `service`.

@@ -181,7 +181,7 @@ impl Node {
             options.env_overrides.clone(),
             options.settings_schema.clone(),
         )
-            .map_err(NodeError::Start)?;
+        .map_err(NodeError::Start)?;
         let settings = live_config.current();
         let tree = SupervisionTree::new(&options.node_id, 256, settings.supervision.flight_recorder_len);
         let cluster = Cluster::new(&options.node_id, Directory::new(), options.secret.clone());

@@ -116,11 +116,8 @@ impl SettingsSchema {
             match self.sections.iter().find(|section| section.name == name) {
                 Some(section) => section.check(value)?,
                 None => {
-                    let known: Vec<&str> = NODE_SECTIONS
-                        .iter()
-                        .copied()
-                        .chain(self.sections.iter().map(|section| section.name))
-                        .collect();
+                    let known: Vec<&str> =
+                        NODE_SECTIONS.iter().copied().chain(self.sections.iter().map(|section| section.name)).collect();
                     return Err(format!("unknown section [{name}] (known: {})", known.join(", ")));
                 }
             }
@@ -543,23 +540,25 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let error = Settings::from_toml(table("[registry]\nlease_milis = 3000\n"), &SettingsSchema::default()).unwrap_err();
+        let error =
+            Settings::from_toml(table("[registry]\nlease_milis = 3000\n"), &SettingsSchema::default()).unwrap_err();
         assert!(error.contains("lease_milis"), "{error}");
-        let error = Settings::from_toml(table("[resilience.inventory]\ntimeout = 3\n"), &SettingsSchema::default()).unwrap_err();
+        let error = Settings::from_toml(table("[resilience.inventory]\ntimeout = 3\n"), &SettingsSchema::default())
+            .unwrap_err();
         assert!(error.contains("timeout"), "{error}");
     }
 
     #[test]
     fn invalid_values_are_rejected() {
-        let error = Settings::from_toml(table("[registry]\nlease_millis = 500\n"), &SettingsSchema::default()).unwrap_err();
+        let error =
+            Settings::from_toml(table("[registry]\nlease_millis = 500\n"), &SettingsSchema::default()).unwrap_err();
         assert!(error.contains("lease_millis"), "{error}");
     }
 
     #[test]
     fn call_sites_inherit_the_default() {
-        let settings = Settings::from_toml(table(
-            "[resilience.default]\nmax_retries = 4\n[resilience.inventory]\ntimeout_millis = 300\n",
-            ),
+        let settings = Settings::from_toml(
+            table("[resilience.default]\nmax_retries = 4\n[resilience.inventory]\ntimeout_millis = 300\n"),
             &SettingsSchema::default(),
         )
         .unwrap();

@@ -176,8 +176,21 @@ async fn scenario(kind: &str) {
     assert_eq!((error.http_status(), error.code.as_str()), (422, "unknown_sku"));
     let error = shop.ask(place("u1", None, &[("PEN-1", 0)])).await.unwrap_err();
     assert_eq!(error.code, "invalid_quantity");
-    let held = shop.ask(GetStock { sku: "PEN-1".into() }).await.unwrap();
-    assert_eq!((held.available, held.reserved), (5, 5));
+    // The losing same-key requests release their reservations in the background: wait for
+    // the stock to settle instead of reading it once.
+    let started = std::time::Instant::now();
+    loop {
+        let held = shop.ask(GetStock { sku: "PEN-1".into() }).await.unwrap();
+        if (held.available, held.reserved) == (5, 5) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "stock never settled: {:?}",
+            (held.available, held.reserved)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 
     // Payment outcomes: confirmed once, even when delivered twice; a late failure changes nothing.
     let succeeded = PaymentSucceeded {

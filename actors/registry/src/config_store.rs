@@ -358,7 +358,10 @@ mod tests {
         {
             assert!(matches!(store.document(service, profile), Err(RegistryError::InvalidName(_))), "{service}");
         }
-        assert!(matches!(ConfigStore::load(dir.path(), "../x", SettingsSchema::default()), Err(RegistryError::InvalidName(_))));
+        assert!(matches!(
+            ConfigStore::load(dir.path(), "../x", SettingsSchema::default()),
+            Err(RegistryError::InvalidName(_))
+        ));
     }
 
     #[test]

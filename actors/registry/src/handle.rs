@@ -39,7 +39,8 @@ pub struct Registry {
 pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
     anyhow::ensure!(actix::System::try_current().is_some(), "the registry must start inside a running actix system");
     // The error already names the file, the line and the key: keep it one line as it is.
-    let store = ConfigStore::load(&options.config_dir, &options.profile, options.schema.clone()).map_err(anyhow::Error::new)?;
+    let store =
+        ConfigStore::load(&options.config_dir, &options.profile, options.schema.clone()).map_err(anyhow::Error::new)?;
     let settings = Arc::new(RwLock::new(store.settings().clone()));
     let addr = RegistryActor::new(store, settings.clone()).start();
     Ok(Registry { addr, secret: options.secret, settings })
