@@ -143,6 +143,7 @@ fn service_context() -> ServiceContext {
         cluster: Cluster::new("bench", Directory::new(), ClusterSecret::generate()),
         settings: settings_rx,
         arbiter: actix::Arbiter::current(),
+        lifecycle: emporium_cluster::Lifecycle::new(),
     }
 }
 

@@ -1,9 +1,12 @@
 //! What a service's `start` receives and what it gives back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::ArbiterHandle;
-use emporium_runtime::{LocalEndpoint, ServiceGroup, ServiceSupervision, SupervisionTree};
+use emporium_runtime::{LocalEndpoint, ServiceGroup, ServiceSupervision, SupervisionTree, TaskContext, TaskHandle};
+use futures::future::LocalBoxFuture;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::service_ref::{Cluster, ServiceRef};
@@ -24,6 +27,8 @@ pub struct ServiceContext {
     pub settings: watch::Receiver<Arc<Settings>>,
     /// The arbiter this service's actors run on.
     pub arbiter: ArbiterHandle,
+    /// The node's stop signal and the tasks it waits for at shutdown.
+    pub lifecycle: Lifecycle,
 }
 
 impl ServiceContext {
@@ -33,7 +38,26 @@ impl ServiceContext {
     pub fn standalone(node_id: &str, settings: watch::Receiver<Arc<Settings>>) -> ServiceContext {
         let tree = SupervisionTree::new(node_id, 256, settings.borrow().supervision.flight_recorder_len);
         let cluster = Cluster::new(node_id, crate::directory::Directory::new(), crate::ClusterSecret::generate());
-        ServiceContext { node_id: node_id.to_string(), tree, cluster, settings, arbiter: actix::Arbiter::current() }
+        ServiceContext {
+            node_id: node_id.to_string(),
+            tree,
+            cluster,
+            settings,
+            arbiter: actix::Arbiter::current(),
+            lifecycle: Lifecycle::new(),
+        }
+    }
+
+    /// Starts a long-running loop (a relay's driver, an expiry sweep, a key refresher) as a
+    /// supervised child of `group`, stopped by the node's stop signal and waited for at
+    /// shutdown (see [`emporium_runtime::task`]).
+    pub fn spawn_task<F>(&self, group: &mut ServiceGroup, name: &str, factory: F) -> TaskHandle
+    where
+        F: Fn(TaskContext) -> LocalBoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+    {
+        let handle = group.spawn_task(name, self.lifecycle.stop_receiver(), factory);
+        self.lifecycle.track(handle.clone());
+        handle
     }
 
     /// Starts building the supervision group of `service` with the configured policy.
@@ -69,5 +93,55 @@ impl ServiceHandle {
     pub fn keep(mut self, resource: impl std::any::Any) -> Self {
         self.resources.push(Box::new(resource));
         self
+    }
+}
+
+/// A node's stop signal and the supervised tasks that must end before the node does. Cloned
+/// into every [`ServiceContext`]; the node turns the signal on at shutdown and waits, within
+/// its drain bound, for every tracked task to return.
+#[derive(Clone)]
+pub struct Lifecycle {
+    stop_tx: Arc<watch::Sender<bool>>,
+    tasks: Arc<Mutex<Vec<TaskHandle>>>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle::new()
+    }
+}
+
+impl Lifecycle {
+    /// A lifecycle that is not stopping and tracks no task.
+    pub fn new() -> Lifecycle {
+        let (stop_tx, _) = watch::channel(false);
+        Lifecycle { stop_tx: Arc::new(stop_tx), tasks: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    /// The stop signal: turns true once, at shutdown.
+    pub fn stop_receiver(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// Whether the stop signal is on.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop_tx.borrow()
+    }
+
+    /// Waits for `task` at shutdown.
+    pub fn track(&self, task: TaskHandle) {
+        self.tasks.lock().push(task);
+    }
+
+    /// Turns the stop signal on and waits up to `within` for every tracked task to end;
+    /// answers the paths of those still running then.
+    pub async fn stop(&self, within: Duration) -> Vec<String> {
+        self.stop_tx.send_replace(true);
+        let tasks = self.tasks.lock().clone();
+        let all_stopped = futures::future::join_all(tasks.iter().map(TaskHandle::wait_stopped));
+        if tokio::time::timeout(within, all_stopped).await.is_ok() {
+            return Vec::new();
+        }
+        tasks.iter().filter(|task| !task.is_stopped()).map(|task| task.monitor.path().to_string()).collect()
     }
 }

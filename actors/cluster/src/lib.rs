@@ -30,7 +30,7 @@ pub mod telemetry;
 pub mod transport;
 pub mod watcher;
 
-pub use context::{ServiceContext, ServiceHandle};
+pub use context::{Lifecycle, ServiceContext, ServiceHandle};
 pub use credential::ClusterSecret;
 pub use node::{Node, NodeError, NodeOptions};
 pub use service_ref::{Cluster, ServiceRef};

@@ -13,12 +13,12 @@ use actix_web::dev::Service;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use emporium_contracts::registry::{InstanceStatus, RegisterInstance};
 use emporium_contracts::{ErrorKind, ServiceError};
-use emporium_runtime::{ServiceHealth, SupervisionTree};
+use emporium_runtime::{ServiceGroup, ServiceHealth, ServiceSupervision, SupervisionTree, TaskContext, TaskHandle};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::context::{ServiceContext, ServiceHandle};
+use crate::context::{Lifecycle, ServiceContext, ServiceHandle};
 use crate::credential::ClusterSecret;
 use crate::directory::Directory;
 use crate::live_config::LiveConfig;
@@ -158,7 +158,13 @@ pub struct Node {
     config_version_tx: watch::Sender<u64>,
     shutdown_hooks: Vec<ShutdownHook>,
     service_resources: Vec<Box<dyn std::any::Any>>,
+    lifecycle: Lifecycle,
+    node_group: Option<ServiceGroup>,
+    node_supervision: Option<ServiceSupervision>,
 }
+
+/// The supervision group of the node's own tasks.
+pub const NODE_GROUP: &str = "node";
 
 impl Node {
     /// Binds the cluster listener and prepares the node. Must run inside an actix System.
@@ -203,6 +209,9 @@ impl Node {
             config_version_tx,
             shutdown_hooks: Vec::new(),
             service_resources: Vec::new(),
+            lifecycle: Lifecycle::new(),
+            node_group: None,
+            node_supervision: None,
         })
     }
 
@@ -252,7 +261,28 @@ impl Node {
             cluster: self.cluster.clone(),
             settings: self.live_config.subscribe(),
             arbiter: handle,
+            lifecycle: self.lifecycle.clone(),
         }
+    }
+
+    /// The node's stop signal and the tasks it waits for at shutdown.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Starts a node-level loop (a store monitor, a broker watcher) as a supervised task of
+    /// the node's own group (`node/<name>` in the supervision tree), stopped at shutdown.
+    pub fn spawn_node_task<F>(&mut self, name: &str, factory: F) -> TaskHandle
+    where
+        F: Fn(TaskContext) -> futures::future::LocalBoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+    {
+        if self.node_group.is_none() {
+            let context = self.service_context();
+            self.node_group = Some(context.group(NODE_GROUP));
+        }
+        let context = self.service_context();
+        let group = self.node_group.as_mut().expect("created above");
+        context.spawn_task(group, name, factory)
     }
 
     /// Adds a started service: reachable locally and remotely, registered as an instance.
@@ -307,7 +337,10 @@ impl Node {
     }
 
     /// Serves until `shutdown` resolves, then fails readiness, deregisters, drains and returns.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+        if let Some(group) = self.node_group.take() {
+            self.node_supervision = Some(group.finish());
+        }
         let settings = self.live_config.current();
         let telemetry = self.telemetry.clone();
         let call_sites_cluster = self.cluster.clone();
@@ -410,8 +443,13 @@ impl Node {
         for hook in self.shutdown_hooks {
             hook().await;
         }
-        // Relays and consumers stop when their handles drop.
+        let still_running = self.lifecycle.stop(self.options.drain_timeout).await;
+        if !still_running.is_empty() {
+            tracing::warn!(tasks = %still_running.join(", "), "tasks still running after the drain bound");
+        }
+        // Whatever else services keep (relays, consumers) stops when dropped.
         drop(self.service_resources);
+        drop(self.node_supervision);
         watcher.abort();
         config_follower.abort();
         gauges.abort();

@@ -47,6 +47,7 @@ pub fn service_context(node_id: &str) -> ServiceContext {
         cluster: Cluster::new(node_id, Directory::new(), ClusterSecret::generate()),
         settings: settings_rx,
         arbiter: actix::Arbiter::current(),
+        lifecycle: emporium_cluster::Lifecycle::new(),
     }
 }
 
