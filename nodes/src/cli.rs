@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::roles::Role;
+use crate::services::{RoleList, parse_roles};
 
 /// Starts an Emporium node.
 #[derive(Debug, Parser)]
@@ -14,7 +14,7 @@ use crate::roles::Role;
 pub struct Cli {
     /// Comma-separated roles: registry, gateway, auth, product, inventory, order, payment,
     /// notification, all.
-    #[arg(long, env = "EMPORIUM_ROLE", default_value = "all", value_parser = Role::parse_list)]
+    #[arg(long, env = "EMPORIUM_ROLE", default_value = "all", value_parser = parse_roles)]
     pub role: RoleList,
     /// The configuration repository (read by the registry role).
     #[arg(long, env = "EMPORIUM_CONFIG_DIR", default_value = "config")]
@@ -54,10 +54,6 @@ pub enum Command {
     /// --data-dir, or EMPORIUM_MONGODB_URL and EMPORIUM_MYSQL_URL), then exits.
     Seed,
 }
-
-/// The parsed `--role` value.
-#[derive(Debug, Clone)]
-pub struct RoleList(pub Vec<Role>);
 
 impl Cli {
     /// Parses the command line; a bad flag gives one clear line on stderr and a non-zero code.

@@ -1,12 +1,10 @@
-//! `emporium`: one binary, one node. It parses flags, sets up telemetry, wires the requested
-//! roles to their services and runs until SIGTERM or Ctrl-C.
+//! `emporium`: one binary, one node. It parses flags, sets up telemetry, starts the services
+//! of the requested roles and runs until SIGTERM or Ctrl-C.
 
 mod cli;
-mod roles;
 mod run;
 mod seed;
-mod stores;
-mod wiring;
+mod services;
 
 use std::process::ExitCode;
 

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use emporium_cluster::{ClusterSecret, Node, NodeOptions, Telemetry};
+use emporium_cluster::service::{Environment, NodePaths};
+use emporium_cluster::{ClusterSecret, Node, NodeOptions, NodeSetup, Telemetry};
 
 use crate::cli::Cli;
-use crate::roles::Role;
-use crate::wiring::Wiring;
+use crate::services;
 
 fn generated_node_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -16,12 +16,8 @@ fn generated_node_id() -> String {
 
 /// Runs one node with the roles of `cli` until SIGTERM or Ctrl-C.
 pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let env_overrides: Vec<(String, String)> = env
-        .iter()
-        .filter(|(name, _)| name.starts_with(emporium_cluster::settings::ENV_OVERRIDE_PREFIX))
-        .cloned()
-        .collect();
+    let environment = Environment::new(std::env::vars().collect());
+    let env_overrides = environment.config_overrides();
     let initial_level = env_overrides
         .iter()
         .find(|(name, _)| name == "EMPORIUM__LOG__LEVEL")
@@ -29,7 +25,8 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
     let telemetry = Telemetry::init(initial_level).map_err(anyhow::Error::msg)?;
 
     let roles = cli.role.0.clone();
-    let has_registry = roles.contains(&Role::Registry);
+    let catalog = services::catalog();
+    let has_registry = roles.contains(&"registry");
     let registry_urls = if !cli.registry.is_empty() {
         cli.registry.clone()
     } else if has_registry {
@@ -37,9 +34,9 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
     } else {
         vec!["http://127.0.0.1:8761".to_string()]
     };
-    let secret = match std::env::var("EMPORIUM_CLUSTER_SECRET") {
-        Ok(secret) if !secret.is_empty() => ClusterSecret::new(secret).map_err(anyhow::Error::msg)?,
-        _ => {
+    let secret = match environment.secret("EMPORIUM_CLUSTER_SECRET")? {
+        Some(secret) => ClusterSecret::new(secret).map_err(anyhow::Error::msg)?,
+        None => {
             if !registry_urls.is_empty() {
                 tracing::warn!(
                     "EMPORIUM_CLUSTER_SECRET is unset: this node made up its own secret, so the registry and other nodes will refuse it"
@@ -57,7 +54,7 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
     });
     let options = NodeOptions {
         node_id: cli.node_id.clone().unwrap_or_else(generated_node_id),
-        roles: roles.iter().map(|role| role.name().to_string()).collect(),
+        roles: roles.iter().map(|role| role.to_string()).collect(),
         listen,
         advertise: cli.advertise.clone(),
         registry_urls,
@@ -66,17 +63,19 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         env_overrides,
         version: env!("CARGO_PKG_VERSION").to_string(),
         drain_timeout: Duration::from_secs(10),
-        settings_schema: Default::default(),
+        settings_schema: catalog.settings_schema(),
     };
-    let mut node = Node::bind(options, telemetry)?;
+    let node = Node::bind(options, telemetry)?;
     if !has_registry {
         node.prefetch_config(Duration::from_secs(1)).await;
     }
-    let mut wiring = Wiring::new(&cli, env, secret);
-    for role in &roles {
-        wiring.start(&mut node, *role).await?;
-    }
-    wiring.finish(&node, has_registry);
+    let paths = NodePaths {
+        data_dir: cli.data_dir.clone(),
+        config_dir: cli.config_dir.clone(),
+        profile: cli.profile.clone(),
+        http: cli.http,
+    };
+    let node = NodeSetup::new(node, catalog, roles, paths, environment).start_all().await?;
     node.run(shutdown_signal()).await?;
     Ok(())
 }

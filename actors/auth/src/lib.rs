@@ -39,6 +39,7 @@
 
 pub mod access_token;
 mod accounts;
+mod definition;
 pub mod error;
 mod key_files;
 pub mod keys;
@@ -47,12 +48,14 @@ pub mod password;
 pub mod routes;
 pub mod secret;
 mod service;
+pub mod settings;
 mod shared;
 mod store;
 mod throttle;
 mod tokens;
 pub mod validation;
 
+pub use definition::definition;
 pub use error::AuthError;
 pub use keys::SigningKeySource;
 pub use options::{AuthOptions, Clock, LoginLimits};
@@ -60,3 +63,4 @@ pub use password::PasswordHashing;
 pub use routes::{openapi, routes};
 pub use secret::SecretString;
 pub use service::{ADMIN_EMAIL, ADMIN_USERNAME, start};
+pub use settings::AuthSettings;

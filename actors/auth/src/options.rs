@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use chrono::{DateTime, Utc};
 use emporium_bus::Bus;
 use emporium_store::Database;
@@ -15,10 +14,8 @@ use crate::keys::SigningKeySource;
 use crate::password::PasswordHashing;
 use crate::secret::SecretString;
 
-/// The signing key as a PKCS#8 PEM.
+/// The signing key as a PKCS#8 PEM (or `EMPORIUM_JWT_PRIVATE_KEY_FILE`, a file holding it).
 pub const ENV_JWT_PRIVATE_KEY: &str = "EMPORIUM_JWT_PRIVATE_KEY";
-/// A file holding the signing key as a PKCS#8 PEM.
-pub const ENV_JWT_PRIVATE_KEY_FILE: &str = "EMPORIUM_JWT_PRIVATE_KEY_FILE";
 /// The bootstrap admin's password, used on the first start only.
 pub const ENV_ADMIN_PASSWORD: &str = "EMPORIUM_ADMIN_PASSWORD";
 
@@ -87,28 +84,6 @@ impl AuthOptions {
             bus: None,
             clock: Clock::system(),
         }
-    }
-
-    /// Reads the secrets from `env` (the node passes the process environment):
-    /// [`ENV_JWT_PRIVATE_KEY`] or [`ENV_JWT_PRIVATE_KEY_FILE`] (not both) for the signing key,
-    /// [`ENV_ADMIN_PASSWORD`] for the bootstrap admin. Empty values count as unset.
-    pub fn with_env(mut self, env: &[(String, String)]) -> anyhow::Result<AuthOptions> {
-        let lookup = |name: &str| {
-            env.iter()
-                .rev()
-                .find(|(key, value)| key == name && !value.trim().is_empty())
-                .map(|(_, value)| value.clone())
-        };
-        match (lookup(ENV_JWT_PRIVATE_KEY), lookup(ENV_JWT_PRIVATE_KEY_FILE)) {
-            (Some(_), Some(_)) => bail!("set {ENV_JWT_PRIVATE_KEY} or {ENV_JWT_PRIVATE_KEY_FILE}, not both"),
-            (Some(pem), None) => self.signing_key = SigningKeySource::Pem(SecretString::new(pem)),
-            (None, Some(path)) => self.signing_key = SigningKeySource::File(PathBuf::from(path)),
-            (None, None) => {}
-        }
-        if let Some(password) = lookup(ENV_ADMIN_PASSWORD) {
-            self.admin_password = Some(SecretString::new(password));
-        }
-        Ok(self)
     }
 
     /// How long a retired signing key keeps verifying: the access token lifetime plus a minute
@@ -192,10 +167,6 @@ impl Clock {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
-    }
-
     async fn sqlite_options() -> AuthOptions {
         let path = std::env::temp_dir().join(format!("auth-options-{}.db", uuid::Uuid::new_v4()));
         let database = Database::open_sqlite_file(&path).await.unwrap();
@@ -204,7 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn defaults_generate_the_key_under_the_data_dir() {
-        let options = sqlite_options().await.with_env(&[]).unwrap();
+        let options = sqlite_options().await;
         assert!(
             matches!(&options.signing_key, SigningKeySource::Generated { dir } if dir == Path::new("/var/lib/emporium/auth/keys"))
         );
@@ -214,26 +185,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_environment_names_the_key_and_the_admin_password_and_never_prints_them() {
-        let options = sqlite_options()
-            .await
-            .with_env(&env(&[
-                (ENV_JWT_PRIVATE_KEY, "-----BEGIN PRIVATE KEY-----"),
-                (ENV_ADMIN_PASSWORD, "s3cret-pass"),
-            ]))
-            .unwrap();
-        assert!(matches!(options.signing_key, SigningKeySource::Pem(_)));
-        assert_eq!(options.admin_password.as_ref().unwrap().expose(), "s3cret-pass");
+    async fn the_key_and_the_admin_password_are_never_printed() {
+        let mut options = sqlite_options().await;
+        options.signing_key = SigningKeySource::Pem(SecretString::new("-----BEGIN PRIVATE KEY-----".to_string()));
+        options.admin_password = Some(SecretString::new("s3cret-pass".to_string()));
         let printed = format!("{options:?}");
         assert!(!printed.contains("s3cret") && !printed.contains("BEGIN"), "{printed}");
-
-        let from_file =
-            sqlite_options().await.with_env(&env(&[(ENV_JWT_PRIVATE_KEY_FILE, "/run/secrets/jwt.pem")])).unwrap();
-        assert!(
-            matches!(&from_file.signing_key, SigningKeySource::File(path) if path == Path::new("/run/secrets/jwt.pem"))
-        );
-        let both = from_file.with_env(&env(&[(ENV_JWT_PRIVATE_KEY, "x"), (ENV_JWT_PRIVATE_KEY_FILE, "y")]));
-        assert!(both.unwrap_err().to_string().contains("not both"));
     }
 
     #[test]

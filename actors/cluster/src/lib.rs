@@ -10,6 +10,8 @@
 //! - [`credential`]: the cluster secret.
 //! - [`node`]: a node's life, its listener and its health, metrics and supervision routes.
 //! - [`edge`]: helpers for services' public HTTP routes (errors, caller, request context).
+//! - [`service`]: how a service declares itself ([`ServiceDefinition`]) and what its start
+//!   function gets from the node ([`NodeSetup`]).
 //! - [`context`]: what a service's `start` receives ([`ServiceContext`]) and returns.
 //! - [`telemetry`]: JSON logs and Prometheus metrics.
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@ pub mod live_config;
 pub mod membership;
 pub mod node;
 pub mod registry_client;
+pub mod service;
 pub mod service_ref;
 pub mod settings;
 pub mod telemetry;
@@ -33,6 +36,7 @@ pub mod watcher;
 pub use context::{Lifecycle, ServiceContext, ServiceHandle};
 pub use credential::ClusterSecret;
 pub use node::{Node, NodeError, NodeOptions};
+pub use service::{NodeSetup, ServiceCatalog, ServiceDefinition};
 pub use service_ref::{Cluster, ServiceRef};
 pub use settings::Settings;
 pub use telemetry::Telemetry;

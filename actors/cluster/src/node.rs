@@ -225,6 +225,16 @@ impl Node {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The cluster credential.
+    pub fn secret(&self) -> &ClusterSecret {
+        &self.options.secret
+    }
+
+    /// The configuration sections this node knows.
+    pub fn settings_schema(&self) -> &crate::settings::SettingsSchema {
+        &self.options.settings_schema
+    }
+
     /// The cluster view.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster

@@ -9,6 +9,7 @@
 //! Messages: `emporium_contracts::echo`.
 #![warn(missing_docs)]
 
+mod definition;
 pub mod probe;
 pub mod routes;
 pub mod worker;
@@ -20,6 +21,7 @@ use emporium_contracts::echo::{
 };
 use emporium_runtime::LocalEndpoint;
 
+pub use definition::{definition, probe_definition};
 pub use routes::{openapi, routes};
 
 /// Starts the echo service under its supervisor.

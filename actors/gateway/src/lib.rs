@@ -16,11 +16,15 @@
 #![warn(missing_docs)]
 
 pub mod active_users;
+mod definition;
 pub mod error;
 pub mod key_refresher;
 pub mod messages;
 pub mod middleware;
 pub mod server;
+pub mod settings;
 pub mod verifier;
 
+pub use definition::definition;
 pub use server::{GatewayOptions, start};
+pub use settings::GatewaySettings;

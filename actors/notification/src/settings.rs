@@ -1,18 +1,85 @@
-//! The notification service's settings: where to send email ([`SmtpSettings`], from
-//! `EMPORIUM_SMTP_URL`), who it is from (`EMPORIUM_SMTP_FROM`), and how hard to try
+//! The notification service's settings: where to send email ([`SmtpSettings`], the secret
+//! `EMPORIUM_SMTP_URL`), and the `[notification]` section of the configuration
+//! ([`NotificationSettings`]): who emails are from and how hard delivery tries
 //! ([`DeliverySettings`]).
 
 use std::fmt;
 use std::time::Duration;
 
+use emporium_cluster::settings::ServiceSettings;
+use serde::{Deserialize, Serialize};
+
 use crate::error::NotificationError;
 
-/// The variable that names the SMTP server.
+/// The secret that names the SMTP server (or `EMPORIUM_SMTP_URL_FILE`).
 pub const SMTP_URL_VAR: &str = "EMPORIUM_SMTP_URL";
-/// The variable that names the sender of every email.
-pub const SMTP_FROM_VAR: &str = "EMPORIUM_SMTP_FROM";
-/// The sender when [`SMTP_FROM_VAR`] is unset.
+/// The sender when `notification.from_address` is not configured.
 pub const DEFAULT_FROM_ADDRESS: &str = "Emporium <no-reply@emporium.local>";
+
+/// The `[notification]` section; read when the service starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// The sender of every email (`Emporium <no-reply@emporium.local>`).
+    pub from_address: String,
+    /// Sends tried per notification before it is `FAILED` (6).
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, in milliseconds (1 s); it doubles per attempt.
+    pub first_retry_delay_millis: u64,
+    /// Longest wait between attempts, in milliseconds (60 s).
+    pub max_retry_delay_millis: u64,
+    /// How often the mailer looks for due notifications when nothing woke it (1 s).
+    pub poll_interval_millis: u64,
+    /// Longest one SMTP exchange may take, in milliseconds (15 s).
+    pub send_timeout_millis: u64,
+    /// Notifications taken per delivery round (50).
+    pub batch_size: u32,
+    /// Sends in flight at once within a round (4).
+    pub max_concurrent_sends: usize,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        let delivery = DeliverySettings::default();
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        NotificationSettings {
+            from_address: DEFAULT_FROM_ADDRESS.to_string(),
+            max_attempts: delivery.max_attempts,
+            first_retry_delay_millis: millis(delivery.first_retry_delay),
+            max_retry_delay_millis: millis(delivery.max_retry_delay),
+            poll_interval_millis: millis(delivery.poll_interval),
+            send_timeout_millis: millis(delivery.send_timeout),
+            batch_size: delivery.batch_size,
+            max_concurrent_sends: delivery.max_concurrent_sends,
+        }
+    }
+}
+
+impl NotificationSettings {
+    /// The mailer's delivery settings.
+    pub fn delivery(&self) -> DeliverySettings {
+        DeliverySettings {
+            max_attempts: self.max_attempts,
+            first_retry_delay: Duration::from_millis(self.first_retry_delay_millis),
+            max_retry_delay: Duration::from_millis(self.max_retry_delay_millis),
+            poll_interval: Duration::from_millis(self.poll_interval_millis),
+            send_timeout: Duration::from_millis(self.send_timeout_millis),
+            batch_size: self.batch_size,
+            max_concurrent_sends: self.max_concurrent_sends,
+        }
+    }
+}
+
+impl ServiceSettings for NotificationSettings {
+    const SECTION: &'static str = "notification";
+
+    fn validate(&self) -> Result<(), String> {
+        if self.from_address.trim().is_empty() {
+            return Err("from_address must not be empty".to_string());
+        }
+        self.delivery().validate().map_err(|error| error.to_string())
+    }
+}
 
 /// Where to send email: an SMTP URL, as lettre reads it:
 ///
@@ -43,14 +110,6 @@ impl SmtpSettings {
         Ok(SmtpSettings { url: url.to_string() })
     }
 
-    /// The SMTP server named by [`SMTP_URL_VAR`] in `env`; `None` when it is unset or empty.
-    pub fn from_env(env: &[(String, String)]) -> Result<Option<SmtpSettings>, NotificationError> {
-        match env_value(env, SMTP_URL_VAR) {
-            Some(url) => Ok(Some(SmtpSettings::parse(url)?)),
-            None => Ok(None),
-        }
-    }
-
     /// The URL, password included (for building the transport only).
     pub fn expose_url(&self) -> &str {
         &self.url
@@ -70,16 +129,6 @@ impl fmt::Debug for SmtpSettings {
 
 fn redact(url: &str) -> String {
     emporium_store::redact_url(url)
-}
-
-fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    env.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.trim()).filter(|value| !value.is_empty())
-}
-
-/// The sender named by [`SMTP_FROM_VAR`] in `env`, else [`DEFAULT_FROM_ADDRESS`]. Checked by
-/// `start`.
-pub fn from_address_from_env(env: &[(String, String)]) -> String {
-    env_value(env, SMTP_FROM_VAR).unwrap_or(DEFAULT_FROM_ADDRESS).to_string()
 }
 
 /// How the mailer delivers: when it looks for work, how long one send may take, and how it
@@ -152,10 +201,6 @@ impl DeliverySettings {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
-    }
-
     #[test]
     fn smtp_urls_are_checked_and_never_print_their_password() {
         for good in ["smtp://127.0.0.1:2525", "smtps://user:secret@mail.example.com", "smtp://u:p@h:587?tls=required"] {
@@ -171,13 +216,15 @@ mod tests {
     }
 
     #[test]
-    fn the_environment_decides_smtp_and_sender() {
-        assert_eq!(SmtpSettings::from_env(&env(&[])).unwrap(), None);
-        assert_eq!(SmtpSettings::from_env(&env(&[("EMPORIUM_SMTP_URL", " ")])).unwrap(), None);
-        let settings = SmtpSettings::from_env(&env(&[("EMPORIUM_SMTP_URL", "smtp://127.0.0.1:25")])).unwrap();
-        assert_eq!(settings.unwrap().expose_url(), "smtp://127.0.0.1:25");
-        assert_eq!(from_address_from_env(&env(&[])), DEFAULT_FROM_ADDRESS);
-        assert_eq!(from_address_from_env(&env(&[("EMPORIUM_SMTP_FROM", "shop@example.com")])), "shop@example.com");
+    fn the_section_has_the_delivery_defaults_and_refuses_bad_values() {
+        let settings = NotificationSettings::default();
+        assert_eq!(settings.delivery(), DeliverySettings::default());
+        assert_eq!(settings.from_address, DEFAULT_FROM_ADDRESS);
+        settings.validate().unwrap();
+        assert!(NotificationSettings { max_attempts: 0, ..settings.clone() }.validate().is_err());
+        assert!(NotificationSettings { from_address: " ".into(), ..settings.clone() }.validate().is_err());
+        let parsed: Result<NotificationSettings, _> = serde_json::from_value(serde_json::json!({"max_atempts": 3}));
+        assert!(parsed.is_err(), "unknown keys are refused");
     }
 
     #[test]

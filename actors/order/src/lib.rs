@@ -10,6 +10,7 @@
 //! - HTTP: [`routes::routes`] and [`routes::openapi`].
 #![warn(missing_docs)]
 
+mod definition;
 pub mod error;
 pub mod order_desk;
 pub mod payment_outcomes;
@@ -24,6 +25,7 @@ use emporium_contracts::order::{CancelOrder, GetOrder, ListOrders, PlaceOrder, S
 use emporium_runtime::LocalEndpoint;
 use emporium_store::Database;
 
+pub use definition::definition;
 pub use routes::{openapi, routes};
 
 /// What the order service needs besides its context.

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod charger;
+mod definition;
 pub mod error;
 pub mod ledger;
 pub mod provider;
@@ -30,6 +31,7 @@ use emporium_contracts::payment::{GetPayment, ListPayments, SERVICE};
 use emporium_runtime::LocalEndpoint;
 use emporium_store::Database;
 
+pub use definition::definition;
 pub use provider::{PaymentProvider, ProviderError, ProviderOutcome, SimulatedCardProcessor};
 pub use routes::{openapi, routes};
 

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+mod definition;
 pub mod error;
 pub mod routes;
 pub mod seed;
@@ -27,6 +28,7 @@ use emporium_contracts::product::{
 };
 use emporium_runtime::LocalEndpoint;
 
+pub use definition::definition;
 pub use routes::{openapi, routes};
 pub use seed::{DemoStock, seed_demo_catalog};
 pub use store::{ProductStore, ProductStoreConfig};

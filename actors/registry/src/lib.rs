@@ -19,6 +19,7 @@
 
 pub mod actor;
 pub mod config_store;
+mod definition;
 pub mod error;
 mod handle;
 pub mod messages;
@@ -27,5 +28,6 @@ pub mod state;
 #[cfg(test)]
 mod test_dir;
 
+pub use definition::definition;
 pub use error::RegistryError;
 pub use handle::{Registry, RegistryOptions, start};

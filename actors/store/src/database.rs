@@ -68,6 +68,25 @@ impl Database {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }
 
+    /// The database of `service` on a node: MariaDB/MySQL at `mysql_url` when it is given
+    /// (every service in the same database, each in its own tables), otherwise the embedded
+    /// SQLite file `<service>.db` under `data_dir`. A URL that is given but unreachable is an
+    /// error, never a silent fallback to the embedded store.
+    pub async fn open_for_service(service: &str, mysql_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Database> {
+        use anyhow::Context as _;
+        match mysql_url {
+            Some(url) => Database::connect(url)
+                .await
+                .with_context(|| format!("{service}: EMPORIUM_MYSQL_URL is set but the database cannot be reached")),
+            None => {
+                let path = data_dir.join(format!("{service}.db"));
+                Database::open_sqlite_file(&path)
+                    .await
+                    .with_context(|| format!("{service}: cannot open the embedded store {}", path.display()))
+            }
+        }
+    }
+
     /// Opens (creating it when missing) the embedded SQLite database at `path`.
     pub async fn open_sqlite_file(path: &Path) -> Result<Database, StoreError> {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {

@@ -161,6 +161,26 @@ impl ProductStore {
         }
     }
 
+    /// The catalog store of a node: MongoDB at `mongodb_url` when it is given, else the
+    /// embedded `product.db` under `data_dir` (whatever `EMPORIUM_MYSQL_URL` says).
+    pub async fn open_for_node(
+        mongodb_url: Option<String>,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<ProductStore> {
+        use anyhow::Context as _;
+        let config = match mongodb_url {
+            Some(url) => ProductStoreConfig::MongoDb { url },
+            None => {
+                let path = data_dir.join("product.db");
+                let database = Database::open_sqlite_file(&path)
+                    .await
+                    .with_context(|| format!("product: cannot open the embedded store {}", path.display()))?;
+                ProductStoreConfig::Embedded(database)
+            }
+        };
+        ProductStore::open(config).await
+    }
+
     /// `"mongodb"` or `"embedded"`.
     pub fn kind(&self) -> &'static str {
         self.kind

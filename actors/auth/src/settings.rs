@@ -1,0 +1,34 @@
+//! The `[auth]` section of the configuration.
+
+use emporium_cluster::settings::ServiceSettings;
+use serde::{Deserialize, Serialize};
+
+/// Token lifetimes; read when the auth service starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Lifetime of an access token (an EdDSA JWT), in seconds (15 minutes).
+    pub access_token_lifetime_secs: u64,
+    /// Lifetime of a refresh token (opaque, rotated on use), in seconds (14 days).
+    pub refresh_token_lifetime_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings { access_token_lifetime_secs: 15 * 60, refresh_token_lifetime_secs: 14 * 24 * 3600 }
+    }
+}
+
+impl ServiceSettings for AuthSettings {
+    const SECTION: &'static str = "auth";
+
+    fn validate(&self) -> Result<(), String> {
+        if self.access_token_lifetime_secs == 0 || self.refresh_token_lifetime_secs == 0 {
+            return Err("token lifetimes must be positive".to_string());
+        }
+        if self.refresh_token_lifetime_secs < self.access_token_lifetime_secs {
+            return Err("refresh_token_lifetime_secs must not be shorter than access_token_lifetime_secs".to_string());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! The `[gateway]` section of the configuration.
+
+use emporium_cluster::settings::ServiceSettings;
+use serde::{Deserialize, Serialize};
+
+/// Limits of the public edge; read when the gateway starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// Largest request body, in bytes (413 `payload_too_large` above; 1 MiB).
+    pub body_limit_bytes: usize,
+    /// Time budget of one request, in milliseconds (10 s).
+    pub request_timeout_millis: u64,
+    /// How long "this user still exists" is trusted before the auth service is asked again,
+    /// in milliseconds (5 s).
+    pub user_check_ttl_millis: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings { body_limit_bytes: 1024 * 1024, request_timeout_millis: 10_000, user_check_ttl_millis: 5_000 }
+    }
+}
+
+impl ServiceSettings for GatewaySettings {
+    const SECTION: &'static str = "gateway";
+
+    fn validate(&self) -> Result<(), String> {
+        if self.body_limit_bytes == 0 || self.request_timeout_millis == 0 {
+            return Err("body_limit_bytes and request_timeout_millis must be positive".to_string());
+        }
+        Ok(())
+    }
+}
