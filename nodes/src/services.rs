@@ -99,6 +99,19 @@ mod tests {
         }
     }
 
+    /// The repository's `config/` is valid for this build, in every profile it has.
+    #[test]
+    fn the_repository_configuration_is_valid_for_every_service() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for profile in ["local", "prod"] {
+            if let Err(error) =
+                emporium_registry::config_store::ConfigStore::load(&dir, profile, catalog().settings_schema())
+            {
+                panic!("config/ with profile {profile}: {error}");
+            }
+        }
+    }
+
     /// README.md's roles table lists every production role, and nothing else.
     #[test]
     fn the_readme_roles_table_lists_every_role() {

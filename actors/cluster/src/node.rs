@@ -225,6 +225,11 @@ impl Node {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The node's supervision tree as `/admin/v1/supervision` shows it.
+    pub fn supervision_snapshot(&self) -> emporium_runtime::tree::TreeSnapshot {
+        self.tree.snapshot()
+    }
+
     /// The cluster credential.
     pub fn secret(&self) -> &ClusterSecret {
         &self.options.secret

@@ -357,3 +357,42 @@ impl NodeSetup {
 
 /// How often a store monitor pings, and how long a ping may take.
 const MONITOR_INTERVAL: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environment(pairs: &[(&str, &str)]) -> Environment {
+        Environment::new(pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect())
+    }
+
+    #[test]
+    fn a_secret_comes_from_its_variable_or_its_file_never_both() {
+        let file = std::env::temp_dir().join(format!("secret-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        let path = file.to_str().unwrap();
+
+        assert_eq!(environment(&[]).secret("EMPORIUM_X").unwrap(), None);
+        assert_eq!(environment(&[("EMPORIUM_X", "  ")]).secret("EMPORIUM_X").unwrap(), None, "blank is unset");
+        assert_eq!(environment(&[("EMPORIUM_X", "value")]).secret("EMPORIUM_X").unwrap().as_deref(), Some("value"));
+        assert_eq!(
+            environment(&[("EMPORIUM_X_FILE", path)]).secret("EMPORIUM_X").unwrap().as_deref(),
+            Some("from-the-file"),
+            "the file's trailing newline is not part of the secret"
+        );
+        let both = environment(&[("EMPORIUM_X", "value"), ("EMPORIUM_X_FILE", path)]).secret("EMPORIUM_X");
+        assert!(both.unwrap_err().to_string().contains("not both"));
+        let missing = environment(&[("EMPORIUM_X_FILE", "/nonexistent/secret")]).secret("EMPORIUM_X");
+        assert!(missing.unwrap_err().to_string().contains("EMPORIUM_X_FILE"));
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn overrides_are_the_double_underscore_variables_and_debug_shows_no_values() {
+        let environment =
+            environment(&[("EMPORIUM__LOG__LEVEL", "debug"), ("EMPORIUM_MYSQL_URL", "mysql://u:pw@h/db")]);
+        assert_eq!(environment.config_overrides(), vec![("EMPORIUM__LOG__LEVEL".to_string(), "debug".to_string())]);
+        let printed = format!("{environment:?}");
+        assert!(printed.contains("EMPORIUM_MYSQL_URL") && !printed.contains("pw"), "{printed}");
+    }
+}

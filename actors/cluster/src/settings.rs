@@ -34,10 +34,6 @@ pub struct Settings {
     pub resilience: ResilienceSettings,
     /// The inventory service.
     pub inventory: InventorySettings,
-    /// The gateway.
-    pub gateway: GatewaySettings,
-    /// The auth service.
-    pub auth: AuthSettings,
     /// The sections of the service crates, by name, as written (see [`Settings::section`]).
     #[serde(flatten)]
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -128,40 +124,6 @@ impl SettingsSchema {
 
 /// The sections the node itself owns.
 pub const NODE_SECTIONS: [&str; 4] = ["log", "registry", "supervision", "resilience"];
-
-/// Auth settings, read when the auth service starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSettings {
-    /// Lifetime of an access token.
-    pub access_token_lifetime_secs: u64,
-    /// Lifetime of a refresh token.
-    pub refresh_token_lifetime_secs: u64,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings { access_token_lifetime_secs: 15 * 60, refresh_token_lifetime_secs: 14 * 24 * 3600 }
-    }
-}
-
-/// Gateway settings, read when the gateway starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GatewaySettings {
-    /// Largest request body, in bytes (413 above).
-    pub body_limit_bytes: usize,
-    /// Time budget of one request.
-    pub request_timeout_millis: u64,
-    /// How long "this user still exists" is trusted before the auth service is asked again.
-    pub user_check_ttl_millis: u64,
-}
-
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        GatewaySettings { body_limit_bytes: 1024 * 1024, request_timeout_millis: 10_000, user_check_ttl_millis: 5_000 }
-    }
-}
 
 /// Inventory settings; apply live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,12 +406,6 @@ impl Settings {
         self.resilience.default.validate("default")?;
         for site in self.resilience.sites.keys() {
             self.resilience.for_site(site).validate(site)?;
-        }
-        if self.auth.access_token_lifetime_secs == 0 || self.auth.refresh_token_lifetime_secs == 0 {
-            return Err("auth token lifetimes must be positive".into());
-        }
-        if self.gateway.body_limit_bytes == 0 || self.gateway.request_timeout_millis == 0 {
-            return Err("gateway.body_limit_bytes and gateway.request_timeout_millis must be positive".into());
         }
         if self.inventory.reservation_ttl_millis == 0 || self.inventory.expiry_sweep_millis == 0 {
             return Err("inventory.reservation_ttl_millis and inventory.expiry_sweep_millis must be positive".into());
