@@ -16,9 +16,11 @@ pub struct Cli {
     /// notification, all.
     #[arg(long, env = "EMPORIUM_ROLE", default_value = "all", value_parser = parse_roles)]
     pub role: RoleList,
-    /// The configuration repository (read by the registry role).
-    #[arg(long, env = "EMPORIUM_CONFIG_DIR", default_value = "config")]
-    pub config_dir: PathBuf,
+    /// The configuration repository (read by the registry role). Default: `config` when that
+    /// directory exists, else the built-in defaults (the values of the repository's
+    /// `config/application.toml`).
+    #[arg(long, env = "EMPORIUM_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
     /// Selects `<name>-<profile>.toml` overlays.
     #[arg(long, env = "EMPORIUM_PROFILE", default_value = "local")]
     pub profile: String,
@@ -53,6 +55,18 @@ pub enum Command {
     /// Loads a small demo catalog with stock into empty stores (the embedded ones under
     /// --data-dir, or EMPORIUM_MONGODB_URL and EMPORIUM_MYSQL_URL), then exits.
     Seed,
+    /// Administration of a deployment.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `emporium admin ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Sets a new random password on the `admin` account, in the auth store under --data-dir
+    /// or at EMPORIUM_MYSQL_URL, clears its failed sign-ins, and prints the password once on
+    /// standard error.
+    ResetPassword,
 }
 
 impl Cli {

@@ -1,6 +1,7 @@
 //! `emporium`: one binary, one node. It parses flags, sets up telemetry, starts the services
 //! of the requested roles and runs until SIGTERM or Ctrl-C.
 
+mod admin;
 mod cli;
 mod run;
 mod seed;
@@ -15,6 +16,9 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Some(cli::Command::Seed) => actix_web::rt::System::new().block_on(seed::seed(cli)),
+        Some(cli::Command::Admin(cli::AdminCommand::ResetPassword)) => {
+            actix_web::rt::System::new().block_on(admin::reset_password(cli))
+        }
         None => actix_web::rt::System::new().block_on(run::run_node(cli)),
     };
     match outcome {

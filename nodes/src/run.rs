@@ -71,7 +71,10 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
     }
     let paths = NodePaths {
         data_dir: cli.data_dir.clone(),
-        config_dir: cli.config_dir.clone(),
+        config_dir: cli.config_dir.clone().or_else(|| {
+            let default = std::path::PathBuf::from("config");
+            default.is_dir().then_some(default)
+        }),
         profile: cli.profile.clone(),
         http: cli.http,
     };

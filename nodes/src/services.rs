@@ -68,6 +68,8 @@ pub struct RoleList(pub Vec<&'static str>);
 
 #[cfg(test)]
 mod tests {
+    use emporium_registry::config_store::ConfigStore;
+
     use super::*;
 
     #[test]
@@ -109,6 +111,29 @@ mod tests {
             {
                 panic!("config/ with profile {profile}: {error}");
             }
+        }
+    }
+
+    /// With no configuration directory the registry serves the repository's files, compiled
+    /// in; the typed defaults agree with them too (a node that never reached a registry).
+    #[test]
+    fn the_built_in_configuration_is_the_repository_configuration() {
+        let schema = catalog().settings_schema();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let repository = ConfigStore::load(&dir, "local", schema.clone()).unwrap();
+        let missing = std::env::temp_dir().join(format!("no-config-{}", uuid::Uuid::new_v4().simple()));
+        let built_in = ConfigStore::load_or_built_in(&missing, "local", schema.clone()).unwrap();
+        assert_eq!(built_in.settings(), repository.settings());
+        assert_eq!(built_in.file_names(), vec!["application-local.toml", "application.toml"]);
+
+        let (written, defaults) = (repository.settings(), emporium_cluster::Settings::default());
+        assert_eq!(written.log, defaults.log);
+        assert_eq!(written.registry, defaults.registry);
+        assert_eq!(written.supervision, defaults.supervision);
+        assert_eq!(written.resilience.default, defaults.resilience.default);
+        for section in schema.sections() {
+            let value = written.sections.get(section.name).cloned().unwrap_or_default();
+            assert_eq!(value, section.defaults(), "[{}] in config/application.toml", section.name);
         }
     }
 

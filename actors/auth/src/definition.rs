@@ -28,8 +28,14 @@ fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>
         options.access_token_lifetime = Duration::from_secs(settings.access_token_lifetime_secs);
         options.refresh_token_lifetime = Duration::from_secs(settings.refresh_token_lifetime_secs);
         options.bus = Some(emporium_bus::node_bus(setup).await?);
-        let handle = crate::start(setup.context(), options).await?;
+        let (handle, generated_password) = crate::start_with_admin_password(setup.context(), options).await?;
         setup.node().add_service(handle);
+        if let Some(password) = generated_password {
+            // On standard error, apart from the JSON logs, once the node is ready.
+            setup.node().after_ready(Box::new(move || {
+                eprintln!("{}", crate::admin_password_notice(crate::CREATED_HEADLINE, &password));
+            }));
+        }
         Ok(())
     })
 }

@@ -39,6 +39,7 @@
 
 pub mod access_token;
 mod accounts;
+mod admin_reset;
 mod definition;
 pub mod error;
 mod key_files;
@@ -55,6 +56,7 @@ mod throttle;
 mod tokens;
 pub mod validation;
 
+pub use admin_reset::{admin_password_notice, reset_admin_password};
 pub use definition::definition;
 pub use error::AuthError;
 pub use keys::SigningKeySource;
@@ -62,5 +64,5 @@ pub use options::{AuthOptions, Clock, LoginLimits};
 pub use password::PasswordHashing;
 pub use routes::{openapi, routes};
 pub use secret::SecretString;
-pub use service::{ADMIN_EMAIL, ADMIN_USERNAME, start};
+pub use service::{ADMIN_EMAIL, ADMIN_USERNAME, CREATED_HEADLINE, start, start_with_admin_password};
 pub use settings::AuthSettings;

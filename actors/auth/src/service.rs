@@ -13,6 +13,7 @@ use emporium_contracts::identity::Role;
 use emporium_runtime::LocalEndpoint;
 
 use crate::accounts::Accounts;
+use crate::admin_reset::admin_password_notice;
 use crate::error::AuthError;
 use crate::keys::{KeyRing, SigningKeySource};
 use crate::options::AuthOptions;
@@ -32,23 +33,36 @@ pub const ADMIN_EMAIL: &str = "admin@emporium.local";
 /// signing key and publishes it, starts the outbox relay when given the bus, creates the
 /// bootstrap admin when no admin exists, then starts the `accounts` and `tokens` actors under
 /// the service's supervisor on `ctx`'s arbiter.
+/// A generated admin password is printed at once on standard error (see
+/// [`start_with_admin_password`] to show it later).
 pub async fn start(ctx: ServiceContext, options: AuthOptions) -> anyhow::Result<ServiceHandle> {
+    let (handle, generated_password) = start_with_admin_password(ctx, options).await?;
+    if let Some(password) = generated_password {
+        eprintln!("{}", admin_password_notice(CREATED_HEADLINE, &password));
+    }
+    Ok(handle)
+}
+
+/// What the operator reads above a generated admin password.
+pub const CREATED_HEADLINE: &str = "Emporium created the bootstrap admin account.";
+
+/// Like [`start`], but answers the generated admin password (when this start created the admin
+/// without `EMPORIUM_ADMIN_PASSWORD`) instead of printing it, for the node to show once it is
+/// ready.
+pub async fn start_with_admin_password(
+    ctx: ServiceContext,
+    options: AuthOptions,
+) -> anyhow::Result<(ServiceHandle, Option<SecretString>)> {
     let mut shared = prepare(&options).await?;
     if let Some(bus) = &options.bus {
         let relay = bus.start_relay(&ctx, SERVICE, options.database.clone()).await?;
         shared.relay = Some(relay);
     }
     let shared = Arc::new(shared);
-    if let AdminBootstrap::Created { generated_password: Some(password) } =
-        ensure_admin(&shared, options.admin_password.clone()).await?
-    {
-        // Once, on standard output, never in the logs.
-        println!(
-            "emporium: created the bootstrap admin account: username={ADMIN_USERNAME} email={ADMIN_EMAIL} password={} \
-             (shown once; set EMPORIUM_ADMIN_PASSWORD before the first start to choose it)",
-            password.expose()
-        );
-    }
+    let generated_password = match ensure_admin(&shared, options.admin_password.clone()).await? {
+        AdminBootstrap::Created { generated_password } => generated_password,
+        AdminBootstrap::AlreadyPresent | AdminBootstrap::Blocked => None,
+    };
 
     let mut group = ctx.group(SERVICE);
     let accounts = group.spawn("accounts", {
@@ -71,7 +85,7 @@ pub async fn start(ctx: ServiceContext, options: AuthOptions) -> anyhow::Result<
         .route::<GetJwks, _>(&tokens)
         .route::<RotateSigningKey, _>(&tokens)
         .build();
-    Ok(ServiceHandle::new(endpoint, supervision))
+    Ok((ServiceHandle::new(endpoint, supervision), generated_password))
 }
 
 /// Everything but the actors: tables, keys (published), hasher.

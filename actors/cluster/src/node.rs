@@ -161,6 +161,7 @@ pub struct Node {
     lifecycle: Lifecycle,
     node_group: Option<ServiceGroup>,
     node_supervision: Option<ServiceSupervision>,
+    ready_hooks: Vec<Box<dyn FnOnce()>>,
 }
 
 /// The supervision group of the node's own tasks.
@@ -212,6 +213,7 @@ impl Node {
             lifecycle: Lifecycle::new(),
             node_group: None,
             node_supervision: None,
+            ready_hooks: Vec::new(),
         })
     }
 
@@ -312,6 +314,12 @@ impl Node {
         self.cluster.add_local(handle.endpoint);
         self.readiness.parts.lock().health.push((service.clone(), handle.supervision.health.clone()));
         self.add_instance(&service, Some(handle.supervision.health), metadata);
+    }
+
+    /// Runs `hook` once the node is serving and ready (or has tried for 30 s): for what an
+    /// operator must see after the start (a generated admin password).
+    pub fn after_ready(&mut self, hook: Box<dyn FnOnce()>) {
+        self.ready_hooks.push(hook);
     }
 
     /// Runs `hook` at shutdown, after deregistration.
@@ -449,7 +457,22 @@ impl Node {
             listen = %self.advertise,
             "node started"
         );
+        let ready_hooks = std::mem::take(&mut self.ready_hooks);
+        let readiness = self.readiness.clone();
+        let after_ready = actix_web::rt::spawn(async move {
+            if ready_hooks.is_empty() {
+                return;
+            }
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !readiness.reasons().is_empty() && tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for hook in ready_hooks {
+                hook();
+            }
+        });
         shutdown.await;
+        after_ready.abort();
 
         tracing::info!(node_id = %self.options.node_id, "shutting down: readiness off, deregistering, draining");
         self.readiness.draining.store(true, Ordering::Release);

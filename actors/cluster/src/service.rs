@@ -41,6 +41,9 @@ pub struct ServiceDefinition {
     pub routes: Option<RouteMount>,
     /// The OpenAPI fragment of those routes.
     pub openapi: Option<fn() -> utoipa::openapi::OpenApi>,
+    /// Whether it serves the public HTTP listener (`--http`), which the node then binds
+    /// before any service starts, so a taken port fails before any store is touched.
+    pub opens_public_listener: bool,
     /// Starts it on a node.
     pub start: StartFn,
 }
@@ -48,7 +51,21 @@ pub struct ServiceDefinition {
 impl ServiceDefinition {
     /// A definition with no settings, routes or OpenAPI; add them with the `with_` methods.
     pub fn new(name: &'static str, summary: &'static str, start: StartFn) -> ServiceDefinition {
-        ServiceDefinition { name, summary, settings: None, routes: None, openapi: None, start }
+        ServiceDefinition {
+            name,
+            summary,
+            settings: None,
+            routes: None,
+            openapi: None,
+            opens_public_listener: false,
+            start,
+        }
+    }
+
+    /// Declares that the service serves the public HTTP listener ([`NodeSetup::public_listener`]).
+    pub fn with_public_listener(mut self) -> ServiceDefinition {
+        self.opens_public_listener = true;
+        self
     }
 
     /// Declares `T` as the service's settings section.
@@ -124,8 +141,9 @@ impl ServiceCatalog {
 pub struct NodePaths {
     /// Embedded stores and generated keys (`--data-dir`).
     pub data_dir: PathBuf,
-    /// The configuration repository (`--config-dir`), read by the registry.
-    pub config_dir: PathBuf,
+    /// The configuration repository (`--config-dir`), read by the registry; `None`: the
+    /// built-in defaults (and `config/` if it appears later).
+    pub config_dir: Option<PathBuf>,
     /// The configuration profile (`--profile`).
     pub profile: String,
     /// The public HTTP listener (`--http`), opened by the gateway.
@@ -206,6 +224,7 @@ pub struct NodeSetup {
     roles: Vec<&'static str>,
     shared: HashMap<TypeId, Box<dyn Any>>,
     finish_hooks: Vec<FinishHook>,
+    public_listener: Option<std::net::TcpListener>,
 }
 
 impl NodeSetup {
@@ -217,7 +236,16 @@ impl NodeSetup {
         paths: NodePaths,
         environment: Environment,
     ) -> NodeSetup {
-        NodeSetup { node, catalog, paths, environment, roles, shared: HashMap::new(), finish_hooks: Vec::new() }
+        NodeSetup {
+            node,
+            catalog,
+            paths,
+            environment,
+            roles,
+            shared: HashMap::new(),
+            finish_hooks: Vec::new(),
+            public_listener: None,
+        }
     }
 
     /// Starts every role's service, in the catalog's order, runs the finish hooks, and gives
@@ -230,6 +258,12 @@ impl NodeSetup {
             .filter(|definition| self.roles.contains(&definition.name))
             .cloned()
             .collect();
+        if definitions.iter().any(|definition| definition.opens_public_listener) {
+            let http = self.paths.http;
+            let listener = std::net::TcpListener::bind(http)
+                .map_err(|error| anyhow::anyhow!("cannot listen on {http} (--http): {error}"))?;
+            self.public_listener = Some(listener);
+        }
         for definition in definitions {
             (definition.start)(&mut self)
                 .await
@@ -270,6 +304,12 @@ impl NodeSetup {
     /// The node's files and listeners.
     pub fn paths(&self) -> &NodePaths {
         &self.paths
+    }
+
+    /// The public HTTP listener (`--http`), bound before any service started; `None` once
+    /// taken, or when no service of the node declared it.
+    pub fn public_listener(&mut self) -> Option<std::net::TcpListener> {
+        self.public_listener.take()
     }
 
     /// The directory for the embedded stores and generated files.

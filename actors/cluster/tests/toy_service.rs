@@ -119,7 +119,7 @@ fn options(env_overrides: Vec<(String, String)>) -> NodeOptions {
 fn paths(data_dir: &std::path::Path) -> NodePaths {
     NodePaths {
         data_dir: data_dir.to_path_buf(),
-        config_dir: data_dir.join("config"),
+        config_dir: None,
         profile: "local".to_string(),
         http: "127.0.0.1:0".parse().unwrap(),
     }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use emporium_cluster::{NodeSetup, ServiceDefinition};
 use futures::future::LocalBoxFuture;
 
@@ -13,14 +14,14 @@ use crate::settings::GatewaySettings;
 /// The `gateway` service: the public HTTP entry (`--http`), which mounts the routes of every
 /// service of the build, wherever those services run.
 pub fn definition() -> ServiceDefinition {
-    ServiceDefinition::new(SERVICE, "the public HTTP entry", start_on_node).with_settings::<GatewaySettings>()
+    ServiceDefinition::new(SERVICE, "the public HTTP entry", start_on_node)
+        .with_settings::<GatewaySettings>()
+        .with_public_listener()
 }
 
 fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>> {
     Box::pin(async move {
-        let http = setup.paths().http;
-        let listener = std::net::TcpListener::bind(http)
-            .map_err(|error| anyhow::anyhow!("cannot listen on {http} (--http): {error}"))?;
+        let listener = setup.public_listener().context("the public listener is bound once, for one gateway")?;
         let settings = setup.settings::<GatewaySettings>();
         let options = GatewayOptions {
             listener,

@@ -17,6 +17,13 @@ use crate::error::RegistryError;
 /// The layer every service inherits.
 pub const APPLICATION: &str = "application";
 
+/// The repository's `config/` files, compiled in: what a registry serves when it was named no
+/// directory and `config/` does not exist (so `emporium` runs from any directory).
+pub const BUILT_IN_FILES: [(&str, &str); 2] = [
+    ("application.toml", include_str!("../../../config/application.toml")),
+    ("application-local.toml", include_str!("../../../config/application-local.toml")),
+];
+
 /// Whether `name` may be a service or profile name: `^[a-z][a-z0-9-]{0,62}$`.
 pub fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -43,6 +50,8 @@ pub struct ConfigStore {
     files: ConfigFiles,
     settings: Settings,
     last_error: Option<String>,
+    /// Served while the directory does not exist (empty: the typed defaults).
+    fallback: BTreeMap<String, String>,
 }
 
 impl ConfigStore {
@@ -50,13 +59,41 @@ impl ConfigStore {
     /// A missing directory holds no files (every setting takes its default).
     /// `schema` names the service sections the files may hold.
     pub fn load(dir: impl Into<PathBuf>, profile: &str, schema: SettingsSchema) -> Result<ConfigStore, RegistryError> {
-        let dir = dir.into();
+        ConfigStore::load_with_fallback(dir.into(), profile, schema, BTreeMap::new())
+    }
+
+    /// Like [`ConfigStore::load`], but while `dir` does not exist it serves
+    /// [`BUILT_IN_FILES`]; once the directory appears, its files are served instead.
+    pub fn load_or_built_in(
+        dir: impl Into<PathBuf>,
+        profile: &str,
+        schema: SettingsSchema,
+    ) -> Result<ConfigStore, RegistryError> {
+        let fallback = BUILT_IN_FILES.iter().map(|(name, text)| (name.to_string(), text.to_string())).collect();
+        ConfigStore::load_with_fallback(dir.into(), profile, schema, fallback)
+    }
+
+    fn load_with_fallback(
+        dir: PathBuf,
+        profile: &str,
+        schema: SettingsSchema,
+        fallback: BTreeMap<String, String>,
+    ) -> Result<ConfigStore, RegistryError> {
         if !is_valid_name(profile) {
             return Err(RegistryError::InvalidName(format!("profile {profile:?} must match ^[a-z][a-z0-9-]{{0,62}}$")));
         }
-        let texts = read_dir(&dir).map_err(RegistryError::InvalidConfig)?;
+        let texts = read_dir(&dir, &fallback).map_err(RegistryError::InvalidConfig)?;
         let (files, settings) = validate(&dir, profile, texts, &schema).map_err(RegistryError::InvalidConfig)?;
-        Ok(ConfigStore { dir, profile: profile.to_string(), schema, version: 1, files, settings, last_error: None })
+        Ok(ConfigStore {
+            dir,
+            profile: profile.to_string(),
+            schema,
+            version: 1,
+            files,
+            settings,
+            last_error: None,
+            fallback,
+        })
     }
 
     /// The directory read.
@@ -93,7 +130,7 @@ impl ConfigStore {
     /// `Ok(false)`: nothing changed; `Err`: the files on disk are invalid and the previous
     /// version stays in service.
     pub fn reload(&mut self) -> Result<bool, RegistryError> {
-        let outcome = read_dir(&self.dir).and_then(|texts| {
+        let outcome = read_dir(&self.dir, &self.fallback).and_then(|texts| {
             if texts == self.files.texts {
                 return Ok(None);
             }
@@ -167,12 +204,13 @@ fn merge_layers(
     (sources, merged)
 }
 
-/// The text of every `*.toml` file directly in `dir`, by file name.
-fn read_dir(dir: &Path) -> Result<BTreeMap<String, String>, String> {
+/// The text of every `*.toml` file directly in `dir`, by file name; `fallback` when `dir` does
+/// not exist.
+fn read_dir(dir: &Path, fallback: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
     let mut texts = BTreeMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(texts),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(fallback.clone()),
         Err(error) => return Err(format!("{}: {error}", dir.display())),
     };
     for entry in entries {

@@ -9,6 +9,10 @@ use futures::future::LocalBoxFuture;
 
 use crate::{RegistryOptions, start};
 
+/// Where the registry looks for configuration when none was named: served as the built-in
+/// defaults while it does not exist.
+const BUILT_IN_CONFIG_DIR: &str = "config";
+
 /// The `registry` role: discovery and configuration, served on the node's cluster listener.
 pub fn definition() -> ServiceDefinition {
     ServiceDefinition::new("registry", "discovery and configuration", start_on_node)
@@ -16,15 +20,23 @@ pub fn definition() -> ServiceDefinition {
 
 fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>> {
     Box::pin(async move {
-        let config_dir = setup.paths().config_dir.clone();
-        if !config_dir.is_dir() {
-            bail!("the configuration directory {} does not exist (see --config-dir)", config_dir.display());
-        }
+        let built_in_when_missing = setup.paths().config_dir.is_none();
+        let config_dir = match setup.paths().config_dir.clone() {
+            Some(dir) if dir.is_dir() => dir,
+            Some(dir) => bail!("the configuration directory {} does not exist (see --config-dir)", dir.display()),
+            None => {
+                tracing::info!(
+                    "no configuration directory: serving the built-in defaults (a `config` directory created here later is picked up)"
+                );
+                std::path::PathBuf::from(BUILT_IN_CONFIG_DIR)
+            }
+        };
         let registry = start(RegistryOptions {
             config_dir,
             profile: setup.paths().profile.clone(),
             secret: setup.node().secret().clone(),
             schema: setup.catalog().settings_schema(),
+            built_in_when_missing,
         })
         .context("the registry could not start")?;
         setup.node().live_config().seed(&registry.settings().await).map_err(anyhow::Error::msg)?;

@@ -24,6 +24,9 @@ pub struct RegistryOptions {
     pub secret: ClusterSecret,
     /// The service sections the configuration may hold (every service compiled in).
     pub schema: SettingsSchema,
+    /// Serve the built-in configuration ([`crate::config_store::BUILT_IN_FILES`]) while
+    /// `config_dir` does not exist, instead of the bare typed defaults.
+    pub built_in_when_missing: bool,
 }
 
 /// A handle on a running registry: mount its routes with [`Registry::configure`].
@@ -39,8 +42,12 @@ pub struct Registry {
 pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
     anyhow::ensure!(actix::System::try_current().is_some(), "the registry must start inside a running actix system");
     // The error already names the file, the line and the key: keep it one line as it is.
-    let store =
-        ConfigStore::load(&options.config_dir, &options.profile, options.schema.clone()).map_err(anyhow::Error::new)?;
+    let store = if options.built_in_when_missing {
+        ConfigStore::load_or_built_in(&options.config_dir, &options.profile, options.schema.clone())
+    } else {
+        ConfigStore::load(&options.config_dir, &options.profile, options.schema.clone())
+    }
+    .map_err(anyhow::Error::new)?;
     let settings = Arc::new(RwLock::new(store.settings().clone()));
     let addr = RegistryActor::new(store, settings.clone()).start();
     Ok(Registry { addr, secret: options.secret, settings })

@@ -58,6 +58,7 @@ fn start_registry(dir: &ConfigDir) -> Registry {
         config_dir: dir.path().to_path_buf(),
         profile: "local".to_string(),
         schema: emporium_cluster::settings::SettingsSchema::default(),
+        built_in_when_missing: false,
         secret: ClusterSecret::new(SECRET.to_string()).unwrap(),
     })
     .unwrap()
@@ -458,6 +459,7 @@ async fn a_bad_file_at_start_is_one_line_naming_the_file_and_key() {
         config_dir: dir.path().to_path_buf(),
         profile: "local".to_string(),
         schema: emporium_cluster::settings::SettingsSchema::default(),
+        built_in_when_missing: false,
         secret: ClusterSecret::generate(),
     })
     .err()
