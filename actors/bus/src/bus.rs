@@ -1,14 +1,15 @@
 //! The bus's entry point: [`Bus::connect`], then per service [`Bus::start_relay`] and
 //! [`Bus::subscribe`].
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
-use emporium_cluster::ServiceContext;
+use emporium_cluster::{Node, ServiceContext};
 use emporium_contracts::events::ALL_EXCHANGES;
+use emporium_runtime::TaskHandle;
 use lapin::types::ShortString;
 
 use crate::amqp::{self, AmqpConnector, BrokerHealth};
+use crate::broker_watch::{BROKER_WATCH_TASK, BrokerWatch};
 use crate::config::{BusConfig, ConsumerSpec};
 use crate::consumer::{ConsumerContext, InboxConsumer};
 use crate::consumer_driver::{self, ConsumerHandle, DriverSetup};
@@ -24,9 +25,6 @@ use emporium_store::Database;
 pub const IN_PROCESS_BUS_WARNING: &str =
     "EMPORIUM_AMQP_URL is not set: this node runs the in-process event bus, so its events will not leave this process";
 
-/// How often the broker connection is checked (and re-opened) for readiness.
-const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
 /// The event bus of a node: RabbitMQ when an AMQP URL is configured, otherwise in-process.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -37,6 +35,8 @@ pub struct Bus {
 struct BusInner {
     config: BusConfig,
     transport: Transport,
+    /// RabbitMQ's watcher (none in process); it ends when the bus is closed or dropped.
+    broker_watch: Option<BrokerWatch>,
 }
 
 impl Bus {
@@ -45,6 +45,7 @@ impl Bus {
     /// ridden out with reconnection and backoff.
     pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         config.validate()?;
+        let mut broker_watch = None;
         let transport = match &config.amqp_url {
             None => Transport::InProcess(Arc::new(InProcessBroker::default())),
             Some(url) => {
@@ -54,7 +55,7 @@ impl Bus {
                 let channel = publish.channel().await?;
                 amqp::declare_exchanges(&channel, &config, &ALL_EXCHANGES).await?;
                 let _ = channel.close(200, ShortString::from("exchanges declared")).await;
-                tokio::spawn(watch_broker(Arc::downgrade(&publish), health.clone()));
+                broker_watch = Some(BrokerWatch::start(&publish, health.clone()));
                 Transport::Amqp { publish, consume, health }
             }
         };
@@ -63,7 +64,7 @@ impl Bus {
             namespace = %config.namespace,
             "event bus started"
         );
-        Ok(Bus { inner: Arc::new(BusInner { config, transport }) })
+        Ok(Bus { inner: Arc::new(BusInner { config, transport, broker_watch }) })
     }
 
     /// The settings.
@@ -120,9 +121,10 @@ impl Bus {
             factory_context.drop_channel();
             OutboxRelay::new(factory_context.clone())
         });
+        let loops = relay_driver::spawn_loops(context, &cell, &mut group, &ctx.lifecycle);
         let supervision = group.finish();
         tracing::info!(service, "outbox relay started");
-        Ok(relay_driver::start_driver(context, cell, supervision, &ctx.arbiter))
+        Ok(RelayHandle::new(service, cell, supervision, loops))
     }
 
     /// Subscribes `handler` to `spec`: declares the consumer's queue (with its bindings and
@@ -152,46 +154,41 @@ impl Bus {
         let mut group = ctx.group(&format!("{}.{}", spec.consumer, spec.exchange));
         let factory_context = context.clone();
         let cell = group.spawn("consumer", move || InboxConsumer::new(factory_context.clone()));
-        let supervision = group.finish();
-        tracing::info!(consumer = %spec.consumer, queue = %names.queue, "consumer subscribed");
         let setup = DriverSetup {
-            spec,
-            names,
+            spec: spec.clone(),
+            names: names.clone(),
             config: config.clone(),
             transport: self.inner.transport.clone(),
-            context,
+            context: context.clone(),
             cell,
-            supervision,
             faults: ctx.tree.faults(),
             in_process_queue,
         };
-        Ok(consumer_driver::start_driver(setup, &ctx.arbiter))
+        let driver = consumer_driver::spawn_loop(setup, &mut group, &ctx.lifecycle);
+        let supervision = group.finish();
+        tracing::info!(consumer = %spec.consumer, queue = %names.queue, "consumer subscribed");
+        Ok(ConsumerHandle::new(spec, names, context.database.clone(), supervision, driver))
     }
 
-    /// Closes the broker connections (stop relays and consumers first).
+    /// Hands the broker watcher (which keeps readiness following RabbitMQ) over to the node's
+    /// supervision: a node task, `node/event-bus-broker`, whose panics are faults followed by
+    /// restarts and which ends with the node's stop signal or when the bus is closed. Without
+    /// this call the watcher still ends with the bus, unsupervised. `None` in process (there is
+    /// nothing to watch).
+    pub fn supervise_broker_watch(&self, node: &mut Node) -> Option<TaskHandle> {
+        let watch = self.inner.broker_watch.as_ref()?;
+        Some(node.spawn_node_task(BROKER_WATCH_TASK, watch.task_factory()))
+    }
+
+    /// Closes the broker connections and ends the broker watcher (stop relays and consumers
+    /// first).
     pub async fn close(&self) {
+        if let Some(watch) = &self.inner.broker_watch {
+            watch.close();
+        }
         if let Transport::Amqp { publish, consume, .. } = &self.inner.transport {
             publish.close().await;
             consume.close().await;
-        }
-    }
-}
-
-/// Checks the publishing connection every second and opens it again when it dropped, so
-/// readiness follows the broker even on a node with nothing to publish.
-async fn watch_broker(publish: Weak<AmqpConnector>, health: Arc<BrokerHealth>) {
-    loop {
-        tokio::time::sleep(BROKER_CHECK_INTERVAL).await;
-        let Some(connector) = publish.upgrade() else { return };
-        if connector.is_connected().await {
-            health.record_up();
-            continue;
-        }
-        match connector.channel().await {
-            Ok(channel) => {
-                let _ = channel.close(200, ShortString::from("reconnected")).await;
-            }
-            Err(error) => tracing::debug!(error = %error, "rabbitmq still unreachable"),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! to has settled them (applied, duplicate or dead-lettered), so the outbox row is marked sent
 //! only then: after a crash, the rows are published again and the inboxes dedupe them.
 //!
-//! Relays hold their first publish until [`InProcessBroker::open_delivery`]: rows routed before
+//! Relays hold their first publish until `InProcessBroker::open_delivery`: rows routed before
 //! every consumer of the process has declared its queue would reach no queue.
 
 use std::collections::VecDeque;

@@ -8,7 +8,8 @@ use crate::bus::Bus;
 use crate::config::BusConfig;
 
 /// The node's bus: RabbitMQ when `EMPORIUM_AMQP_URL` is set, else in process. The first call
-/// connects, makes readiness follow the broker, and opens in-process delivery once every service
+/// connects, makes readiness follow the broker (its watcher a supervised node task,
+/// `node/event-bus-broker`), and opens in-process delivery once every service
 /// of the node started (warning when a multi-node cluster would keep its events in this
 /// process); later calls share that bus.
 pub async fn node_bus(setup: &mut NodeSetup) -> anyhow::Result<Bus> {
@@ -20,6 +21,7 @@ pub async fn node_bus(setup: &mut NodeSetup) -> anyhow::Result<Bus> {
         None => BusConfig::default(),
     };
     let bus = Bus::connect(config).await.context("EMPORIUM_AMQP_URL is set but RabbitMQ cannot be reached")?;
+    bus.supervise_broker_watch(setup.node());
     let readiness_bus = bus.clone();
     setup.node().readiness().add_check("event bus", Box::new(move || readiness_bus.readiness()));
     let has_registry = setup.runs("registry");

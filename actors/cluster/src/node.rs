@@ -532,14 +532,25 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "live" }))
 }
 
+/// `/health/ready`: 200 or 503 with the reasons. `registry` says whether the registry is
+/// reachable: a node that registered once keeps serving from its cached directory while the
+/// registry is away, and stays ready (API.md section 2).
 async fn ready(state: web::Data<NodeState>) -> HttpResponse {
     let reasons = state.readiness.reasons();
+    let directory = state.cluster.directory();
+    let registry = if directory.is_stale() {
+        "unreachable"
+    } else if directory.is_synced() {
+        "reachable"
+    } else {
+        "connecting"
+    };
     if reasons.is_empty() {
-        HttpResponse::Ok().json(json!({ "status": "ready", "nodeId": state.node_id }))
+        HttpResponse::Ok().json(json!({ "status": "ready", "nodeId": state.node_id, "registry": registry }))
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "1"))
-            .json(json!({ "status": "not_ready", "nodeId": state.node_id, "reasons": reasons }))
+            .json(json!({ "status": "not_ready", "nodeId": state.node_id, "registry": registry, "reasons": reasons }))
     }
 }
 

@@ -55,7 +55,8 @@ pub struct ConfigStore {
 }
 
 impl ConfigStore {
-    /// Reads and validates `dir` for a registry running `profile`; the first version is 1.
+    /// Reads and validates `dir` for a registry running `profile`; the first version is the
+    /// load time in milliseconds (see `first_version`).
     /// A missing directory holds no files (every setting takes its default).
     /// `schema` names the service sections the files may hold.
     pub fn load(dir: impl Into<PathBuf>, profile: &str, schema: SettingsSchema) -> Result<ConfigStore, RegistryError> {
@@ -88,7 +89,7 @@ impl ConfigStore {
             dir,
             profile: profile.to_string(),
             schema,
-            version: 1,
+            version: first_version(),
             files,
             settings,
             last_error: None,
@@ -202,6 +203,15 @@ fn merge_layers(
         }
     }
     (sources, merged)
+}
+
+/// The first version a registry serves: the time it loaded the files, in milliseconds. Versions
+/// so keep growing across registry restarts: a node that applied an earlier registry's version
+/// sees a different one, fetches, applies and acknowledges again, so the acks page is complete
+/// within a heartbeat of the restart.
+fn first_version() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX / 2).max(1)
 }
 
 /// The text of every `*.toml` file directly in `dir`, by file name; `fallback` when `dir` does
@@ -356,8 +366,9 @@ mod tests {
         dir.write("inventory-prod.toml", "[resilience.product]\nmax_retries = 0\n");
         dir.write("order.toml", "[log]\nlevel = \"trace\"\n");
         dir.write("README.md", "not configuration");
+        let before = first_version();
         let store = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
-        assert_eq!(store.version(), 1);
+        assert!(store.version() >= before, "the first version is the load time");
         assert_eq!(store.settings().registry.lease_millis, 3000, "local has no overlay");
 
         let document = store.document("inventory", Some("prod")).unwrap();
@@ -450,32 +461,33 @@ mod tests {
         let dir = TestDir::new();
         dir.write("application.toml", APPLICATION_TOML);
         let mut store = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
+        let first = store.version();
         assert!(!store.reload().unwrap(), "nothing changed");
-        assert_eq!(store.version(), 1);
+        assert_eq!(store.version(), first);
 
         dir.write("inventory.toml", "[log]\nlevel = \"debug\"\n");
         assert!(store.reload().unwrap());
-        assert_eq!(store.version(), 2);
+        assert_eq!(store.version(), first + 1);
         assert_eq!(store.document("inventory", None).unwrap().settings["log"]["level"], "debug");
 
         dir.write("inventory.toml", "[log]\nlevel = \"debug\"\ncolour = \"red\"\n");
         let error = store.reload().unwrap_err();
         assert!(matches!(error, RegistryError::InvalidConfig(ref message) if message.contains("inventory.toml")));
-        assert_eq!(store.version(), 2);
+        assert_eq!(store.version(), first + 1);
         assert!(store.last_error().unwrap().contains("colour"));
         let served = store.document("inventory", None).unwrap();
-        assert_eq!((served.version, served.settings["log"]["level"].as_str()), (2, Some("debug")));
+        assert_eq!((served.version, served.settings["log"]["level"].as_str()), (first + 1, Some("debug")));
 
         dir.write("application.toml", "[registry]\nheartbeat_millis = 500\nlease_millis = 2000\n");
         dir.write("inventory.toml", "[log]\nlevel = \"warn\"\n");
         assert!(store.reload().unwrap());
-        assert_eq!(store.version(), 3);
+        assert_eq!(store.version(), first + 2);
         assert_eq!(store.last_error(), None);
         assert_eq!(store.settings().registry.lease_millis, 2000);
 
         dir.remove("inventory.toml");
         assert!(store.reload().unwrap(), "a removed file is a change");
-        assert_eq!(store.version(), 4);
+        assert_eq!(store.version(), first + 3);
         assert_eq!(store.file_names(), ["application.toml"]);
     }
 
