@@ -2,6 +2,8 @@
 //! and a stable `code` ([`AuthError::status_and_code`]), carried as a [`ServiceError`].
 
 use emporium_bus::error::BusError;
+use emporium_cluster::edge::{internal_failure, is_busy_database_code, unavailable_dependency};
+use emporium_contracts::auth::SERVICE;
 use emporium_contracts::{ErrorKind, ServiceError};
 use emporium_store::StoreError;
 
@@ -87,20 +89,14 @@ impl AuthError {
         }
     }
 
-    /// The answer to the caller. A server-side failure is logged here with its cause chain and
-    /// answered without it.
+    /// The answer to the caller, by the edge's error policy: a bug (500) or an unavailable
+    /// store (503) is logged here with its cause chain and answered without it.
     pub fn to_service_error(&self) -> ServiceError {
         let (status, code) = self.status_and_code();
         let kind = ErrorKind::from_http_status(status);
         match status {
-            500 => {
-                tracing::error!(error = ?self, "auth request failed");
-                ServiceError::internal("the auth service failed to handle the request")
-            }
-            503 => {
-                tracing::warn!(error = %self, "auth store unavailable");
-                ServiceError::unavailable(code, "the auth store is unavailable; try again shortly")
-            }
+            500 => internal_failure(SERVICE, self),
+            503 => unavailable_dependency(SERVICE, code, "the auth store", self),
             _ => {
                 let mut error = ServiceError::new(kind, code, self.to_string());
                 if let AuthError::TooManyAttempts { retry_after_secs } = self {
@@ -131,7 +127,8 @@ impl From<AuthError> for ServiceError {
 }
 
 /// Whether a store failure is the store being unreachable or busy (retry later) rather than a
-/// bug.
+/// bug; the same rule as [`emporium_cluster::edge::is_store_unavailable`], for the statement
+/// errors auth keeps as they are.
 fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -140,14 +137,7 @@ fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(error) => {
-            if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                // Lock wait timeout, deadlock, too many connections, server shutting down.
-                return matches!(mysql.number(), 1205 | 1213 | 1040 | 1053);
-            }
-            // SQLite: busy, locked, busy snapshot, busy recovery (extended result codes).
-            matches!(error.code().as_deref(), Some("5" | "6" | "261" | "517"))
-        }
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| is_busy_database_code(&code)),
         _ => false,
     }
 }
@@ -199,7 +189,9 @@ mod tests {
         let busy_begin = AuthError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).to_service_error();
         assert_eq!((busy_begin.http_status(), busy_begin.code.as_str()), (503, "auth_store_unavailable"));
         let unexpected = AuthError::Unexpected(anyhow::anyhow!("disk on fire")).to_service_error();
-        assert_eq!(unexpected.http_status(), 500);
+        assert_eq!((unexpected.http_status(), unexpected.code.as_str()), (500, "internal_error"));
         assert!(!unexpected.message.contains("disk"));
+        let closed = AuthError::Store(sqlx::Error::PoolClosed).to_service_error();
+        assert_eq!((closed.http_status(), closed.code.as_str()), (503, "auth_store_unavailable"));
     }
 }

@@ -9,14 +9,14 @@ use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpResponse, web};
 use emporium_cluster::Cluster;
 use emporium_cluster::edge::{AdminCaller, ApiError, ApiResult, AuthenticatedCaller, RequestContext};
+use emporium_cluster::routes_kit::{BearerSecurity, ErrorBody, ErrorDetail, ask};
 use emporium_contracts::auth::{
     ClientInfo, DeleteUser, GetCurrentUser, GetJwks, Jwk, Jwks, LogIn, LogOut, LoginRequest, LogoutRequest,
-    RefreshRequest, RefreshTokens, RegisterRequest, RegisterUser, RotateSigningKey, SERVICE, SigningKeyRotated,
-    TokenPair, UserView,
+    RefreshRequest, RefreshTokens, RegisterRequest, RegisterUser, RotateSigningKey, SigningKeyRotated, TokenPair,
+    UserView,
 };
-use emporium_contracts::{ErrorKind, Request, ServiceError};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use emporium_contracts::{ErrorKind, ServiceError};
+use utoipa::OpenApi;
 
 /// Mounts the auth routes: `POST /api/v1/auth/{register,login,refresh,logout}`,
 /// `GET /api/v1/auth/me`, `GET /.well-known/jwks.json`, and for admins
@@ -58,46 +58,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ErrorBody,
         ErrorDetail
     )),
-    modifiers(&BearerScheme),
+    modifiers(&BearerSecurity),
     tags((name = "auth", description = "Accounts, sign-in, tokens and signing keys"))
 )]
 struct AuthApi;
-
-/// Adds the `bearer` (JWT) security scheme.
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".to_string());
-        scheme.description = Some("An access token from POST /api/v1/auth/login".to_string());
-        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
-
-/// Every error answer: `{"error": {"code", "message", "details"}}`.
-#[derive(ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// The error inside [`ErrorBody`].
-#[derive(ToSchema)]
-pub struct ErrorDetail {
-    /// A stable snake_case code (`invalid_credentials`).
-    pub code: String,
-    /// A human-readable message.
-    pub message: String,
-    /// Structured details, when there are any.
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
-}
-
-async fn ask<M: Request>(cluster: &Cluster, message: M, context: &RequestContext) -> Result<M::Reply, ApiError> {
-    cluster.service(SERVICE).ask_with(message, context.call_meta()).await.map_err(ApiError)
-}
 
 fn client_of(context: &RequestContext) -> ClientInfo {
     ClientInfo { address: context.client_address.clone() }
@@ -311,6 +275,6 @@ fn read_optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> 
     }
     serde_json::from_slice(body).map_err(|error| {
         let code = if error.is_data() { "invalid_body" } else { "malformed_json" };
-        ApiError(ServiceError::invalid(code, format!("the body does not fit: {error}")))
+        ApiError::from(ServiceError::invalid(code, format!("the body does not fit: {error}")))
     })
 }

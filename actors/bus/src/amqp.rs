@@ -1,15 +1,27 @@
 //! RabbitMQ through lapin: connections that come back after the broker did, the topology, and
 //! how an event is written to and read from an AMQP message.
 //!
+//! Topology: the publishing connection declares the whole topology of the contracts
+//! ([`emporium_contracts::events::SUBSCRIPTIONS`]: every exchange, every subscription's queue
+//! with its bindings, dead-letter exchange and dead-letter queue) each time it connects, before
+//! anything is published on it, with the same arguments a consumer declares its queue with, so
+//! an event published before its consumer started waits in the consumer's queue. Events a
+//! subscription of the topology wants are published `mandatory`: one the broker returns
+//! (unroutable: its queue was deleted, or declared in another namespace) is not confirmed as
+//! sent, see [`publish_confirmed`].
+//!
 //! Wire format: structured-mode CloudEvents (the whole envelope is the body) with content type
 //! `application/cloudevents+json`, delivery mode 2 (persistent), `message_id` = event id,
 //! `type` = event type, `app_id` = publishing service, and the W3C `traceparent` in the AMQP
 //! headers. Dead letters carry `x-emporium-dead-letter-reason`, `x-emporium-attempts`,
 //! `x-emporium-consumer` and the original exchange and routing key.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use emporium_contracts::events;
 
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -72,11 +84,26 @@ pub(crate) struct AmqpConnector {
     purpose: &'static str,
     connection: tokio::sync::Mutex<Option<Connection>>,
     health: Arc<BrokerHealth>,
+    /// Declares the whole topology in this namespace on every new connection.
+    topology: Option<BusConfig>,
 }
 
 impl AmqpConnector {
     pub(crate) fn new(url: &str, purpose: &'static str, health: Arc<BrokerHealth>) -> Self {
-        AmqpConnector { url: url.to_string(), purpose, connection: tokio::sync::Mutex::new(None), health }
+        AmqpConnector {
+            url: url.to_string(),
+            purpose,
+            connection: tokio::sync::Mutex::new(None),
+            health,
+            topology: None,
+        }
+    }
+
+    /// The same connector, declaring the whole topology of `config`'s namespace (see
+    /// [`declare_topology`]) each time it connects, before it hands out a channel.
+    pub(crate) fn declaring_topology(mut self, config: &BusConfig) -> Self {
+        self.topology = Some(config.clone());
+        self
     }
 
     /// Whether the connection is up now.
@@ -130,6 +157,14 @@ impl AmqpConnector {
         };
         tracing::info!(purpose = self.purpose, url = %redact_url(&self.url), "connected to rabbitmq");
         let channel = connection.create_channel().await?;
+        if let Some(config) = &self.topology
+            && let Err(error) = declare_topology(&channel, config).await
+        {
+            // Not kept: the next attempt connects and declares again.
+            let _ = connection.close(200, ShortString::from("topology not declared")).await;
+            self.health.record_down(format!("rabbitmq topology could not be declared: {error}"));
+            return Err(error);
+        }
         self.health.record_up();
         *slot = Some(connection);
         Ok(channel)
@@ -228,6 +263,25 @@ pub(crate) async fn declare_consumer_queue(
     Ok(())
 }
 
+/// Declares the whole topology of the contracts in `config`'s namespace (idempotent): every
+/// exchange, and every subscription's queue with its bindings, dead-letter exchange and
+/// dead-letter queue, exactly as [`declare_consumer_queue`] declares them for a consumer.
+pub(crate) async fn declare_topology(channel: &Channel, config: &BusConfig) -> Result<(), BusError> {
+    declare_exchanges(channel, config, &events::ALL_EXCHANGES).await?;
+    for spec in ConsumerSpec::topology() {
+        let names = config.queue_names(&spec.consumer, &spec.exchange);
+        declare_consumer_queue(channel, config, &spec, &names).await?;
+    }
+    tracing::debug!(namespace = %config.namespace, "rabbitmq topology declared");
+    Ok(())
+}
+
+/// Whether `row` must reach a queue: some subscription of the contracts' topology wants it.
+/// Such rows are published `mandatory`.
+pub(crate) fn must_be_routed(row: &OutboxRow) -> bool {
+    events::is_consumed(&row.exchange, &row.routing_key)
+}
+
 /// The properties of an outbox row's message.
 pub(crate) fn event_properties(service: &str, row: &OutboxRow) -> BasicProperties {
     let mut headers = FieldTable::default();
@@ -244,22 +298,29 @@ pub(crate) fn event_properties(service: &str, row: &OutboxRow) -> BasicPropertie
         .with_headers(headers)
 }
 
-/// Publishes `rows` on `channel` (in confirm mode) in order, then waits until the broker
-/// confirmed every one of them; any refusal or failure fails the whole batch.
+/// Publishes `rows` on `channel` (in confirm mode) in order, `mandatory` when
+/// [`must_be_routed`], then waits until the broker confirmed every one of them; any refusal
+/// or failure fails the whole batch. Answers the event ids of the rows the broker returned
+/// (unroutable): those are not sent.
+///
+/// A returned message reaches lapin before the confirm of its publish, but lapin hands it to
+/// whichever confirm completes next, so returns are matched to rows by message id (the event
+/// id), never by position; once every confirm of the batch is in, every return of the batch
+/// has been handed out.
 pub(crate) async fn publish_confirmed(
     channel: &Channel,
     config: &BusConfig,
     service: &str,
     rows: &[OutboxRow],
     confirm_timeout: Duration,
-) -> Result<(), BusError> {
+) -> Result<HashSet<String>, BusError> {
     let mut confirms = Vec::with_capacity(rows.len());
     for row in rows {
         let confirm = channel
             .basic_publish(
                 config.exchange_name(&row.exchange).into(),
                 row.routing_key.clone().into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions { mandatory: must_be_routed(row), ..BasicPublishOptions::default() },
                 row.envelope.as_bytes(),
                 event_properties(service, row),
             )
@@ -267,13 +328,24 @@ pub(crate) async fn publish_confirmed(
         confirms.push(confirm);
     }
     let all_confirmed = async {
+        let mut returned_event_ids = HashSet::new();
         for (confirm, row) in confirms.into_iter().zip(rows) {
             let confirmation = confirm.await?;
             if !confirmation.is_ack() {
                 return Err(BusError::PublishRefused(format!("event {} was nacked", row.event_id)));
             }
+            if let Some(returned) = confirmation.take_message() {
+                match returned.delivery.properties.message_id() {
+                    Some(event_id) => returned_event_ids.insert(event_id.as_str().to_string()),
+                    None => {
+                        return Err(BusError::PublishRefused(
+                            "the broker returned a message without its event id".to_string(),
+                        ));
+                    }
+                };
+            }
         }
-        Ok(())
+        Ok(returned_event_ids)
     };
     match tokio::time::timeout(confirm_timeout, all_confirmed).await {
         Ok(result) => result,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use emporium_cluster::{Node, ServiceContext};
 use emporium_contracts::events::ALL_EXCHANGES;
 use emporium_runtime::TaskHandle;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::types::ShortString;
 
 use crate::amqp::{self, AmqpConnector, BrokerHealth};
@@ -40,9 +41,13 @@ struct BusInner {
 }
 
 impl Bus {
-    /// Starts the bus. With an AMQP URL it connects and declares the exchanges, and fails with
-    /// [`BusError::BrokerUnreachable`] when RabbitMQ cannot be reached; later outages are
-    /// ridden out with reconnection and backoff.
+    /// Starts the bus. With an AMQP URL it connects and declares the whole topology of the
+    /// contracts in its namespace (every exchange, every subscription's queue with its
+    /// bindings and dead-letter queue; again after each reconnection, before anything is
+    /// published), so events published before their consumers start wait in their queues. It
+    /// fails with [`BusError::BrokerUnreachable`] when RabbitMQ cannot be reached, or with the
+    /// broker's refusal when the topology cannot be declared; later outages are ridden out
+    /// with reconnection and backoff.
     pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         config.validate()?;
         let mut broker_watch = None;
@@ -50,11 +55,10 @@ impl Bus {
             None => Transport::InProcess(Arc::new(InProcessBroker::default())),
             Some(url) => {
                 let health = Arc::new(BrokerHealth::default());
-                let publish = Arc::new(AmqpConnector::new(url, "publish", health.clone()));
+                let publish = Arc::new(AmqpConnector::new(url, "publish", health.clone()).declaring_topology(&config));
                 let consume = Arc::new(AmqpConnector::new(url, "consume", health.clone()));
                 let channel = publish.channel().await?;
-                amqp::declare_exchanges(&channel, &config, &ALL_EXCHANGES).await?;
-                let _ = channel.close(200, ShortString::from("exchanges declared")).await;
+                let _ = channel.close(200, ShortString::from("topology declared")).await;
                 broker_watch = Some(BrokerWatch::start(&publish, health.clone()));
                 Transport::Amqp { publish, consume, health }
             }
@@ -93,8 +97,9 @@ impl Bus {
     }
 
     /// In-process bus: lets relays publish, once every consumer of the process subscribed (call
-    /// it after all services started; rows published to a queue nobody declared yet would
-    /// reach no one). RabbitMQ: nothing to do, queues are durable.
+    /// it after all services started). An event the contracts' topology has a consumer for but
+    /// no queue of this process wants stays in the outbox (retried with backoff, counted as
+    /// unroutable). RabbitMQ: nothing to do, the topology was declared at connection.
     pub fn start_delivery(&self) {
         if let Transport::InProcess(broker) = &self.inner.transport {
             broker.open_delivery();
@@ -178,6 +183,31 @@ impl Bus {
     pub fn supervise_broker_watch(&self, node: &mut Node) -> Option<TaskHandle> {
         let watch = self.inner.broker_watch.as_ref()?;
         Some(node.spawn_node_task(BROKER_WATCH_TASK, watch.task_factory()))
+    }
+
+    /// Deletes from RabbitMQ every exchange and every queue (with its messages), dead-letter
+    /// exchange and dead-letter queue of the contracts' topology in this bus's namespace: for
+    /// tests and for retiring a namespace, never on a running cluster. Queues of consumers
+    /// outside the topology are left alone. Nothing to do in process.
+    pub async fn delete_topology(&self) -> Result<(), BusError> {
+        let Transport::Amqp { publish, .. } = &self.inner.transport else { return Ok(()) };
+        let config = &self.inner.config;
+        let channel = publish.channel().await?;
+        for spec in ConsumerSpec::topology() {
+            let names = config.queue_names(&spec.consumer, &spec.exchange);
+            for queue in [&names.queue, &names.dead_letter_queue] {
+                channel.queue_delete(queue.clone().into(), QueueDeleteOptions::default()).await?;
+            }
+            channel
+                .exchange_delete(names.dead_letter_exchange.clone().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        for exchange in ALL_EXCHANGES {
+            channel.exchange_delete(config.exchange_name(exchange).into(), ExchangeDeleteOptions::default()).await?;
+        }
+        let _ = channel.close(200, ShortString::from("topology deleted")).await;
+        tracing::info!(namespace = %config.namespace, "rabbitmq topology deleted");
+        Ok(())
     }
 
     /// Closes the broker connections and ends the broker watcher (stop relays and consumers

@@ -3,20 +3,34 @@
 //!
 //! Names: exchange `<ns>order-events`; consumer queue `<ns><consumer>.<exchange>`; its
 //! dead-letter exchange `<queue>.dlx` and dead-letter queue `<queue>.dlq`. `<ns>` is the
-//! namespace followed by a dot, or nothing when the namespace is empty (production).
+//! namespace followed by a dot (`emporium.` by default, `EMPORIUM_BUS_NAMESPACE` on a node),
+//! or nothing when the namespace is empty.
+//!
+//! What is consumed where comes from the contracts' topology
+//! ([`emporium_contracts::events::SUBSCRIPTIONS`]): services build their [`ConsumerSpec`] from
+//! it ([`ConsumerSpec::from_topology`], [`ConsumerSpec::topology_of`]) and every node's bus
+//! declares all of it ([`ConsumerSpec::topology`]).
 
 use std::fmt;
 use std::time::Duration;
 
+use emporium_contracts::events::{self, Subscription};
+
 use crate::error::{BusError, redact_url};
+
+/// The namespace of a node's exchanges and queues when `EMPORIUM_BUS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "emporium";
+/// The longest namespace accepted: queue names (at most 255 bytes) must still fit.
+pub const MAX_NAMESPACE_LEN: usize = 64;
 
 /// The bus's settings. [`BusConfig::default`] is the embedded in-process bus.
 #[derive(Clone)]
 pub struct BusConfig {
     /// RabbitMQ URL (`EMPORIUM_AMQP_URL`); `None`: the in-process bus.
     pub amqp_url: Option<String>,
-    /// Prefix of every exchange and queue name, so that several test runs share one broker.
-    /// Empty in production.
+    /// Prefix of every exchange and queue name, so that several clusters (or test runs) share
+    /// one broker: [`DEFAULT_NAMESPACE`] unless set (`EMPORIUM_BUS_NAMESPACE`); empty: no
+    /// prefix.
     pub namespace: String,
     /// Unacknowledged deliveries a consumer holds at most (AMQP prefetch).
     pub prefetch: u16,
@@ -46,7 +60,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             amqp_url: None,
-            namespace: String::new(),
+            namespace: DEFAULT_NAMESPACE.to_string(),
             prefetch: 64,
             consumer_batch_size: 64,
             max_attempts: 5,
@@ -108,11 +122,7 @@ impl BusConfig {
         if self.reconnect_min_delay.is_zero() || self.reconnect_min_delay > self.reconnect_max_delay {
             return invalid("reconnect delays must satisfy 0 < min <= max");
         }
-        let name_ok = |name: &str| name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !name_ok(&self.namespace) {
-            return invalid("namespace may hold only letters, digits, '-', '_' and '.'");
-        }
-        Ok(())
+        validate_namespace(&self.namespace)
     }
 
     fn prefix(&self) -> String {
@@ -140,6 +150,26 @@ impl BusConfig {
     pub fn retry_delay_for(&self, attempt: u32) -> Duration {
         self.retry_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(10))
     }
+}
+
+/// Checks a namespace: empty (no prefix), or at most [`MAX_NAMESPACE_LEN`] letters, digits,
+/// '-', '_' and '.', neither starting nor ending with '.', and not starting with `amq.`
+/// (RabbitMQ keeps those names for itself).
+pub fn validate_namespace(namespace: &str) -> Result<(), BusError> {
+    let invalid = |reason: &str| Err(BusError::InvalidConfig(format!("namespace {namespace:?}: {reason}")));
+    if namespace.len() > MAX_NAMESPACE_LEN {
+        return invalid(&format!("longer than {MAX_NAMESPACE_LEN} characters"));
+    }
+    if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return invalid("may hold only letters, digits, '-', '_' and '.'");
+    }
+    if namespace.starts_with('.') || namespace.ends_with('.') || namespace.contains("..") {
+        return invalid("dots only between words");
+    }
+    if format!("{namespace}.").to_ascii_lowercase().starts_with("amq.") {
+        return invalid("names starting with 'amq.' are reserved by RabbitMQ");
+    }
+    Ok(())
 }
 
 /// A consumer queue's broker names.
@@ -173,6 +203,35 @@ impl ConsumerSpec {
             exchange: exchange.to_string(),
             routing_keys: routing_keys.iter().map(|key| key.to_string()).collect(),
         }
+    }
+
+    /// The spec of `subscription` of the contracts' topology.
+    pub fn from_subscription(subscription: &Subscription) -> ConsumerSpec {
+        ConsumerSpec::new(subscription.consumer, subscription.exchange, subscription.event_types)
+    }
+
+    /// The spec of `consumer`'s subscription to `exchange` in the contracts' topology; an
+    /// error when the topology has none (a service subscribing to what the contracts do not
+    /// say it consumes).
+    pub fn from_topology(consumer: &str, exchange: &str) -> Result<ConsumerSpec, BusError> {
+        events::subscription(consumer, exchange).map(ConsumerSpec::from_subscription).ok_or_else(|| {
+            BusError::InvalidConfig(format!(
+                "the contracts' topology has no subscription of {consumer} to {exchange} \
+                 (emporium_contracts::events::SUBSCRIPTIONS)"
+            ))
+        })
+    }
+
+    /// The specs of every subscription of `consumer` in the contracts' topology, one per
+    /// exchange.
+    pub fn topology_of(consumer: &str) -> Vec<ConsumerSpec> {
+        events::subscriptions_of(consumer).map(ConsumerSpec::from_subscription).collect()
+    }
+
+    /// The specs of every subscription of the contracts' topology: what every node's bus
+    /// declares.
+    pub fn topology() -> Vec<ConsumerSpec> {
+        events::SUBSCRIPTIONS.iter().map(ConsumerSpec::from_subscription).collect()
     }
 
     /// Checks the names.
@@ -235,8 +294,11 @@ mod tests {
     #[test]
     fn names_carry_the_namespace() {
         let production = BusConfig::default();
-        assert_eq!(production.exchange_name("order-events"), "order-events");
-        assert_eq!(production.queue_names("payment", "order-events").queue, "payment.order-events");
+        assert_eq!(production.exchange_name("order-events"), "emporium.order-events");
+        assert_eq!(production.queue_names("payment", "order-events").queue, "emporium.payment.order-events");
+        let unprefixed = BusConfig::default().with_namespace("");
+        assert_eq!(unprefixed.exchange_name("order-events"), "order-events");
+        assert_eq!(unprefixed.queue_names("payment", "order-events").queue, "payment.order-events");
         let test = BusConfig::default().with_namespace("t1");
         assert_eq!(test.exchange_name("order-events"), "t1.order-events");
         let names = test.queue_names("payment", "order-events");
@@ -249,11 +311,30 @@ mod tests {
         assert!(BusConfig::default().validate().is_ok());
         assert!(BusConfig { prefetch: 0, ..BusConfig::default() }.validate().is_err());
         assert!(BusConfig { consumer_batch_size: 65, ..BusConfig::default() }.validate().is_err());
-        assert!(BusConfig::default().with_namespace("a b").validate().is_err());
+        for bad in ["a b", "a/b", ".a", "a.", "a..b", "amq", "amq.x", "AMQ.x", &"n".repeat(65)] {
+            assert!(BusConfig::default().with_namespace(bad).validate().is_err(), "{bad:?}");
+        }
+        for good in ["", "emporium", "shop-eu.prod_2", "amqp-test", &"n".repeat(64)] {
+            assert!(BusConfig::default().with_namespace(good).validate().is_ok(), "{good:?}");
+        }
         assert!(ConsumerSpec::new("pay ment", "order-events", &["#"]).validate().is_err());
         assert!(ConsumerSpec::new("payment", "order-events", &[]).validate().is_err());
         let debug = format!("{:?}", BusConfig::amqp("amqp://guest:secret@h/%2f"));
         assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn specs_come_from_the_contracts_topology() {
+        let payment = ConsumerSpec::from_topology("payment", "order-events").unwrap();
+        assert_eq!(payment, ConsumerSpec::new("payment", "order-events", &["order.created"]));
+        assert!(ConsumerSpec::from_topology("payment", "auth-events").is_err());
+        let notification = ConsumerSpec::topology_of("notification");
+        let exchanges: Vec<&str> = notification.iter().map(|spec| spec.exchange.as_str()).collect();
+        assert_eq!(exchanges, ["order-events", "payment-events", "auth-events"]);
+        assert!(ConsumerSpec::topology_of("auth").is_empty());
+        let topology = ConsumerSpec::topology();
+        assert_eq!(topology.len(), events::SUBSCRIPTIONS.len());
+        assert!(topology.iter().all(|spec| spec.validate().is_ok()));
     }
 
     #[test]

@@ -25,6 +25,22 @@ pub enum BusError {
     /// The broker refused (nacked) a publish.
     #[error("rabbitmq refused to take a message: {0}")]
     PublishRefused(String),
+    /// Events a consumer of the topology wants reached no queue (RabbitMQ returned them, or
+    /// no in-process queue took them); they stay in the outbox and are published again.
+    #[error(
+        "{num_unroutable} event(s) reached no queue and stay in the outbox (first: {first_event_type} \
+         {first_event_id} to {exchange}); is the topology declared in this namespace?"
+    )]
+    Unroutable {
+        /// How many rows of the batch.
+        num_unroutable: usize,
+        /// The broker name of the exchange of the first of them.
+        exchange: String,
+        /// The type (routing key) of the first of them.
+        first_event_type: String,
+        /// The event id of the first of them.
+        first_event_id: String,
+    },
     /// The database could not be reached, a statement failed, or the bus's tables could not
     /// be created.
     #[error(transparent)]
@@ -55,6 +71,7 @@ impl BusError {
             BusError::Broker(_) | BusError::PublishRefused(_) | BusError::BrokerTimeout(_) => {
                 (503, "broker_unavailable")
             }
+            BusError::Unroutable { .. } => (503, "events_unroutable"),
             BusError::Database(error) if error.is_unavailable() => (503, "database_unavailable"),
             BusError::Database(_) => (500, "internal_error"),
             BusError::ShuttingDown => (503, "shutting_down"),
@@ -99,5 +116,22 @@ mod tests {
         assert_eq!(error.to_string(), "rabbitmq unreachable at amqp://h: refused");
         assert_eq!(error.to_service_error().http_status(), 503);
         assert_eq!(BusError::InvalidConfig("x".into()).status_and_code().0, 500);
+    }
+
+    #[test]
+    fn unroutable_events_are_a_transient_failure_that_names_the_first() {
+        let error = BusError::Unroutable {
+            num_unroutable: 2,
+            exchange: "t1.order-events".into(),
+            first_event_type: "order.created".into(),
+            first_event_id: "e1".into(),
+        };
+        assert_eq!(error.status_and_code(), (503, "events_unroutable"));
+        assert!(error.to_service_error().is_transient());
+        assert_eq!(
+            error.to_string(),
+            "2 event(s) reached no queue and stay in the outbox (first: order.created e1 to t1.order-events); \
+             is the topology declared in this namespace?"
+        );
     }
 }

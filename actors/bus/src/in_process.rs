@@ -8,7 +8,11 @@
 //! only then: after a crash, the rows are published again and the inboxes dedupe them.
 //!
 //! Relays hold their first publish until `InProcessBroker::open_delivery`: rows routed before
-//! every consumer of the process has declared its queue would reach no queue.
+//! every consumer of the process has declared its queue would reach no queue. After that, a
+//! row no queue takes is reported back ([`RoutedBatch::unrouted_row_ids`]); the relay keeps it
+//! in the outbox when a consumer of the contracts' topology wants it (a node that runs the
+//! in-process bus without that consumer: the event waits for a start with it), as it does for
+//! a message RabbitMQ returns.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -142,6 +146,15 @@ impl Drop for InProcessDelivery {
     }
 }
 
+/// What became of a published batch.
+#[derive(Debug)]
+pub(crate) struct RoutedBatch {
+    /// Tells when every queue the rows went to settled them.
+    pub(crate) tracker: Arc<SettleTracker>,
+    /// The ids of the rows no queue took, in order.
+    pub(crate) unrouted_row_ids: Vec<i64>,
+}
+
 /// The process's exchanges and queues.
 #[derive(Debug)]
 pub(crate) struct InProcessBroker {
@@ -190,16 +203,21 @@ impl InProcessBroker {
     }
 
     /// Routes `rows` to the queues bound to them, in order; answers the tracker that tells
-    /// when every queue settled them.
-    pub(crate) fn publish(&self, rows: &[OutboxRow]) -> Arc<SettleTracker> {
+    /// when every queue settled them, and which rows no queue took.
+    pub(crate) fn publish(&self, rows: &[OutboxRow]) -> RoutedBatch {
         let queues = self.queues.read();
         let mut routes: Vec<(&Arc<InProcessQueue>, &OutboxRow)> = Vec::new();
+        let mut unrouted_row_ids = Vec::new();
         for row in rows {
+            let num_routes_before = routes.len();
             for queue in queues.iter() {
                 let spec = queue.spec.read();
                 if spec.exchange == row.exchange && spec.matches(&row.routing_key) {
                     routes.push((queue, row));
                 }
+            }
+            if routes.len() == num_routes_before {
+                unrouted_row_ids.push(row.id);
             }
         }
         let tracker = SettleTracker::new(routes.len());
@@ -211,7 +229,7 @@ impl InProcessBroker {
                 tracker: tracker.clone(),
             });
         }
-        tracker
+        RoutedBatch { tracker, unrouted_row_ids }
     }
 }
 
@@ -242,7 +260,9 @@ mod tests {
             "notification.order-events",
             &ConsumerSpec::new("notification", "order-events", &["order.#"]),
         );
-        let tracker = broker.publish(&[row(1, "order.created"), row(2, "order.cancelled")]);
+        let routed = broker.publish(&[row(1, "order.created"), row(2, "order.cancelled")]);
+        assert!(routed.unrouted_row_ids.is_empty());
+        let tracker = routed.tracker;
         assert_eq!(payment.num_ready(), 1);
         assert_eq!(notification.num_ready(), 2);
         for delivery in payment.take(10).await {
@@ -262,7 +282,7 @@ mod tests {
     async fn a_dropped_delivery_goes_back_to_the_front_as_redelivered() {
         let broker = InProcessBroker::default();
         let queue = broker.declare_queue("c.order-events", &ConsumerSpec::new("c", "order-events", &["#"]));
-        broker.publish(&[row(1, "order.created"), row(2, "order.created")]);
+        let _routed = broker.publish(&[row(1, "order.created"), row(2, "order.created")]);
         let taken = queue.take(1).await;
         drop(taken);
         let again = queue.take(10).await;
@@ -278,10 +298,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rows_no_queue_wants_complete_at_once() {
+    async fn rows_no_queue_wants_complete_at_once_and_are_reported() {
         let broker = InProcessBroker::default();
-        let tracker = broker.publish(&[row(1, "order.created")]);
-        tokio::time::timeout(Duration::from_millis(100), tracker.wait()).await.expect("nothing to wait for");
+        let queue = broker.declare_queue("c.order-events", &ConsumerSpec::new("c", "order-events", &["order.created"]));
+        let routed = broker.publish(&[row(1, "order.cancelled"), row(2, "order.created"), row(3, "order.confirmed")]);
+        assert_eq!(routed.unrouted_row_ids, [1, 3]);
+        for delivery in queue.take(10).await {
+            delivery.settle();
+        }
+        tokio::time::timeout(Duration::from_millis(100), routed.tracker.wait()).await.expect("only row 2 to wait for");
+        let routed = InProcessBroker::default().publish(&[row(1, "order.created")]);
+        assert_eq!(routed.unrouted_row_ids, [1]);
+        tokio::time::timeout(Duration::from_millis(100), routed.tracker.wait()).await.expect("nothing to wait for");
         assert!(!broker.is_open());
         broker.open_delivery();
         tokio::time::timeout(Duration::from_millis(100), broker.wait_until_open()).await.unwrap();

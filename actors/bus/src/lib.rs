@@ -13,6 +13,21 @@
 //! [`RelayHandle::snapshot`] and the gauges `emporium_outbox_unsent` and
 //! `emporium_outbox_oldest_unsent_seconds` (label `service`).
 //!
+//! **No event lost for want of a queue.** The topology (which service consumes which event
+//! types from which exchange) is data of the contracts
+//! ([`emporium_contracts::events::SUBSCRIPTIONS`]); services subscribe from it
+//! ([`ConsumerSpec::from_topology`]). On RabbitMQ, [`Bus::connect`] declares all of it (every
+//! exchange, every subscription's queue with its bindings and dead-letter queue, exactly as
+//! [`Bus::subscribe`] does) before any relay publishes, and again after each reconnection,
+//! whatever services the node runs: an event published before its consumer started waits in
+//! the consumer's queue. Events a consumer of the topology wants are published `mandatory`; one
+//! that reaches no queue anyway (RabbitMQ returned it, or, in process, no queue of the process
+//! took it) is not marked sent: it stays in the outbox, is published again after a backoff,
+//! and is counted (`emporium_bus_unroutable_total`, [`RelaySnapshot::num_unroutable`], and an
+//! error of the relay actor in the supervision tree). Names are prefixed by the namespace
+//! ([`BusConfig::namespace`], `EMPORIUM_BUS_NAMESPACE` on a node, default `emporium`), so
+//! several clusters share one broker.
+//!
 //! **Consuming (idempotent inbox).** [`Bus::subscribe`] declares the consumer's durable queue
 //! `<consumer>.<exchange>` with its routing-key bindings and dead-letter exchange and queue,
 //! and starts a supervised actor ([`consumer::InboxConsumer`], `<consumer>.<exchange>/consumer`)
@@ -26,9 +41,10 @@
 //!
 //! **In process.** Without `EMPORIUM_AMQP_URL` the same API runs on an in-memory broker
 //! ([`in_process`]) with the same outbox and inbox tables: a row is marked sent only once every
-//! subscribed queue settled it, so a crash publishes it again and the inboxes dedupe it. Dead
-//! letters go to the `bus_dead_letter` table. Call [`Bus::start_delivery`] once every service
-//! subscribed.
+//! subscribed queue settled it, so a crash publishes it again and the inboxes dedupe it; an
+//! event the topology has a consumer for that no queue of the process takes stays in the
+//! outbox, as on RabbitMQ. Dead letters go to the `bus_dead_letter` table. Call
+//! [`Bus::start_delivery`] once every service subscribed.
 //!
 //! **Supervision.** No loop of the bus runs outside supervision or outlives its owner. The
 //! relay's and the consumer's drivers are supervised tasks of their service's group (see
@@ -73,12 +89,12 @@ mod transport;
 
 pub use broker_watch::BROKER_WATCH_TASK;
 pub use bus::{Bus, IN_PROCESS_BUS_WARNING};
-pub use config::{BusConfig, ConsumerSpec, QueueNames};
+pub use config::{BusConfig, ConsumerSpec, DEFAULT_NAMESPACE, QueueNames, validate_namespace};
 pub use consumer_driver::{ConsumerHandle, ConsumerSnapshot};
 pub use error::BusError;
 pub use handler::{EventError, EventHandler, ReceivedEvent, handler_fn};
 pub use inbox::DeadLetter;
-pub use node_bus::node_bus;
+pub use node_bus::{NAMESPACE_VARIABLE, node_bus};
 pub use outbox::OutboxLag;
 pub use relay_driver::{RelayHandle, RelayRole, RelaySnapshot};
 pub use schema::{MIGRATIONS, migrate};

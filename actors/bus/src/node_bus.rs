@@ -5,10 +5,15 @@ use anyhow::Context as _;
 use emporium_cluster::NodeSetup;
 
 use crate::bus::Bus;
-use crate::config::BusConfig;
+use crate::config::{BusConfig, validate_namespace};
 
-/// The node's bus: RabbitMQ when `EMPORIUM_AMQP_URL` is set, else in process. The first call
-/// connects, makes readiness follow the broker (its watcher a supervised node task,
+/// The variable that sets the namespace of a node's exchanges and queues.
+pub const NAMESPACE_VARIABLE: &str = "EMPORIUM_BUS_NAMESPACE";
+
+/// The node's bus: RabbitMQ when `EMPORIUM_AMQP_URL` is set, else in process, its exchanges and
+/// queues prefixed by `EMPORIUM_BUS_NAMESPACE` (default `emporium`; letters, digits, '-', '_'
+/// and '.') so that several clusters share one broker. The first call connects (declaring the
+/// whole topology on RabbitMQ), makes readiness follow the broker (its watcher a supervised node task,
 /// `node/event-bus-broker`), and opens in-process delivery once every service
 /// of the node started (warning when a multi-node cluster would keep its events in this
 /// process); later calls share that bus.
@@ -20,7 +25,13 @@ pub async fn node_bus(setup: &mut NodeSetup) -> anyhow::Result<Bus> {
         Some(url) => BusConfig::amqp(&url),
         None => BusConfig::default(),
     };
-    let bus = Bus::connect(config).await.context("EMPORIUM_AMQP_URL is set but RabbitMQ cannot be reached")?;
+    let config = match setup.secret(NAMESPACE_VARIABLE)? {
+        Some(namespace) => config.with_namespace(namespace.trim()),
+        None => config,
+    };
+    validate_namespace(&config.namespace).with_context(|| format!("{NAMESPACE_VARIABLE} is not usable"))?;
+    let bus =
+        Bus::connect(config).await.context("EMPORIUM_AMQP_URL is set but the event bus could not start on RabbitMQ")?;
     bus.supervise_broker_watch(setup.node());
     let readiness_bus = bus.clone();
     setup.node().readiness().add_check("event bus", Box::new(move || readiness_bus.readiness()));

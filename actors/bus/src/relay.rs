@@ -1,7 +1,15 @@
 //! The outbox relay actor (`<service>.outbox/relay`): publishes a service's pending outbox rows
 //! in id order with publisher confirms and marks them sent. Its driver
 //! ([`crate::relay_driver`]) tells it when to.
+//!
+//! A row whose event a consumer of the contracts' topology wants but that reached no queue
+//! (RabbitMQ returned the `mandatory` publish, or no in-process queue took it) is not marked
+//! sent: the relay marks the rest of the batch sent, counts it (`emporium_bus_unroutable_total`,
+//! the snapshot's `numUnroutable`), and answers [`BusError::Unroutable`], so the batch counts
+//! as an error of the relay actor in the supervision tree and the driver tries again after a
+//! backoff.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +17,12 @@ use emporium_runtime::{Behavior, CallMeta, HandlerError, Reply, ServiceHandler};
 use lapin::Channel;
 use parking_lot::Mutex;
 
-use crate::amqp::publish_confirmed;
+use crate::amqp::{must_be_routed, publish_confirmed};
 use crate::config::BusConfig;
 use crate::error::BusError;
 use crate::messages::{MeasureOutboxLag, PublishPendingEvents, PublishProgress};
-use crate::outbox::{self, OutboxLag};
+use crate::outbox::{self, OutboxLag, OutboxRow};
+use crate::relay_driver::RelayState;
 use crate::transport::Transport;
 use emporium_store::Database;
 
@@ -26,12 +35,21 @@ pub(crate) struct RelayContext {
     pub(crate) database: Database,
     pub(crate) config: BusConfig,
     pub(crate) transport: Transport,
+    /// The snapshot and counters the actor and the driver share.
+    pub(crate) state: Arc<RelayState>,
     publish_channel: Mutex<Option<Channel>>,
 }
 
 impl RelayContext {
     pub(crate) fn new(service: &str, database: Database, config: BusConfig, transport: Transport) -> Self {
-        RelayContext { service: service.to_string(), database, config, transport, publish_channel: Mutex::new(None) }
+        RelayContext {
+            service: service.to_string(),
+            database,
+            config,
+            transport,
+            state: Arc::new(RelayState::new(service)),
+            publish_channel: Mutex::new(None),
+        }
     }
 
     /// Forgets the publishing channel (after a failure or a restart).
@@ -45,8 +63,7 @@ impl RelayContext {
         if rows.is_empty() {
             return Ok(PublishProgress { num_published: 0, more_pending: false });
         }
-        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        match &self.transport {
+        let unroutable_ids = match &self.transport {
             Transport::Amqp { publish, .. } => {
                 let cached = self.publish_channel.lock().clone().filter(|channel| channel.status().connected());
                 let channel = match cached {
@@ -57,26 +74,71 @@ impl RelayContext {
                         channel
                     }
                 };
-                if let Err(error) =
-                    publish_confirmed(&channel, &self.config, &self.service, &rows, CONFIRM_TIMEOUT).await
-                {
-                    self.drop_channel();
-                    publish.record_failure(&error);
-                    if let Err(update_error) = outbox::record_failed_attempt(&self.database, &ids).await {
-                        tracing::warn!(service = %self.service, error = %update_error, "could not count a failed publish");
+                match publish_confirmed(&channel, &self.config, &self.service, &rows, CONFIRM_TIMEOUT).await {
+                    Ok(returned_event_ids) => rows
+                        .iter()
+                        .filter(|row| returned_event_ids.contains(&row.event_id))
+                        .map(|row| row.id)
+                        .collect::<HashSet<i64>>(),
+                    Err(error) => {
+                        self.drop_channel();
+                        publish.record_failure(&error);
+                        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+                        if let Err(update_error) = outbox::record_failed_attempt(&self.database, &ids).await {
+                            tracing::warn!(service = %self.service, error = %update_error, "could not count a failed publish");
+                        }
+                        metrics::counter!("emporium_outbox_publish_failures_total", "service" => self.service.clone())
+                            .increment(1);
+                        return Err(error);
                     }
-                    metrics::counter!("emporium_outbox_publish_failures_total", "service" => self.service.clone())
-                        .increment(1);
-                    return Err(error);
                 }
             }
-            Transport::InProcess(broker) => broker.publish(&rows).wait().await,
-        }
-        outbox::mark_sent(&self.database, &ids).await?;
+            Transport::InProcess(broker) => {
+                let routed = broker.publish(&rows);
+                routed.tracker.wait().await;
+                // A row no consumer of the topology wants may reach no queue: nobody reads it.
+                let unrouted: HashSet<i64> = routed.unrouted_row_ids.into_iter().collect();
+                rows.iter().filter(|row| unrouted.contains(&row.id) && must_be_routed(row)).map(|row| row.id).collect()
+            }
+        };
+        let (unroutable, sent): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
+            rows.iter().partition(|row| unroutable_ids.contains(&row.id));
+        let sent_ids: Vec<i64> = sent.iter().map(|row| row.id).collect();
+        outbox::mark_sent(&self.database, &sent_ids).await?;
+        self.state.record_published(sent_ids.len());
         metrics::counter!("emporium_outbox_published_total", "service" => self.service.clone())
-            .increment(rows.len() as u64);
-        tracing::debug!(service = %self.service, num_rows = rows.len(), last_id = ids.last().copied().unwrap_or(0), "published outbox rows");
-        Ok(PublishProgress { num_published: rows.len(), more_pending: rows.len() == max_rows })
+            .increment(sent_ids.len() as u64);
+        tracing::debug!(service = %self.service, num_rows = sent_ids.len(), last_id = sent_ids.last().copied().unwrap_or(0), "published outbox rows");
+        if let Some(first) = unroutable.first() {
+            return Err(self.keep_unroutable(&unroutable, first).await);
+        }
+        Ok(PublishProgress { num_published: sent_ids.len(), more_pending: rows.len() == max_rows })
+    }
+
+    /// Counts `unroutable` (left pending in the outbox) everywhere an operator looks, and
+    /// answers the error that makes the driver back off.
+    async fn keep_unroutable(&self, unroutable: &[&OutboxRow], first: &OutboxRow) -> BusError {
+        let ids: Vec<i64> = unroutable.iter().map(|row| row.id).collect();
+        if let Err(update_error) = outbox::record_failed_attempt(&self.database, &ids).await {
+            tracing::warn!(service = %self.service, error = %update_error, "could not count an unroutable publish");
+        }
+        self.state.record_unroutable(unroutable.len());
+        for row in unroutable {
+            metrics::counter!(
+                "emporium_bus_unroutable_total",
+                "service" => self.service.clone(),
+                "event_type" => row.routing_key.clone()
+            )
+            .increment(1);
+        }
+        let error = BusError::Unroutable {
+            num_unroutable: unroutable.len(),
+            exchange: self.config.exchange_name(&first.exchange),
+            first_event_type: first.routing_key.clone(),
+            first_event_id: first.event_id.clone(),
+        };
+        tracing::warn!(service = %self.service, num_unroutable = unroutable.len(), error = %error, "events reached no queue; they stay in the outbox");
+        error
     }
 }
 

@@ -30,10 +30,12 @@ async fn the_in_process_bus_is_always_ready_and_warns_multi_node_clusters() {
     assert!(bus.is_in_process());
     assert_eq!(bus.readiness(), Ok(()));
     assert!(bus.multi_node_warning().unwrap().contains("will not leave this process"));
-    let amqp = connect_bus(Transport::Amqp, &unique_namespace(), |_| {}).await;
+    let namespace = unique_namespace();
+    let amqp = connect_bus(Transport::Amqp, &namespace, |_| {}).await;
     assert_eq!(amqp.readiness(), Ok(()));
     assert!(amqp.multi_node_warning().is_none());
     amqp.close().await;
+    delete_amqp_names(&namespace, &[]).await;
 }
 
 #[actix_rt::test]

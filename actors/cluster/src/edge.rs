@@ -1,7 +1,20 @@
 //! What a service's public HTTP routes use at the edge: errors as API.md's JSON, the verified
 //! caller and the request context the gateway put on the request, and extractor settings that
-//! turn bad input into clear 4xx answers instead of 500s.
+//! turn bad input into clear 4xx answers instead of 500s. The helpers route handlers share
+//! (asking their service, list queries, OpenAPI pieces) are in [`crate::routes_kit`].
+//!
+//! **Error policy.** Every error is answered as `{"error": {"code", "message", ...}}`
+//! ([`crate::routes_kit::ErrorBody`]), by its [`ErrorKind`]:
+//! - a client mistake is a 4xx with the code the service chose (`invalid_page`,
+//!   `order_not_found`, ...), never a 500;
+//! - an unavailable dependency (a database that is unreachable or busy, the broker, another
+//!   service) is 503 `<dependency>_unavailable` with `Retry-After` ([`unavailable_dependency`],
+//!   [`store_failure`]);
+//! - a bug ([`ErrorKind::Internal`], [`ErrorKind::Fault`]) is 500 `internal_error` with a fixed
+//!   message and the request id as `requestId`. Its cause is logged at error level where it
+//!   happened ([`internal_failure`]) and never reaches the client.
 
+use std::error::Error as StdError;
 use std::future::{Ready, ready};
 use std::time::Instant;
 
@@ -12,53 +25,168 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use emporium_contracts::identity::{Caller, Role};
 use emporium_contracts::{ErrorKind, ServiceError};
 use emporium_runtime::{CallMeta, TraceParent};
+use emporium_store::StoreError;
 
 /// Default largest body the edge accepts.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
-/// A [`ServiceError`] answered over HTTP as `{"error": {"code", "message", "details"}}`.
+/// The code every bug is answered with.
+pub const INTERNAL_ERROR: &str = "internal_error";
+
+/// The message every bug is answered with: it names nothing of the cause.
+pub const INTERNAL_ERROR_MESSAGE: &str = "the server failed to handle the request";
+
+/// A [`ServiceError`] answered over HTTP as an `ErrorBody`, with the id of the request it
+/// answers when the handler knew it (a 500 shows it as `requestId`).
 #[derive(Debug)]
-pub struct ApiError(pub ServiceError);
+pub struct ApiError {
+    /// The failure.
+    pub error: ServiceError,
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// `error`, for the request of `context`.
+    pub fn for_request(error: ServiceError, context: &RequestContext) -> ApiError {
+        let request_id = Some(context.request_id.clone()).filter(|request_id| !request_id.is_empty());
+        ApiError { error, request_id }
+    }
+}
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{}", self.0)
+        write!(formatter, "{}", self.error)
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
-        ApiError(error)
+        ApiError { error, request_id: None }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        status_of(&self.error)
     }
 
     fn error_response(&self) -> HttpResponse {
-        error_response(&self.0)
+        request_error_response(&self.error, self.request_id.as_deref())
     }
 }
 
-/// The JSON response for `error`. Internal failures keep their cause out of the body.
+fn status_of(error: &ServiceError) -> StatusCode {
+    StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The JSON response for `error` when the request id is unknown; see
+/// [`request_error_response`].
 pub fn error_response(error: &ServiceError) -> HttpResponse {
-    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = HttpResponse::build(status);
+    request_error_response(error, None)
+}
+
+/// The JSON response for `error`, answering the request `request_id_opt`, by the module's error
+/// policy: 429 and 503 carry `Retry-After`; a bug (500) is answered as `internal_error` with a
+/// fixed message and `requestId`, and logged at error level.
+pub fn request_error_response(error: &ServiceError, request_id_opt: Option<&str>) -> HttpResponse {
+    let mut response = HttpResponse::build(status_of(error));
     if let Some(seconds) = error.retry_after_secs {
         response.insert_header((header::RETRY_AFTER, seconds.to_string()));
     } else if matches!(error.kind, ErrorKind::Unavailable | ErrorKind::RateLimited) {
         response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
     }
-    let public = match error.kind {
+    let body = match error.kind {
         ErrorKind::Fault | ErrorKind::Internal => {
-            tracing::error!(code = %error.code, message = %error.message, "internal error answered as 500");
-            ServiceError::new(error.kind, error.code.clone(), "the server failed to handle the request")
+            let request_id = request_id_opt.unwrap_or_default();
+            tracing::error!(
+                request_id,
+                code = %error.code,
+                message = %error.message,
+                "a bug answered as 500 internal_error"
+            );
+            let public = ServiceError::new(error.kind, INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE).public_body();
+            match request_id_opt {
+                Some(request_id) => public.with_request_id(request_id),
+                None => public,
+            }
         }
-        _ => error.clone(),
+        _ => error.public_body(),
     };
-    response.json(public.to_public_body())
+    response.json(body.to_json())
+}
+
+/// 500 `internal_error` for a bug of `service` (a statement the database refused, a broken
+/// invariant, anything unexpected): `cause` and its chain are logged at error level here, and
+/// the answer names none of it.
+pub fn internal_failure(service: &str, cause: &(dyn StdError + 'static)) -> ServiceError {
+    tracing::error!(service, error = %cause_chain(cause), "request failed on a bug");
+    ServiceError::internal(INTERNAL_ERROR_MESSAGE)
+}
+
+/// 503 `code` with `Retry-After` for a dependency of `service` that is unavailable now
+/// (`dependency` says which, in the message: "the order store"); `cause` is logged at warn level
+/// and stays out of the answer.
+pub fn unavailable_dependency(
+    service: &str,
+    code: impl Into<String>,
+    dependency: &str,
+    cause: &(dyn StdError + 'static),
+) -> ServiceError {
+    let code = code.into();
+    tracing::warn!(service, code = %code, error = %cause_chain(cause), "a dependency is unavailable");
+    ServiceError::unavailable(code, format!("{dependency} is unavailable; try again shortly"))
+}
+
+/// A failure of `service`'s SQL store: 503 `<service>_store_unavailable` when the database is
+/// unreachable or busy ([`is_store_unavailable`]), else a bug (500 `internal_error`).
+pub fn store_failure(service: &str, error: &StoreError) -> ServiceError {
+    if is_store_unavailable(error) {
+        unavailable_dependency(service, format!("{service}_store_unavailable"), &format!("the {service} store"), error)
+    } else {
+        internal_failure(service, error)
+    }
+}
+
+/// Whether a store failure may go away on a retry: the database is unreachable, overloaded or
+/// closing ([`StoreError::is_unavailable`]), or it gave up on this transaction because another
+/// one was in the way ([`is_busy_database_code`]). A failed statement or a schema surprise is a
+/// bug instead.
+pub fn is_store_unavailable(error: &StoreError) -> bool {
+    if error.is_unavailable() {
+        return true;
+    }
+    match error {
+        StoreError::Database(database_error) => database_error
+            .as_database_error()
+            .and_then(|server_error| server_error.code())
+            .is_some_and(|code| is_busy_database_code(&code)),
+        _ => false,
+    }
+}
+
+/// Whether the error code a database server answered with means "busy, try again": on
+/// MariaDB/MySQL (SQLSTATE) a connection exception (class `08`: too many connections, server
+/// shutting down) or a deadlock victim (`40001`); on SQLite (extended result codes) a busy or
+/// locked database (`5`, `6`, `261`, `517`).
+pub fn is_busy_database_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "40001" | "5" | "6" | "261" | "517")
+}
+
+/// `error` and its sources, `: `-separated, for a log line.
+fn cause_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Errors that print their source in their own message would repeat it.
+        if !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
 }
 
 /// The result of a route handler.
@@ -107,7 +235,7 @@ impl FromRequest for AuthenticatedCaller {
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         ready(match request.extensions().get::<Caller>() {
             Some(caller) => Ok(AuthenticatedCaller(caller.clone())),
-            None => Err(ApiError(missing_token())),
+            None => Err(missing_token().into()),
         })
     }
 }
@@ -128,9 +256,9 @@ impl FromRequest for AdminCaller {
         ready(match request.extensions().get::<Caller>() {
             Some(caller) if caller.has_role(Role::Admin) => Ok(AdminCaller(caller.clone())),
             Some(_) => {
-                Err(ApiError(ServiceError::new(ErrorKind::Forbidden, "forbidden", "this route needs the admin role")))
+                Err(ServiceError::new(ErrorKind::Forbidden, "forbidden", "this route needs the admin role").into())
             }
-            None => Err(ApiError(missing_token())),
+            None => Err(missing_token().into()),
         })
     }
 }
@@ -184,14 +312,18 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
 /// Query strings: a bad value or an unknown parameter gets 400 `invalid_query`.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|error, _request| {
-        let message = match &error {
-            QueryPayloadError::Deserialize(inner) => format!("the query string does not fit: {inner}"),
-            other => format!("the query string could not be read: {other}"),
-        };
-        let response =
-            HttpResponse::BadRequest().json(ServiceError::invalid("invalid_query", message).to_public_body());
+        let response = HttpResponse::BadRequest().json(invalid_query(&error).to_public_body());
         actix_web::error::InternalError::from_response(error, response).into()
     })
+}
+
+/// 400 `invalid_query` for a query string that does not fit what the route reads.
+pub fn invalid_query(error: &QueryPayloadError) -> ServiceError {
+    let message = match error {
+        QueryPayloadError::Deserialize(inner) => format!("the query string does not fit: {inner}"),
+        other => format!("the query string could not be read: {other}"),
+    };
+    ServiceError::invalid("invalid_query", message)
 }
 
 /// Path parameters: a value of the wrong type gets 400 `invalid_path` (not a 404 or 500).
@@ -204,4 +336,88 @@ pub fn path_config() -> web::PathConfig {
         let response = HttpResponse::BadRequest().json(ServiceError::invalid("invalid_path", message).to_public_body());
         actix_web::error::InternalError::from_response(error, response).into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn answer(response: HttpResponse) -> (u16, Option<String>, serde_json::Value) {
+        let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get(header::RETRY_AFTER).and_then(|value| value.to_str().ok()).map(str::to_string);
+        let bytes = response.into_body().try_into_bytes().unwrap_or_default();
+        (status, retry_after, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn a_bug_is_500_internal_error_with_the_request_id_and_without_its_cause() {
+        for error in [ServiceError::internal("column secret_column missing"), ServiceError::fault("panicked at x.rs")] {
+            let (status, retry_after, body) = answer(request_error_response(&error, Some("req-7")));
+            assert_eq!((status, retry_after), (500, None));
+            assert_eq!(
+                body,
+                serde_json::json!({"error": {"code": "internal_error", "message": INTERNAL_ERROR_MESSAGE, "requestId": "req-7"}})
+            );
+        }
+        let (_, _, body) = answer(error_response(&ServiceError::internal("x")));
+        assert!(body["error"].get("requestId").is_none());
+    }
+
+    #[test]
+    fn an_api_error_for_a_request_names_it_on_a_500_only() {
+        let context = RequestContext { request_id: "req-8".into(), trace: None, deadline: None, client_address: None };
+        let bug = ApiError::for_request(ServiceError::internal("x"), &context);
+        assert_eq!(answer(bug.error_response()).2["error"]["requestId"], "req-8");
+        let mistake = ApiError::for_request(ServiceError::invalid("invalid_page", "size must be 1 to 100"), &context);
+        assert_eq!(
+            answer(mistake.error_response()),
+            (400, None, serde_json::json!({"error": {"code": "invalid_page", "message": "size must be 1 to 100"}}))
+        );
+        let unknown = RequestContext { request_id: String::new(), ..context };
+        assert_eq!(ApiError::for_request(ServiceError::internal("x"), &unknown).request_id, None);
+    }
+
+    #[test]
+    fn an_unavailable_dependency_is_503_with_retry_after() {
+        let error = ServiceError::new(ErrorKind::Unavailable, "inventory_unavailable", "no instance");
+        let (status, retry_after, body) = answer(error_response(&error));
+        assert_eq!(
+            (status, retry_after.as_deref(), body["error"]["code"].as_str()),
+            (503, Some("1"), Some("inventory_unavailable"))
+        );
+    }
+
+    #[tokio::test]
+    async fn store_failures_are_503_when_the_database_is_away_or_busy_and_500_otherwise() {
+        let path = std::env::temp_dir().join(format!("edge-test-{}.db", uuid::Uuid::new_v4().simple()));
+        let database = emporium_store::Database::open_sqlite_file(&path).await.unwrap();
+        database.close().await;
+        let pool_closed = database.begin().await.err().unwrap();
+        let _ = std::fs::remove_file(&path);
+        let closed = store_failure("order", &pool_closed);
+        assert_eq!((closed.http_status(), closed.code.as_str()), (503, "order_store_unavailable"));
+        assert_eq!(closed.retry_after_secs, Some(1));
+        assert_eq!(closed.message, "the order store is unavailable; try again shortly");
+        let bug = store_failure("order", &StoreError::UnsupportedUrl("postgres://secret@host".into()));
+        assert_eq!(
+            (bug.http_status(), bug.code.as_str(), bug.message.as_str()),
+            (500, "internal_error", INTERNAL_ERROR_MESSAGE)
+        );
+        for code in ["40001", "08004", "08S01", "5", "517"] {
+            assert!(is_busy_database_code(code), "{code}");
+        }
+        for code in ["23000", "42S02", "HY000", "1", "19"] {
+            assert!(!is_busy_database_code(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_cause_chain_is_complete_and_not_repeated() {
+        let inner = std::io::Error::other("connection refused");
+        let outer = anyhow::Error::new(inner).context("connecting to the order store");
+        assert_eq!(cause_chain(outer.as_ref()), "connecting to the order store: connection refused");
+    }
 }

@@ -26,6 +26,7 @@ pub mod live_config;
 pub mod membership;
 pub mod node;
 pub mod registry_client;
+pub mod routes_kit;
 pub mod service;
 pub mod service_ref;
 pub mod settings;

@@ -143,13 +143,60 @@ impl ServiceError {
         matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
     }
 
+    /// The public body of this error ([`ErrorBody`]), without a request id.
+    pub fn public_body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.clone(),
+                message: self.message.clone(),
+                details: self.details.clone(),
+                request_id: None,
+            },
+        }
+    }
+
     /// The public JSON body of API.md: `{"error": {"code", "message", "details"}}`.
     pub fn to_public_body(&self) -> serde_json::Value {
-        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(details) = &self.details {
-            error["details"] = details.clone();
-        }
-        serde_json::json!({ "error": error })
+        self.public_body().to_json()
+    }
+}
+
+/// The body of every error answer (API.md section 4):
+/// `{"error": {"code", "message", "details", "requestId"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error inside an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// A stable snake_case code (`out_of_stock`, `internal_error`).
+    pub code: String,
+    /// A human-readable message; for a 500 a fixed sentence that names no internals.
+    pub message: String,
+    /// Structured details, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+    /// The `x-request-id` of the request, on a 500, so that a report can be matched with the
+    /// server's logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ErrorBody {
+    /// The same body naming the request it answers.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> ErrorBody {
+        self.error.request_id = Some(request_id.into());
+        self
+    }
+
+    /// The body as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.error })
     }
 }
 
@@ -166,6 +213,17 @@ mod tests {
         assert_eq!(back, error);
         assert_eq!(back.http_status(), 409);
         assert_eq!(error.to_public_body()["error"]["code"], "out_of_stock");
+    }
+
+    #[test]
+    fn the_public_body_has_code_message_and_optional_details_and_request_id() {
+        let plain = ServiceError::not_found("order_not_found", "no such order").to_public_body();
+        assert_eq!(plain, serde_json::json!({"error": {"code": "order_not_found", "message": "no such order"}}));
+        let bug = ServiceError::internal("the server failed").public_body().with_request_id("req-1").to_json();
+        assert_eq!(bug["error"]["requestId"], "req-1");
+        assert_eq!(bug["error"]["code"], "internal_error");
+        let back: ErrorBody = serde_json::from_value(bug).unwrap();
+        assert_eq!(back.error.request_id.as_deref(), Some("req-1"));
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //!
 //! Exchanges (one topic exchange per source): [`AUTH_EVENTS`], [`ORDER_EVENTS`],
 //! [`INVENTORY_EVENTS`], [`PAYMENT_EVENTS`]; [`exchange_of`] maps an event type to its exchange.
+//!
+//! The topology ([`SUBSCRIPTIONS`]): which service consumes which event types from which
+//! exchange. It is the one source of truth: each consuming service subscribes from it, and
+//! every node's bus declares all of it (every exchange, every subscription's queue) before it
+//! publishes, so that no event is lost because its consumer has not started yet.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -68,6 +73,59 @@ pub const EVENT_TYPES: [(&str, &str); 12] = [
     (PAYMENT_SUCCEEDED, PAYMENT_EVENTS),
     (PAYMENT_FAILED, PAYMENT_EVENTS),
 ];
+
+/// One consuming service's subscription to one exchange: the event types (routing keys) it
+/// wants from it. The bus gives it one durable queue, `<consumer>.<exchange>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// The consuming service (`payment`).
+    pub consumer: &'static str,
+    /// The exchange it reads (`order-events`).
+    pub exchange: &'static str,
+    /// The event types it wants from it, exact routing keys (`order.created`).
+    pub event_types: &'static [&'static str],
+}
+
+/// Every subscription of every consuming service: the whole topology the bus declares.
+pub const SUBSCRIPTIONS: [Subscription; 6] = [
+    Subscription {
+        consumer: crate::inventory::SERVICE,
+        exchange: ORDER_EVENTS,
+        event_types: &[ORDER_CONFIRMED, ORDER_CANCELLED],
+    },
+    Subscription {
+        consumer: crate::order::SERVICE,
+        exchange: PAYMENT_EVENTS,
+        event_types: &[PAYMENT_SUCCEEDED, PAYMENT_FAILED],
+    },
+    Subscription { consumer: crate::payment::SERVICE, exchange: ORDER_EVENTS, event_types: &[ORDER_CREATED] },
+    Subscription {
+        consumer: crate::notification::SERVICE,
+        exchange: ORDER_EVENTS,
+        event_types: &[ORDER_CREATED, ORDER_CONFIRMED, ORDER_CANCELLED],
+    },
+    Subscription { consumer: crate::notification::SERVICE, exchange: PAYMENT_EVENTS, event_types: &[PAYMENT_FAILED] },
+    Subscription { consumer: crate::notification::SERVICE, exchange: AUTH_EVENTS, event_types: &[USER_REGISTERED] },
+];
+
+/// The subscriptions of `consumer`, in [`SUBSCRIPTIONS`] order (none for a service that
+/// consumes nothing).
+pub fn subscriptions_of(consumer: &str) -> impl Iterator<Item = &'static Subscription> + '_ {
+    SUBSCRIPTIONS.iter().filter(move |subscription| subscription.consumer == consumer)
+}
+
+/// The subscription of `consumer` to `exchange`, if the topology has one.
+pub fn subscription(consumer: &str, exchange: &str) -> Option<&'static Subscription> {
+    subscriptions_of(consumer).find(|subscription| subscription.exchange == exchange)
+}
+
+/// Whether some service of the topology consumes events of `event_type` from `exchange`:
+/// such an event must reach a queue, never be dropped.
+pub fn is_consumed(exchange: &str, event_type: &str) -> bool {
+    SUBSCRIPTIONS
+        .iter()
+        .any(|subscription| subscription.exchange == exchange && subscription.event_types.contains(&event_type))
+}
 
 /// The exchange an event type is published to, by its prefix (`order.created` ->
 /// `order-events`); `None` for a type of no known source.
@@ -525,6 +583,32 @@ mod tests {
         let envelope =
             EventEnvelope::new("/emporium/auth", USER_LOGGED_IN, "u1", &UserLoggedIn { user_id: "u1".into() }).unwrap();
         assert!(envelope.payload::<OrderCreated>().is_err(), "a payload of another type does not read");
+    }
+
+    #[test]
+    fn the_topology_names_known_events_on_their_exchange_once_per_consumer() {
+        let mut queues = HashSet::new();
+        for subscription in SUBSCRIPTIONS {
+            assert!(ALL_EXCHANGES.contains(&subscription.exchange), "{subscription:?}");
+            assert!(!subscription.event_types.is_empty(), "{subscription:?}");
+            for event_type in subscription.event_types {
+                assert_eq!(exchange_of(event_type), Some(subscription.exchange), "{subscription:?}");
+                assert!(EVENT_TYPES.contains(&(*event_type, subscription.exchange)));
+            }
+            assert!(
+                queues.insert((subscription.consumer, subscription.exchange)),
+                "one queue per consumer and exchange"
+            );
+        }
+        assert_eq!(subscriptions_of(crate::notification::SERVICE).count(), 3);
+        assert_eq!(subscriptions_of(crate::auth::SERVICE).count(), 0, "auth consumes nothing");
+        assert_eq!(subscription("payment", ORDER_EVENTS).map(|found| found.event_types), Some(&[ORDER_CREATED][..]));
+        assert_eq!(subscription("payment", AUTH_EVENTS), None);
+        assert!(is_consumed(ORDER_EVENTS, ORDER_CREATED));
+        assert!(is_consumed(AUTH_EVENTS, USER_REGISTERED));
+        assert!(!is_consumed(AUTH_EVENTS, USER_LOGGED_IN), "nobody consumes sign-ins");
+        assert!(!is_consumed(PAYMENT_EVENTS, ORDER_CREATED), "a type is consumed from its own exchange only");
+        assert!(!is_consumed(INVENTORY_EVENTS, INVENTORY_RESERVED));
     }
 
     #[test]

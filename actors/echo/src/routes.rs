@@ -5,6 +5,8 @@
 use actix_web::{HttpResponse, web};
 use emporium_cluster::Cluster;
 use emporium_cluster::edge::{AdminCaller, ApiResult, AuthenticatedCaller, RequestContext};
+use emporium_cluster::routes_kit::{BearerSecurity, ask};
+use emporium_contracts::ServiceError;
 use emporium_contracts::echo::Echo;
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -18,7 +20,7 @@ pub struct EchoText {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(echo_signed_in, echo_public, echo_body, echo_admin))]
+#[openapi(paths(echo_signed_in, echo_public, echo_body, echo_admin), modifiers(&BearerSecurity))]
 struct EchoApi;
 
 /// The OpenAPI fragment of these routes.
@@ -37,12 +39,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 async fn ask_echo(cluster: &Cluster, context: &RequestContext, text: String) -> ApiResult<HttpResponse> {
     if text.chars().count() > 10_000 {
-        return Err(
-            emporium_contracts::ServiceError::invalid("text_too_long", "text is limited to 10,000 characters").into()
-        );
+        return Err(ServiceError::invalid("text_too_long", "text is limited to 10,000 characters").into());
     }
-    let reply = cluster.service(emporium_contracts::echo::SERVICE).ask_with(Echo { text }, context.call_meta()).await?;
-    Ok(HttpResponse::Ok().json(reply))
+    Ok(HttpResponse::Ok().json(ask(cluster, Echo { text }, context).await?))
 }
 
 /// Echo the text back (signed in).

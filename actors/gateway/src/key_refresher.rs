@@ -2,19 +2,35 @@
 //! its JWKS at start, every minute, and when a token names a key the gateway does not know
 //! (at most once a second after a successful fetch, so forged `kid`s cannot flood the auth
 //! service).
+//!
+//! The start and every-minute fetches come from the key refresh (`gateway/key-refresh`,
+//! [`spawn_key_refresh`]), a supervised task of the gateway's group: a panic in it is a fault
+//! in the node's tree followed by a restart, and the node's stop signal ends it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emporium_cluster::ServiceRef;
+use emporium_cluster::{ServiceContext, ServiceRef};
 use emporium_contracts::auth::GetJwks;
-use emporium_runtime::{Behavior, CallMeta, Reply, ServiceHandler};
+use emporium_runtime::{
+    Behavior, CallMeta, CellHandle, LocalRoute, Reply, ServiceGroup, ServiceHandler,
+    TaskContext, TaskHandle,
+};
 
 use crate::messages::RefreshSigningKeys;
 use crate::verifier::TokenVerifier;
 
 /// Least time between two JWKS fetches.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the key refresh fetches the JWKS (besides at start).
+const PERIODIC_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long one periodic fetch may take.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The key refresh's name in the gateway's group (its path is `gateway/key-refresh`).
+pub const KEY_REFRESH: &str = "key-refresh";
 
 /// Fetches the JWKS into the verifier.
 pub struct KeyRefresher {
@@ -53,3 +69,36 @@ impl ServiceHandler<RefreshSigningKeys> for KeyRefresher {
         })
     }
 }
+
+/// Starts the key refresh as a supervised task of `group` that asks `refresher` for the keys
+/// at start and every minute, stopped by the node's stop signal (`ctx.lifecycle`).
+pub fn spawn_key_refresh(
+    ctx: &ServiceContext,
+    group: &mut ServiceGroup,
+    refresher: &CellHandle<KeyRefresher>,
+) -> TaskHandle {
+    let route = refresher.route::<RefreshSigningKeys>();
+    ctx.spawn_task(group, KEY_REFRESH, move |task_context| Box::pin(run_key_refresh(task_context, route.clone())))
+}
+
+/// One run of the key refresh: a fetch at once, then one every minute, until the stop signal
+/// (also in the middle of a fetch). A fetch that fails is only logged: an unknown `kid`
+/// triggers another, and the next minute tries again.
+async fn run_key_refresh(task_context: TaskContext, route: LocalRoute<RefreshSigningKeys>) -> Result<(), String> {
+    let mut interval = tokio::time::interval(PERIODIC_REFRESH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = task_context.stop_requested() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let meta = CallMeta { deadline: Some(Instant::now() + REFRESH_DEADLINE), trace: None };
+        tokio::select! {
+            _ = task_context.stop_requested() => return Ok(()),
+            refreshed = route.ask(RefreshSigningKeys {}, meta) => if let Err(error) = refreshed {
+                tracing::debug!(code = %error.code, "verification keys not refreshed");
+            },
+        }
+    }
+}
+
+

@@ -12,7 +12,8 @@
 //!   ask the services through `ServiceRef`, local or remote;
 //! - serves `GET /openapi.json`, merged from the services' generated fragments.
 //!
-//! Actor: [`key_refresher::KeyRefresher`] (`gateway/keys`) fetches the JWKS from `auth`.
+//! Actor: [`key_refresher::KeyRefresher`] (`gateway/keys`) fetches the JWKS from `auth`, asked
+//! at start and every minute by the supervised task `gateway/key-refresh`.
 #![warn(missing_docs)]
 
 pub mod active_users;

@@ -10,15 +10,16 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
 use emporium_cluster::edge::{AdminCaller, ApiError, error_response, json_config, path_config, query_config};
 use emporium_cluster::node::RouteMount;
+use emporium_cluster::routes_kit::BearerSecurity;
 use emporium_cluster::{Cluster, ServiceContext, ServiceHandle};
 use emporium_contracts::ServiceError;
 use emporium_contracts::registry::InstanceInfo;
-use emporium_runtime::{CallMeta, LocalEndpoint};
+use emporium_runtime::LocalEndpoint;
 use serde::Serialize;
 use utoipa::OpenApi;
 
 use crate::active_users::ActiveUsers;
-use crate::key_refresher::KeyRefresher;
+use crate::key_refresher::{self, KeyRefresher};
 use crate::messages::{RefreshSigningKeys, SERVICE};
 use crate::middleware::{EdgeState, edge};
 use crate::verifier::TokenVerifier;
@@ -57,19 +58,6 @@ pub struct Gateway {
 )]
 struct GatewayApi;
 
-struct BearerSecurity;
-
-impl utoipa::Modify for BearerSecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
-
 /// Starts the gateway's actor and its public server. Must run inside the node's actix System.
 pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gateway> {
     let verifier = Arc::new(TokenVerifier::default());
@@ -78,6 +66,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     let refresher_verifier = verifier.clone();
     let refresher_auth = auth.clone();
     let keys = group.spawn("keys", move || KeyRefresher::new(refresher_auth.clone(), refresher_verifier.clone()));
+    key_refresher::spawn_key_refresh(&ctx, &mut group, &keys);
     let supervision = group.finish();
     let endpoint =
         LocalEndpoint::builder(SERVICE, supervision.health.clone()).route::<RefreshSigningKeys, _>(&keys).build();
@@ -85,7 +74,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
 
     let state = web::Data::new(EdgeState {
         verifier,
-        refresh_keys: refresh_keys.clone(),
+        refresh_keys,
         active_users: ActiveUsers::new(auth, options.user_check_ttl),
         body_limit: options.body_limit,
         request_timeout: options.request_timeout,
@@ -126,17 +115,6 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     let server_handle = server.handle();
     actix_web::rt::spawn(server);
 
-    // Keys at start and every minute; an unknown kid also triggers a refresh.
-    actix_web::rt::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            interval.tick().await;
-            let meta = CallMeta { deadline: Some(std::time::Instant::now() + Duration::from_secs(5)), trace: None };
-            if let Err(error) = refresh_keys.ask(RefreshSigningKeys {}, meta).await {
-                tracing::debug!(code = %error.code, "verification keys not refreshed");
-            }
-        }
-    });
     tracing::info!(http = %address, "gateway listening");
     Ok(Gateway { service: ServiceHandle::new(endpoint, supervision), server: server_handle, address })
 }

@@ -1,6 +1,13 @@
-//! The inventory's failures and how they answer.
+//! The inventory's failures and how they answer, by the edge's error policy
+//! ([`emporium_cluster::edge`]): client mistakes are 4xx, a store that is unreachable or busy
+//! (a deadlock victim included) is 503 `inventory_store_unavailable`, anything else is a bug
+//! (500 `internal_error`).
 
+use emporium_bus::error::BusError;
+use emporium_cluster::edge::{internal_failure, store_failure, unavailable_dependency};
+use emporium_contracts::inventory::SERVICE;
 use emporium_contracts::{ErrorKind, ServiceError};
+use emporium_store::StoreError;
 
 /// Why an inventory request failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,26 +48,21 @@ pub enum InventoryError {
     /// The reservation was released (cancelled or expired) and cannot be committed.
     #[error("the reservation of order {0} was released")]
     ReservationReleased(String),
-    /// A store failure; the cause stays in the logs.
+    /// The store failed: 503 when it is unreachable or busy, else a bug.
+    #[error("inventory store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The event bus (the outbox) failed: 503 when its database or broker is unavailable, else
+    /// a bug.
+    #[error("event bus failed: {0}")]
+    Bus(#[from] BusError),
+    /// A bug; the cause stays in the logs.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for InventoryError {
     fn from(error: sqlx::Error) -> Self {
-        InventoryError::Unexpected(error.into())
-    }
-}
-
-impl From<emporium_store::StoreError> for InventoryError {
-    fn from(error: emporium_store::StoreError) -> Self {
-        InventoryError::Unexpected(error.into())
-    }
-}
-
-impl From<emporium_bus::error::BusError> for InventoryError {
-    fn from(error: emporium_bus::error::BusError) -> Self {
-        InventoryError::Unexpected(anyhow::anyhow!(error))
+        InventoryError::Store(StoreError::Database(error))
     }
 }
 
@@ -80,10 +82,14 @@ impl From<InventoryError> for ServiceError {
             InventoryError::ReservationMismatch(_) => ServiceError::conflict("reservation_mismatch", message),
             InventoryError::NoReservation(_) => ServiceError::not_found("no_reservation", message),
             InventoryError::ReservationReleased(_) => ServiceError::conflict("reservation_released", message),
-            InventoryError::Unexpected(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "inventory store failure");
-                ServiceError::unavailable("inventory_store_unavailable", "the inventory store failed; retry")
+            InventoryError::Store(store_error) | InventoryError::Bus(BusError::Database(store_error)) => {
+                store_failure(SERVICE, &store_error)
             }
+            InventoryError::Bus(bus_error) => match bus_error.status_and_code() {
+                (503, code) => unavailable_dependency(SERVICE, code, "the event bus", &bus_error),
+                _ => internal_failure(SERVICE, &bus_error),
+            },
+            InventoryError::Unexpected(cause) => internal_failure(SERVICE, cause.as_ref()),
         }
     }
 }
@@ -91,5 +97,24 @@ impl From<InventoryError> for ServiceError {
 impl From<InventoryError> for emporium_runtime::HandlerError {
     fn from(error: InventoryError) -> Self {
         emporium_runtime::HandlerError::Reply(error.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_503_when_transient_and_bugs_are_500_without_their_cause() {
+        let closed = ServiceError::from(InventoryError::from(sqlx::Error::PoolClosed));
+        assert_eq!((closed.http_status(), closed.code.as_str()), (503, "inventory_store_unavailable"));
+        let outbox = ServiceError::from(InventoryError::from(BusError::from(sqlx::Error::PoolTimedOut)));
+        assert_eq!((outbox.http_status(), outbox.code.as_str()), (503, "inventory_store_unavailable"));
+        let bug = ServiceError::from(InventoryError::from(sqlx::Error::ColumnNotFound("secret_column".into())));
+        assert_eq!((bug.http_status(), bug.code.as_str()), (500, "internal_error"));
+        assert!(!bug.message.contains("secret_column"));
+        let unexpected = ServiceError::from(InventoryError::Unexpected(anyhow::anyhow!("password=secret")));
+        assert_eq!((unexpected.http_status(), unexpected.code.as_str()), (500, "internal_error"));
+        assert!(!unexpected.message.contains("secret"));
     }
 }

@@ -4,8 +4,10 @@
 //! - Actor: [`stock_keeper::StockKeeper`] (`inventory/stock`) handles every message of
 //!   `emporium_contracts::inventory`: `CheckAvailability`, `ReserveStock` (all lines or none,
 //!   idempotent per order id, with a TTL), `CommitReservation`, `ReleaseReservation`,
-//!   `ReleaseExpiredReservations` (sent by its own sweeper), `SetStock`, `AdjustStock`,
+//!   `ReleaseExpiredReservations` (sent by its own sweep), `SetStock`, `AdjustStock`,
 //!   `GetStock`, `ListStock`.
+//! - Task: [`expiry_sweep`] (`inventory/expiry-sweep`), supervised beside the keeper, asks it
+//!   to release the expired reservations every `inventory.expiry_sweep_millis`.
 //! - Store: [`store`], one SQL text for MariaDB/MySQL and SQLite; no oversell by conditional
 //!   updates inside the reservation's transaction (and a `CHECK (available >= 0)`).
 //! - Events through the outbox, in the transaction of the change: `inventory.reserved`,
@@ -14,25 +16,26 @@
 //! - HTTP: [`routes::routes`] (mounted by the gateway) and [`routes::openapi`].
 #![warn(missing_docs)]
 
+mod definition;
 pub mod error;
+pub mod expiry_sweep;
 pub mod order_outcomes;
 pub mod routes;
 pub mod stock_keeper;
 pub mod store;
 pub mod validation;
 
-use std::time::Duration;
-
 use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
-use emporium_contracts::events::{ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_EVENTS};
+use emporium_contracts::events::ORDER_EVENTS;
 use emporium_contracts::inventory::{
     AdjustStock, CheckAvailability, CommitReservation, GetStock, ListStock, ReleaseExpiredReservations,
     ReleaseReservation, ReserveStock, SERVICE, SetStock,
 };
-use emporium_runtime::{CallMeta, LocalEndpoint};
+use emporium_runtime::LocalEndpoint;
 use emporium_store::Database;
 
+pub use definition::definition;
 pub use routes::{openapi, routes};
 
 /// What the inventory service needs besides its context.
@@ -45,13 +48,15 @@ pub struct InventoryOptions {
     pub bus: Option<Bus>,
 }
 
-/// Migrates the store, starts the stock keeper under its supervisor and its expiry sweeper.
+/// Migrates the store, starts the stock keeper and its expiry sweep (a supervised task) under
+/// the service's supervisor.
 pub async fn start(ctx: ServiceContext, options: InventoryOptions) -> anyhow::Result<ServiceHandle> {
     store::migrate(&options.database).await?;
     let mut group = ctx.group(SERVICE);
     let database = options.database.clone();
     let settings = ctx.settings.clone();
     let keeper = group.spawn("stock", move || stock_keeper::StockKeeper::new(database.clone(), settings.clone()));
+    expiry_sweep::spawn(&ctx, &mut group, &keeper);
     let supervision = group.finish();
     let endpoint = LocalEndpoint::builder(SERVICE, supervision.health.clone())
         .route::<CheckAvailability, _>(&keeper)
@@ -64,23 +69,10 @@ pub async fn start(ctx: ServiceContext, options: InventoryOptions) -> anyhow::Re
         .route::<GetStock, _>(&keeper)
         .route::<ListStock, _>(&keeper)
         .build();
-
-    let sweeper_route = endpoint.route::<ReleaseExpiredReservations>().expect("just routed").clone();
-    let settings = ctx.settings.clone();
-    tokio::spawn(async move {
-        loop {
-            let interval = Duration::from_millis(settings.borrow().inventory.expiry_sweep_millis);
-            tokio::time::sleep(interval).await;
-            let meta = CallMeta { deadline: Some(std::time::Instant::now() + Duration::from_secs(30)), trace: None };
-            if let Err(error) = sweeper_route.ask(ReleaseExpiredReservations {}, meta).await {
-                tracing::warn!(code = %error.code, message = %error.message, "expired reservations not released this round");
-            }
-        }
-    });
     let mut handle = ServiceHandle::new(endpoint, supervision);
     if let Some(bus) = &options.bus {
         let relay = bus.start_relay(&ctx, SERVICE, options.database.clone()).await?;
-        let spec = ConsumerSpec::new(SERVICE, ORDER_EVENTS, &[ORDER_CONFIRMED, ORDER_CANCELLED]);
+        let spec = ConsumerSpec::from_topology(SERVICE, ORDER_EVENTS)?;
         let consumer = bus.subscribe(&ctx, spec, options.database.clone(), order_outcomes::handler()).await?;
         handle = handle.keep(relay).keep(consumer);
     }

@@ -5,19 +5,21 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use emporium_cluster::Cluster;
 use emporium_cluster::edge::{AdminCaller, ApiResult, AuthenticatedCaller, RequestContext};
+use emporium_cluster::routes_kit::{BearerSecurity, ListQuery, PageQuery, ask};
+use emporium_contracts::ServiceError;
 use emporium_contracts::inventory::{
-    AdjustStock, AdjustStockRequest, Availability, CheckAvailability, GetStock, ListStock, SERVICE, SetStock,
-    SetStockRequest, StockView,
+    AdjustStock, AdjustStockRequest, Availability, CheckAvailability, GetStock, ListStock, SetStock, SetStockRequest,
+    StockView,
 };
-use emporium_contracts::page::{Page, PageRequest};
-use emporium_contracts::{Request, ServiceError};
+use emporium_contracts::page::Page;
 use serde::Deserialize;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
     paths(set_stock, adjust_stock, get_stock, list_stock, availability),
-    components(schemas(StockView, Availability, SetStockRequest, AdjustStockRequest))
+    components(schemas(StockView, Availability, SetStockRequest, AdjustStockRequest)),
+    modifiers(&BearerSecurity)
 )]
 struct InventoryApi;
 
@@ -36,10 +38,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/v1/inventory/{sku}/adjust", web::post().to(adjust_stock));
 }
 
-async fn ask<M: Request>(cluster: &Cluster, context: &RequestContext, message: M) -> Result<M::Reply, ServiceError> {
-    cluster.service(SERVICE).ask_with(message, context.call_meta()).await
-}
-
 /// Set a SKU's stock (admin).
 #[utoipa::path(put, path = "/api/v1/inventory/{sku}", tag = "inventory", request_body = SetStockRequest,
     params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
@@ -53,7 +51,7 @@ async fn set_stock(
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
     let message = SetStock { caller: admin.0, sku: sku.into_inner(), request: body.into_inner() };
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
 /// Add or remove units of a SKU with a reason (admin); never below zero.
@@ -69,7 +67,7 @@ async fn adjust_stock(
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
     let message = AdjustStock { caller: admin.0, sku: sku.into_inner(), request: body.into_inner() };
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
 /// One SKU's stock.
@@ -82,34 +80,29 @@ async fn get_stock(
     sku: web::Path<String>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, GetStock { sku: sku.into_inner() }).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, GetStock { sku: sku.into_inner() }, &context).await?))
 }
 
-/// Query of the stock list.
+/// Filter of the stock list (its page: [`PageQuery`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct StockListQuery {
     /// Only SKUs at or below their reorder level (true) or above it (false).
     pub reorder_needed: Option<bool>,
-    /// Page, from 0.
-    pub page: Option<i64>,
-    /// Page size, 1 to 100.
-    pub size: Option<i64>,
 }
 
 /// A page of stock.
-#[utoipa::path(get, path = "/api/v1/inventory", tag = "inventory", params(ListQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/inventory", tag = "inventory", params(PageQuery, StockListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<StockView>), (status = 400, description = "Bad paging")))]
 async fn list_stock(
     _caller: AuthenticatedCaller,
     context: RequestContext,
-    query: web::Query<ListQuery>,
+    query: ListQuery<StockListQuery>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    let query = query.into_inner();
-    let page = PageRequest::new(query.page, query.size)?;
-    let message = ListStock { reorder_needed: query.reorder_needed, page };
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+    let message = ListStock { reorder_needed: query.filter.reorder_needed, page: query.page };
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
 /// Availability of SKUs: `?sku=A&sku=B` (1 to 100).
@@ -126,7 +119,7 @@ async fn availability(
     if skus.is_empty() {
         return Err(ServiceError::invalid("invalid_query", "give at least one sku: ?sku=A&sku=B").into());
     }
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, CheckAvailability { skus }).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, CheckAvailability { skus }, &context).await?))
 }
 
 /// The values of `name` in a query string where it may repeat; any other parameter is refused.

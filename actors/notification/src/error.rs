@@ -1,6 +1,13 @@
-//! The notification service's failures and how they answer.
+//! The notification service's failures and how they answer, by the edge's error policy
+//! ([`emporium_cluster::edge`]): an SMTP server or a store that is unreachable or busy is 503
+//! (`smtp_unavailable`, `notification_store_unavailable`), anything else is a bug (500
+//! `internal_error`).
 
+use emporium_bus::BusError;
+use emporium_cluster::edge::{internal_failure, store_failure, unavailable_dependency};
 use emporium_contracts::ServiceError;
+use emporium_contracts::notification::SERVICE;
+use emporium_store::StoreError;
 
 /// Why a notification request, or the service's start, failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,41 +29,40 @@ pub enum NotificationError {
         /// The last failure.
         last_error: String,
     },
-    /// A store failure; the cause stays in the logs.
+    /// The store failed: 503 when it is unreachable or busy, else a bug.
+    #[error("notification store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The event bus failed: 503 when its database or broker is unavailable, else a bug.
+    #[error("event bus failed: {0}")]
+    Bus(#[from] BusError),
+    /// A bug; the cause stays in the logs.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for NotificationError {
     fn from(error: sqlx::Error) -> Self {
-        NotificationError::Unexpected(error.into())
-    }
-}
-
-impl From<emporium_store::StoreError> for NotificationError {
-    fn from(error: emporium_store::StoreError) -> Self {
-        NotificationError::Unexpected(error.into())
-    }
-}
-
-impl From<emporium_bus::BusError> for NotificationError {
-    fn from(error: emporium_bus::BusError) -> Self {
-        NotificationError::Unexpected(anyhow::anyhow!(error))
+        NotificationError::Store(StoreError::Database(error))
     }
 }
 
 impl From<NotificationError> for ServiceError {
     fn from(error: NotificationError) -> Self {
-        let message = error.to_string();
         match error {
             NotificationError::InvalidSmtpUrl(_)
             | NotificationError::InvalidFromAddress(..)
-            | NotificationError::InvalidSettings(_) => ServiceError::internal(message),
-            NotificationError::SmtpUnavailable { .. } => ServiceError::unavailable("smtp_unavailable", message),
-            NotificationError::Unexpected(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "notification store failure");
-                ServiceError::unavailable("notification_store_unavailable", "the notification store failed; retry")
+            | NotificationError::InvalidSettings(_) => internal_failure(SERVICE, &error),
+            NotificationError::SmtpUnavailable { .. } => {
+                ServiceError::unavailable("smtp_unavailable", error.to_string())
             }
+            NotificationError::Store(store_error) | NotificationError::Bus(BusError::Database(store_error)) => {
+                store_failure(SERVICE, &store_error)
+            }
+            NotificationError::Bus(bus_error) => match bus_error.status_and_code() {
+                (503, code) => unavailable_dependency(SERVICE, code, "the event bus", &bus_error),
+                _ => internal_failure(SERVICE, &bus_error),
+            },
+            NotificationError::Unexpected(cause) => internal_failure(SERVICE, cause.as_ref()),
         }
     }
 }
@@ -77,8 +83,13 @@ mod tests {
             NotificationError::SmtpUnavailable { num_unsent: 2, last_error: "connection refused".into() }.into();
         assert_eq!((outage.http_status(), outage.code.as_str()), (503, "smtp_unavailable"));
         assert_eq!(outage.message, "2 email(s) not sent: connection refused");
-        let store: ServiceError = NotificationError::Unexpected(anyhow::anyhow!("password=secret")).into();
-        assert_eq!(store.http_status(), 503);
-        assert!(!store.message.contains("secret"));
+        let bug: ServiceError = NotificationError::Unexpected(anyhow::anyhow!("password=secret")).into();
+        assert_eq!((bug.http_status(), bug.code.as_str()), (500, "internal_error"));
+        assert!(!bug.message.contains("secret"));
+        let closed: ServiceError = NotificationError::from(sqlx::Error::PoolClosed).into();
+        assert_eq!((closed.http_status(), closed.code.as_str()), (503, "notification_store_unavailable"));
+        let settings: ServiceError = NotificationError::InvalidSmtpUrl("smtp://user:***@host".into()).into();
+        assert_eq!((settings.http_status(), settings.code.as_str()), (500, "internal_error"));
+        assert!(!settings.message.contains("smtp"));
     }
 }

@@ -10,10 +10,11 @@
 //!   into `notification_recipients`.
 //! - Actors: [`reader::NotificationReader`] (`notification/reader`) answers
 //!   `ListNotifications`; [`mailer::Mailer`] (`notification/mailer`, only with SMTP) sends
-//!   the `PENDING` notifications over SMTP with lettre ([`smtp`]) when its delivery tick asks
-//!   (`DeliverDueNotifications`), retrying with exponential backoff and ending `FAILED` with
-//!   the error; failures show in the node's supervision snapshot (the mailer's `num_errors`,
-//!   and a `NotificationFailed` fault per notification that failed for good).
+//!   the `PENDING` notifications over SMTP with lettre ([`smtp`]) when its delivery tick (the
+//!   supervised task `notification/delivery-tick`) asks (`DeliverDueNotifications`),
+//!   retrying with exponential backoff and ending `FAILED` with the error; failures show
+//!   in the node's supervision snapshot (the mailer's `num_errors`, and a
+//!   `NotificationFailed` fault per notification that failed for good).
 //! - Channels: `email` (status `PENDING` -> `SENT` | `FAILED`) when SMTP is configured and the
 //!   user's address is known; otherwise `stored` (status `STORED`), nothing sent.
 //! - Store: [`store`], one SQL text for MariaDB/MySQL and SQLite, migrations `6_000_001..`.
@@ -21,6 +22,7 @@
 //! - HTTP: [`routes::routes`] (mounted by the gateway) and [`routes::openapi`].
 #![warn(missing_docs)]
 
+mod definition;
 pub mod error;
 pub mod mailer;
 pub mod reader;
@@ -35,17 +37,14 @@ use std::sync::{Arc, OnceLock};
 
 use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
-use emporium_contracts::events::{
-    AUTH_EVENTS, ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_CREATED, ORDER_EVENTS, PAYMENT_EVENTS, PAYMENT_FAILED,
-    USER_REGISTERED,
-};
 use emporium_contracts::notification::{DeliverDueNotifications, ListNotifications, SERVICE};
 use emporium_runtime::LocalEndpoint;
 use emporium_store::Database;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
+pub use definition::definition;
 pub use routes::{openapi, routes};
-pub use settings::{DEFAULT_FROM_ADDRESS, DeliverySettings, SmtpSettings, from_address_from_env};
+pub use settings::{DEFAULT_FROM_ADDRESS, DeliverySettings, NotificationSettings, SmtpSettings};
 
 /// What the notification service needs besides its context.
 pub struct NotificationOptions {
@@ -53,26 +52,20 @@ pub struct NotificationOptions {
     pub database: Database,
     /// The event bus it consumes from.
     pub bus: Bus,
-    /// The SMTP server (`EMPORIUM_SMTP_URL`, see [`SmtpSettings::from_env`]); `None`: nothing
+    /// The SMTP server (the secret `EMPORIUM_SMTP_URL`); `None`: nothing
     /// is emailed, notifications are only stored.
     pub smtp: Option<SmtpSettings>,
-    /// The sender of every email (`EMPORIUM_SMTP_FROM`, see [`from_address_from_env`]).
+    /// The sender of every email (`notification.from_address`).
     pub from_address: String,
-    /// Retries, timeouts and batch sizes of the mailer ([`DeliverySettings::default`]).
+    /// Retries, timeouts and batch sizes of the mailer ([`NotificationSettings::delivery`]).
     pub delivery: DeliverySettings,
 }
 
-/// The events the service makes notifications from, by exchange.
-pub const SUBSCRIPTIONS: [(&str, &[&str]); 3] = [
-    (ORDER_EVENTS, &[ORDER_CREATED, ORDER_CONFIRMED, ORDER_CANCELLED]),
-    (PAYMENT_EVENTS, &[PAYMENT_FAILED]),
-    (AUTH_EVENTS, &[USER_REGISTERED]),
-];
-
 /// Migrates the store, subscribes the recorder (consumer `notification`, one queue per
-/// exchange), and starts the reader and, with SMTP, the mailer and its delivery tick under the
-/// service's supervisor. The consumers and the tick live as long as the returned handle. An
-/// SMTP server that is down is no error here: its emails wait and are retried.
+/// exchange), and starts the reader and, with SMTP, the mailer and its delivery tick (a
+/// supervised task) under the service's supervisor. The consumers live as long as the
+/// returned handle; the tick ends on the node's stop signal. An SMTP server that is down is no
+/// error here: its emails wait and are retried.
 pub async fn start(ctx: ServiceContext, options: NotificationOptions) -> anyhow::Result<ServiceHandle> {
     let NotificationOptions { database, bus, smtp, from_address, delivery } = options;
     delivery.validate()?;
@@ -84,9 +77,10 @@ pub async fn start(ctx: ServiceContext, options: NotificationOptions) -> anyhow:
 
     let wake = Arc::new(Notify::new());
     let recorder: Arc<dyn emporium_bus::EventHandler> = Arc::new(recorder::Recorder::new(smtp.is_some(), wake.clone()));
-    let mut consumers = Vec::with_capacity(SUBSCRIPTIONS.len());
-    for (exchange, routing_keys) in SUBSCRIPTIONS {
-        let spec = ConsumerSpec::new(SERVICE, exchange, routing_keys);
+    // The events it makes notifications from: its subscriptions in the contracts' topology.
+    let specs = ConsumerSpec::topology_of(SERVICE);
+    let mut consumers = Vec::with_capacity(specs.len());
+    for spec in specs {
         consumers.push(bus.subscribe(&ctx, spec, database.clone(), recorder.clone()).await?);
     }
 
@@ -106,6 +100,7 @@ pub async fn start(ctx: ServiceContext, options: NotificationOptions) -> anyhow:
         let factory_context = context.clone();
         let cell = group.spawn("mailer", move || mailer::Mailer::new(factory_context.clone()));
         let _ = context.monitor.set(cell.monitor.clone());
+        mailer::spawn_delivery_tick(&ctx, &mut group, &cell, wake.clone(), delivery);
         cell
     });
     let supervision = group.finish();
@@ -116,14 +111,12 @@ pub async fn start(ctx: ServiceContext, options: NotificationOptions) -> anyhow:
     }
     let endpoint = endpoint.build();
 
-    let (stop_tx, stop_rx) = watch::channel(());
-    if let Some(route) = endpoint.route::<DeliverDueNotifications>().cloned() {
-        tokio::spawn(mailer::run_delivery_tick(route, wake, delivery, stop_rx));
+    if mailer.is_some() {
         tracing::info!(smtp = %smtp.as_ref().map(SmtpSettings::redacted).unwrap_or_default(), "notifications are emailed");
     } else {
         tracing::info!("EMPORIUM_SMTP_URL is not set: notifications are stored, not emailed");
     }
-    let mut handle = ServiceHandle::new(endpoint, supervision).keep(stop_tx);
+    let mut handle = ServiceHandle::new(endpoint, supervision);
     for consumer in consumers {
         handle = handle.keep(consumer);
     }

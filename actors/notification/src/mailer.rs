@@ -1,6 +1,8 @@
 //! The mailer actor (`notification/mailer`): emails the `PENDING` notifications that are due,
 //! outside any consumer transaction, when its delivery tick asks it
-//! ([`DeliverDueNotifications`]).
+//! ([`DeliverDueNotifications`]). The tick (`notification/delivery-tick`,
+//! [`spawn_delivery_tick`]) is a supervised task of the same group: a panic in it is a fault
+//! in the node's tree followed by a restart, and the node's stop signal ends it.
 //!
 //! Each due notification is leased (so another instance does not send it too), sent, and
 //! recorded: `SENT`; or, after a failure, tried again later with exponential backoff
@@ -17,13 +19,17 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use emporium_cluster::ServiceContext;
 use emporium_contracts::notification::{DeliverDueNotifications, DeliveryRound};
 use emporium_runtime::fault::{Fault, FaultKind, FaultLog};
 use emporium_runtime::monitor::ActorMonitor;
-use emporium_runtime::{Behavior, CallMeta, LocalRoute, Reply, ServiceHandler};
+use emporium_runtime::{
+    Behavior, CallMeta, CellHandle, LocalRoute, Reply, ServiceGroup, ServiceHandler,
+    TaskContext, TaskHandle,
+};
 use emporium_store::Database;
 use futures::StreamExt;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::error::NotificationError;
 use crate::settings::DeliverySettings;
@@ -170,25 +176,50 @@ fn record_fault(context: &MailerContext, notification_id: &str, attempts: u32, e
     });
 }
 
-/// Asks the mailer to deliver every `poll_interval`, and soon after `wake` is notified, until
-/// `stop_rx`'s sender is dropped.
+/// The delivery tick's name in its service's group (its path is `notification/delivery-tick`).
+pub const DELIVERY_TICK: &str = "delivery-tick";
+
+/// Starts the delivery tick of `mailer` as a supervised task of `group`
+/// ([`run_delivery_tick`]), stopped by the node's stop signal (`ctx.lifecycle`).
+pub fn spawn_delivery_tick(
+    ctx: &ServiceContext,
+    group: &mut ServiceGroup,
+    mailer: &CellHandle<Mailer>,
+    wake: Arc<Notify>,
+    settings: DeliverySettings,
+) -> TaskHandle {
+    let route = mailer.route::<DeliverDueNotifications>();
+    ctx.spawn_task(group, DELIVERY_TICK, move |task_context| {
+        Box::pin(run_delivery_tick(task_context, route.clone(), wake.clone(), settings))
+    })
+}
+
+/// One run of the delivery tick: asks the mailer to deliver every `poll_interval`, and soon
+/// after `wake` is notified, until the task's stop signal (also in the middle of a round,
+/// which the mailer finishes on its own). A round that fails is only logged: the mailer's
+/// monitor and faults show it, and the next round tries again.
 pub async fn run_delivery_tick(
+    task_context: TaskContext,
     route: LocalRoute<DeliverDueNotifications>,
     wake: Arc<Notify>,
     settings: DeliverySettings,
-    mut stop_rx: watch::Receiver<()>,
-) {
+) -> Result<(), String> {
     loop {
         tokio::select! {
+            _ = task_context.stop_requested() => return Ok(()),
             _ = tokio::time::sleep(settings.poll_interval) => {}
             _ = wake.notified() => tokio::time::sleep(SETTLE_DELAY).await,
-            changed = stop_rx.changed() => if changed.is_err() { return },
         }
         let meta = CallMeta { deadline: Some(std::time::Instant::now() + settings.lease()), trace: None };
-        match route.ask(DeliverDueNotifications {}, meta).await {
-            Ok(round) if round.num_sent > 0 => tracing::debug!(num_sent = round.num_sent, "notifications emailed"),
-            Ok(_) => {}
-            Err(error) => tracing::debug!(code = %error.code, message = %error.message, "delivery round incomplete"),
+        tokio::select! {
+            _ = task_context.stop_requested() => return Ok(()),
+            round = route.ask(DeliverDueNotifications {}, meta) => match round {
+                Ok(round) if round.num_sent > 0 => tracing::debug!(num_sent = round.num_sent, "notifications emailed"),
+                Ok(_) => {}
+                Err(error) => tracing::debug!(code = %error.code, message = %error.message, "delivery round incomplete"),
+            },
         }
     }
 }
+
+

@@ -4,17 +4,18 @@
 use actix_web::{HttpResponse, web};
 use emporium_cluster::Cluster;
 use emporium_cluster::edge::{ApiResult, AuthenticatedCaller, RequestContext};
+use emporium_cluster::routes_kit::{BearerSecurity, ListQuery, PageQuery, ask};
 use emporium_contracts::notification::{
-    ListNotifications, NotificationChannel, NotificationKind, NotificationStatus, NotificationView, SERVICE,
+    ListNotifications, NotificationChannel, NotificationKind, NotificationStatus, NotificationView,
 };
-use emporium_contracts::page::{Page, PageRequest};
-use serde::Deserialize;
+use emporium_contracts::page::Page;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
     paths(list_notifications),
-    components(schemas(NotificationView, NotificationKind, NotificationChannel, NotificationStatus))
+    components(schemas(NotificationView, NotificationKind, NotificationChannel, NotificationStatus)),
+    modifiers(&BearerSecurity)
 )]
 struct NotificationApi;
 
@@ -28,31 +29,18 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config.route("/api/v1/notifications", web::get().to(list_notifications));
 }
 
-/// Query of the notification list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListQuery {
-    /// Page, from 0.
-    pub page: Option<i64>,
-    /// Page size, 1 to 100.
-    pub size: Option<i64>,
-}
-
 /// A page of the caller's own notifications, newest first.
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", params(ListQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<NotificationView>), (status = 400, description = "Bad paging"),
         (status = 401, description = "No or bad token")))]
 async fn list_notifications(
     caller: AuthenticatedCaller,
     context: RequestContext,
-    query: web::Query<ListQuery>,
+    query: ListQuery,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    let query = query.into_inner();
-    let page = PageRequest::new(query.page, query.size)?;
-    let message = ListNotifications { caller: caller.0, page };
-    let reply = cluster.service(SERVICE).ask_with(message, context.call_meta()).await?;
-    Ok(HttpResponse::Ok().json(reply))
+    let message = ListNotifications { caller: caller.0, page: query.page };
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
 #[cfg(test)]

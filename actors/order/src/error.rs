@@ -1,6 +1,13 @@
-//! The order service's failures and how they answer.
+//! The order service's failures and how they answer, by the edge's error policy
+//! ([`emporium_cluster::edge`]): client mistakes are 4xx, a store that is unreachable or busy is
+//! 503 `order_store_unavailable`, a dependency that cannot be asked 503 `catalog_unavailable` or
+//! `inventory_unavailable`, anything else is a bug (500 `internal_error`).
 
+use emporium_bus::error::BusError;
+use emporium_cluster::edge::{internal_failure, store_failure, unavailable_dependency};
+use emporium_contracts::order::SERVICE;
 use emporium_contracts::{ErrorKind, ServiceError};
+use emporium_store::StoreError;
 
 /// Why an order request failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,26 +56,21 @@ pub enum OrderError {
     /// The inventory cannot be asked now.
     #[error("the inventory is unavailable: {0}")]
     InventoryUnavailable(String),
-    /// A store failure; the cause stays in the logs.
+    /// The store failed: 503 when it is unreachable or busy, else a bug.
+    #[error("order store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The event bus (the outbox) failed: 503 when its database or broker is unavailable, else
+    /// a bug.
+    #[error("event bus failed: {0}")]
+    Bus(#[from] BusError),
+    /// A bug; the cause stays in the logs.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for OrderError {
     fn from(error: sqlx::Error) -> Self {
-        OrderError::Unexpected(error.into())
-    }
-}
-
-impl From<emporium_store::StoreError> for OrderError {
-    fn from(error: emporium_store::StoreError) -> Self {
-        OrderError::Unexpected(error.into())
-    }
-}
-
-impl From<emporium_bus::error::BusError> for OrderError {
-    fn from(error: emporium_bus::error::BusError) -> Self {
-        OrderError::Unexpected(anyhow::anyhow!(error))
+        OrderError::Store(StoreError::Database(error))
     }
 }
 
@@ -92,10 +94,14 @@ impl From<OrderError> for ServiceError {
             OrderError::Dependency(error) => error,
             OrderError::CatalogUnavailable(_) => ServiceError::unavailable("catalog_unavailable", message),
             OrderError::InventoryUnavailable(_) => ServiceError::unavailable("inventory_unavailable", message),
-            OrderError::Unexpected(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "order store failure");
-                ServiceError::unavailable("order_store_unavailable", "the order store failed; retry")
+            OrderError::Store(store_error) | OrderError::Bus(BusError::Database(store_error)) => {
+                store_failure(SERVICE, &store_error)
             }
+            OrderError::Bus(bus_error) => match bus_error.status_and_code() {
+                (503, code) => unavailable_dependency(SERVICE, code, "the event bus", &bus_error),
+                _ => internal_failure(SERVICE, &bus_error),
+            },
+            OrderError::Unexpected(cause) => internal_failure(SERVICE, cause.as_ref()),
         }
     }
 }
@@ -103,5 +109,27 @@ impl From<OrderError> for ServiceError {
 impl From<OrderError> for emporium_runtime::HandlerError {
     fn from(error: OrderError) -> Self {
         emporium_runtime::HandlerError::Reply(error.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_503_when_transient_and_bugs_are_500_without_their_cause() {
+        let closed = ServiceError::from(OrderError::from(sqlx::Error::PoolClosed));
+        assert_eq!((closed.http_status(), closed.code.as_str()), (503, "order_store_unavailable"));
+        let outbox = ServiceError::from(OrderError::from(BusError::from(sqlx::Error::PoolTimedOut)));
+        assert_eq!((outbox.http_status(), outbox.code.as_str()), (503, "order_store_unavailable"));
+        let bug = ServiceError::from(OrderError::from(sqlx::Error::ColumnNotFound("secret_column".into())));
+        assert_eq!((bug.http_status(), bug.code.as_str()), (500, "internal_error"));
+        assert!(!bug.message.contains("secret_column"));
+        let missing =
+            ServiceError::from(OrderError::Unexpected(anyhow::anyhow!("idempotency key names missing order")));
+        assert_eq!((missing.http_status(), missing.code.as_str()), (500, "internal_error"));
+        assert!(!missing.message.contains("idempotency"));
+        let inventory = ServiceError::from(OrderError::InventoryUnavailable("breaker open".into()));
+        assert_eq!((inventory.http_status(), inventory.code.as_str()), (503, "inventory_unavailable"));
     }
 }

@@ -20,7 +20,7 @@ pub mod validation;
 
 use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
-use emporium_contracts::events::{PAYMENT_EVENTS, PAYMENT_FAILED, PAYMENT_SUCCEEDED};
+use emporium_contracts::events::PAYMENT_EVENTS;
 use emporium_contracts::order::{CancelOrder, GetOrder, ListOrders, PlaceOrder, SERVICE};
 use emporium_runtime::LocalEndpoint;
 use emporium_store::Database;
@@ -40,15 +40,11 @@ pub struct OrderOptions {
 pub async fn start(ctx: ServiceContext, options: OrderOptions) -> anyhow::Result<ServiceHandle> {
     store::migrate(&options.database).await?;
     let relay = options.bus.start_relay(&ctx, SERVICE, options.database.clone()).await?;
-    let spec = ConsumerSpec::new(SERVICE, PAYMENT_EVENTS, &[PAYMENT_SUCCEEDED, PAYMENT_FAILED]);
+    let spec = ConsumerSpec::from_topology(SERVICE, PAYMENT_EVENTS)?;
     let consumer = options.bus.subscribe(&ctx, spec, options.database.clone(), payment_outcomes::handler()).await?;
 
     let mut group = ctx.group(SERVICE);
-    let database = options.database.clone();
-    let catalog = ctx.service(emporium_contracts::product::SERVICE);
-    let inventory = ctx.service(emporium_contracts::inventory::SERVICE);
-    let desk =
-        group.spawn("desk", move || order_desk::OrderDesk::new(database.clone(), catalog.clone(), inventory.clone()));
+    let desk = order_desk::spawn_desk(&ctx, &mut group, options.database.clone());
     let supervision = group.finish();
     let endpoint = LocalEndpoint::builder(SERVICE, supervision.health.clone())
         .route::<PlaceOrder, _>(&desk)

@@ -5,11 +5,18 @@
 //! breaker, retry and concurrency limit), then commits the order and `order.created` in one
 //! transaction. When the inventory cannot answer, nothing is stored and any reservation that
 //! may have been made is released (by an idempotent release now, or by its TTL).
+//!
+//! Those releases, and the one after a cancellation, are handed to the reservation releaser
+//! (`order/reservation-releaser`, [`spawn_desk`]): a supervised task of the same group that
+//! asks the inventory, retrying a few times, so a panic in it is a fault in the node's tree
+//! followed by a restart, and the node's stop signal ends it (what it still holds is left to
+//! the reservations' TTL).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_bus::outbox;
-use emporium_cluster::ServiceRef;
+use emporium_cluster::{ServiceContext, ServiceRef};
 use emporium_contracts::events::{
     self, EventEnvelope, ORDER_CANCELLED, ORDER_CREATED, OrderCancelled, OrderCreated, OrderLine, PaymentInstruction,
     StockLine,
@@ -23,25 +30,124 @@ use emporium_contracts::order::{
 use emporium_contracts::page::Page;
 use emporium_contracts::product::GetProducts;
 use emporium_contracts::{ErrorKind, ServiceError};
-use emporium_runtime::{Behavior, CallMeta, Reply, ServiceHandler};
+use emporium_runtime::{Behavior, CallMeta, CellHandle, Reply, ServiceGroup, ServiceHandler, TaskContext};
 use emporium_store::{Database, DbTx};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{Mutex, mpsc};
 
 use crate::error::OrderError;
 use crate::store::{self, OrderQuery, StoredLine, StoredOrder};
 use crate::validation::{check_idempotency_key, check_request, request_hash};
+
+/// The reservation releaser's name in the order service's group (its path is
+/// `order/reservation-releaser`).
+pub const RESERVATION_RELEASER: &str = "reservation-releaser";
+
+/// How many times a release is asked for before the reservation is left to its TTL.
+const RELEASE_ATTEMPTS: u32 = 3;
 
 /// The order desk.
 pub struct OrderDesk {
     database: Database,
     catalog: ServiceRef,
     inventory: ServiceRef,
+    releases: ReservationReleases,
 }
 
 impl OrderDesk {
-    /// A desk storing in `database`, asking `catalog` and `inventory`.
-    pub fn new(database: Database, catalog: ServiceRef, inventory: ServiceRef) -> Self {
-        OrderDesk { database, catalog, inventory }
+    /// A desk storing in `database`, asking `catalog` and `inventory`, handing the
+    /// reservations it gives back to `releases` (the releaser task; [`spawn_desk`] starts both).
+    pub fn new(database: Database, catalog: ServiceRef, inventory: ServiceRef, releases: ReservationReleases) -> Self {
+        OrderDesk { database, catalog, inventory, releases }
     }
+}
+
+/// Starts the order desk (`order/desk`) and its reservation releaser
+/// (`order/reservation-releaser`, a supervised task stopped by the node's stop signal) in
+/// `group`; the desk stores in `database` and asks the catalog and the inventory.
+pub fn spawn_desk(ctx: &ServiceContext, group: &mut ServiceGroup, database: Database) -> CellHandle<OrderDesk> {
+    let catalog = ctx.service(emporium_contracts::product::SERVICE);
+    let inventory = ctx.service(emporium_contracts::inventory::SERVICE);
+    let releases = spawn_reservation_releaser(ctx, group, inventory.clone());
+    group.spawn("desk", move || {
+        OrderDesk::new(database.clone(), catalog.clone(), inventory.clone(), releases.clone())
+    })
+}
+
+/// Where the desk sends the reservations it gives back to the inventory.
+#[derive(Clone)]
+pub struct ReservationReleases {
+    /// The releaser task's queue.
+    release_tx: mpsc::UnboundedSender<String>,
+}
+
+impl ReservationReleases {
+    /// Releases the reservation of `order_id` in the background (idempotent; if the inventory
+    /// stays unreachable, the reservation's TTL releases it).
+    fn release(&self, order_id: String) {
+        if let Err(unsent) = self.release_tx.send(order_id) {
+            tracing::warn!(order_id = %unsent.0, "the releaser has stopped; reservation left to its expiry");
+        }
+    }
+}
+
+/// Starts the reservation releaser as a supervised task of `group`, asking `inventory`, and
+/// answers its queue. The queue outlives the task's runs: a run that panics loses only the
+/// releases it was working on (their reservations expire), and the next run takes the rest.
+fn spawn_reservation_releaser(
+    ctx: &ServiceContext,
+    group: &mut ServiceGroup,
+    inventory: ServiceRef,
+) -> ReservationReleases {
+    let (release_tx, release_rx) = mpsc::unbounded_channel();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    ctx.spawn_task(group, RESERVATION_RELEASER, move |task_context| {
+        Box::pin(run_releaser(task_context, inventory.clone(), release_rx.clone()))
+    });
+    ReservationReleases { release_tx }
+}
+
+/// One run of the releaser: releases every queued order's reservation, several at a time,
+/// until the stop signal.
+async fn run_releaser(
+    task_context: TaskContext,
+    inventory: ServiceRef,
+    release_rx: Arc<Mutex<mpsc::UnboundedReceiver<String>>>,
+) -> Result<(), String> {
+    let mut release_rx = release_rx.lock().await;
+    let mut releases = FuturesUnordered::new();
+    let mut is_queue_open = true;
+    loop {
+        tokio::select! {
+            _ = task_context.stop_requested() => {
+                if !releases.is_empty() {
+                    tracing::info!(num_left = releases.len(), "stopping; unreleased reservations left to their expiry");
+                }
+                return Ok(());
+            }
+            order_id = release_rx.recv(), if is_queue_open => match order_id {
+                Some(order_id) => releases.push(release_with_retries(inventory.clone(), order_id)),
+                None => is_queue_open = false,
+            },
+            Some(()) = releases.next() => {}
+        }
+    }
+}
+
+
+/// Asks `inventory` to release the reservation of `order_id`, a few times with growing pauses.
+async fn release_with_retries(inventory: ServiceRef, order_id: String) {
+    for attempt in 0..RELEASE_ATTEMPTS {
+        match inventory.ask(ReleaseReservation { order_id: order_id.clone() }).await {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(order_id = %order_id, attempt, code = %error.code, "reservation not released yet");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    tracing::warn!(order_id = %order_id, "reservation left to its expiry");
 }
 
 impl Behavior for OrderDesk {}
@@ -49,23 +155,6 @@ impl Behavior for OrderDesk {}
 /// Whether a dependency's error means it could not answer (as opposed to a clear refusal).
 fn is_unavailability(error: &ServiceError) -> bool {
     matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Fault | ErrorKind::Internal)
-}
-
-/// Releases the reservation of `order_id` in the background (idempotent; if the inventory
-/// stays unreachable, the reservation's TTL releases it).
-fn release_later(inventory: ServiceRef, order_id: String) {
-    tokio::spawn(async move {
-        for attempt in 0..3u32 {
-            match inventory.ask(ReleaseReservation { order_id: order_id.clone() }).await {
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::warn!(order_id = %order_id, attempt, code = %error.code, "reservation not released yet");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-            }
-        }
-        tracing::warn!(order_id = %order_id, "reservation left to its expiry");
-    });
 }
 
 async fn publish<T: serde::Serialize>(
@@ -92,6 +181,7 @@ async fn place(
     database: Database,
     catalog: ServiceRef,
     inventory: ServiceRef,
+    releases: ReservationReleases,
     message: PlaceOrder,
     meta: CallMeta,
 ) -> Result<PlacedOrder, OrderError> {
@@ -155,7 +245,7 @@ async fn place(
         inventory.ask_with(ReserveStock { order_id: order_id.clone(), lines: stock_lines }, meta.clone()).await
     {
         if is_unavailability(&error) {
-            release_later(inventory, order_id);
+            releases.release(order_id);
             return Err(OrderError::InventoryUnavailable(error.message));
         }
         return Err(OrderError::Dependency(error));
@@ -213,7 +303,7 @@ async fn place(
             Ok(PlacedOrder { order: view, replayed: false })
         }
         Ok(Some(key_error)) => {
-            release_later(inventory, order_id);
+            releases.release(order_id);
             let key = idempotency_key.unwrap_or_default();
             if !store::is_unique_violation(&key_error) {
                 return Err(key_error.into());
@@ -226,7 +316,7 @@ async fn place(
             }
         }
         Err(error) => {
-            release_later(inventory, order_id);
+            releases.release(order_id);
             Err(error)
         }
     }
@@ -242,7 +332,7 @@ async fn visible_order(database: &Database, caller: &Caller, id: &str) -> Result
 
 async fn cancel(
     database: Database,
-    inventory: ServiceRef,
+    releases: ReservationReleases,
     message: CancelOrder,
     meta: CallMeta,
 ) -> Result<OrderView, OrderError> {
@@ -268,7 +358,7 @@ async fn cancel(
     publish(&mut tx, ORDER_CANCELLED, &order.id, &payload, &meta).await?;
     tx.commit().await?;
     // The inventory also releases on `order.cancelled`; asking now gives the stock back at once.
-    release_later(inventory, order.id.clone());
+    releases.release(order.id.clone());
     let cancelled = store::order(&database, &order.id).await?.ok_or_else(|| OrderError::NotFound(order.id.clone()))?;
     Ok(cancelled.view())
 }
@@ -276,8 +366,8 @@ async fn cancel(
 impl ServiceHandler<PlaceOrder> for OrderDesk {
     fn handle(&mut self, message: PlaceOrder, meta: &CallMeta) -> Reply<PlacedOrder> {
         let (database, catalog, inventory) = (self.database.clone(), self.catalog.clone(), self.inventory.clone());
-        let meta = meta.clone();
-        Box::pin(async move { Ok(place(database, catalog, inventory, message, meta).await?) })
+        let (releases, meta) = (self.releases.clone(), meta.clone());
+        Box::pin(async move { Ok(place(database, catalog, inventory, releases, message, meta).await?) })
     }
 }
 
@@ -307,8 +397,127 @@ impl ServiceHandler<ListOrders> for OrderDesk {
 
 impl ServiceHandler<CancelOrder> for OrderDesk {
     fn handle(&mut self, message: CancelOrder, meta: &CallMeta) -> Reply<OrderView> {
-        let (database, inventory) = (self.database.clone(), self.inventory.clone());
-        let meta = meta.clone();
-        Box::pin(async move { Ok(cancel(database, inventory, message, meta).await?) })
+        let (database, releases, meta) = (self.database.clone(), self.releases.clone(), meta.clone());
+        Box::pin(async move { Ok(cancel(database, releases, message, meta).await?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use emporium_cluster::Settings;
+    use emporium_contracts::identity::Role;
+    use emporium_contracts::inventory::{GetStock, SetStock, SetStockRequest};
+    use emporium_runtime::LocalEndpoint;
+    use emporium_runtime::monitor::ActorStatus;
+    use tokio::sync::watch;
+
+    use super::*;
+
+    fn mysql_url() -> String {
+        std::env::var("EMPORIUM_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    }
+
+    async fn admin_database() -> Database {
+        Database::connect(&format!("{}/mysql", mysql_url()))
+            .await
+            .unwrap_or_else(|error| panic!("MariaDB is needed at {} (EMPORIUM_TEST_MYSQL_URL): {error}", mysql_url()))
+    }
+
+    /// A fresh database on the machine's MariaDB: its name and a pool on it.
+    async fn create_database(prefix: &str) -> (String, Database) {
+        let name = format!("{prefix}_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let admin = admin_database().await;
+        admin.execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        admin.close().await;
+        let database = Database::connect(&format!("{}/{name}", mysql_url())).await.unwrap();
+        (name, database)
+    }
+
+    async fn drop_database(name: &str, database: Database) {
+        database.close().await;
+        let admin = admin_database().await;
+        admin.execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+        admin.close().await;
+    }
+
+    fn meta() -> CallMeta {
+        CallMeta { deadline: Some(Instant::now() + Duration::from_secs(30)), trace: None }
+    }
+
+    /// The desk hands a cancelled order's reservation to the releaser, a supervised task of the
+    /// order group, which gives the stock back; the stop signal ends it.
+    #[actix_rt::test]
+    async fn a_cancelled_order_gives_its_stock_back_through_the_supervised_releaser() {
+        let (_settings_tx, settings_rx) = watch::channel(Arc::new(Settings::default()));
+        let ctx = ServiceContext::standalone("order-releaser-test", settings_rx);
+        let (inventory_name, inventory_database) = create_database("order_releaser_inventory").await;
+        let options = emporium_inventory::InventoryOptions { database: inventory_database.clone(), bus: None };
+        let inventory = emporium_inventory::start(ctx.clone(), options).await.unwrap();
+        ctx.cluster.add_local(inventory.endpoint.clone());
+        let (order_name, order_database) = create_database("order_releaser").await;
+        store::migrate(&order_database).await.unwrap();
+
+        let mut group = ctx.group(SERVICE);
+        let desk = spawn_desk(&ctx, &mut group, order_database.clone());
+        let supervision = group.finish();
+        let endpoint =
+            LocalEndpoint::builder(SERVICE, supervision.health.clone()).route::<CancelOrder, _>(&desk).build();
+        let snapshot = ctx.tree.snapshot();
+        let order_service = snapshot.services.iter().find(|service| service.service == SERVICE).expect("in the tree");
+        let paths: Vec<&str> = order_service.actors.iter().map(|actor| actor.path.as_str()).collect();
+        assert_eq!(paths, ["order/reservation-releaser", "order/desk"]);
+        assert_eq!(order_service.actors[0].status, ActorStatus::Running);
+
+        // A pending order whose stock is reserved.
+        let admin = Caller { user_id: "admin-1".into(), roles: vec![Role::Admin], token_id: "t".into() };
+        let request = SetStockRequest { available: 5, reorder_level: 0, reorder_quantity: 0 };
+        ctx.cluster.ask(SetStock { caller: admin, sku: "MUG-1".into(), request }, meta()).await.unwrap();
+        let lines = vec![StockLine { sku: "MUG-1".into(), quantity: 2 }];
+        ctx.cluster.ask(ReserveStock { order_id: "order-1".into(), lines }, meta()).await.unwrap();
+        let now = store::now_millis();
+        let order = StoredOrder {
+            id: "order-1".into(),
+            user_id: "u1".into(),
+            status: OrderStatus::PendingPayment,
+            currency: "USD".into(),
+            total_minor: 200,
+            cancellation_reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            lines: vec![StoredLine {
+                sku: "MUG-1".into(),
+                name: "Mug".into(),
+                quantity: 2,
+                unit_price_minor: 100,
+                line_total_minor: 200,
+            }],
+        };
+        let mut tx = order_database.begin().await.unwrap();
+        store::insert_order(&mut tx, &order).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let customer = Caller { user_id: "u1".into(), roles: vec![Role::Customer], token_id: "t".into() };
+        let cancel = CancelOrder { caller: customer, id: "order-1".into() };
+        let cancelled = endpoint.route::<CancelOrder>().expect("routed").ask(cancel, meta()).await.unwrap();
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        let started = Instant::now();
+        loop {
+            let stock = ctx.cluster.ask(GetStock { sku: "MUG-1".into() }, meta()).await.unwrap();
+            if (stock.available, stock.reserved) == (5, 0) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "the reservation was not released: {stock:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let snapshot = ctx.tree.snapshot();
+        assert!(snapshot.faults.is_empty(), "{:?}", snapshot.faults);
+        assert_eq!(ctx.lifecycle.stop(Duration::from_secs(5)).await, Vec::<String>::new(), "every task ended");
+
+        drop(inventory);
+        drop_database(&order_name, order_database).await;
+        drop_database(&inventory_name, inventory_database).await;
     }
 }

@@ -5,12 +5,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use emporium_cluster::Cluster;
-use emporium_cluster::edge::{ApiResult, AuthenticatedCaller, RequestContext};
+use emporium_cluster::edge::{ApiError, ApiResult, AuthenticatedCaller, RequestContext};
+use emporium_cluster::routes_kit::{self, BearerSecurity, ListQuery, PageQuery};
 use emporium_contracts::order::{
     CancelOrder, GetOrder, ListOrders, OrderItemRequest, OrderItemView, OrderStatus, OrderView, PaymentRequest,
-    PlaceOrder, PlaceOrderRequest, SERVICE,
+    PlaceOrder, PlaceOrderRequest,
 };
-use emporium_contracts::page::{Page, PageRequest};
+use emporium_contracts::page::Page;
 use emporium_contracts::{Request, ServiceError};
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -18,7 +19,8 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     paths(place_order, get_order, list_orders, cancel_order),
-    components(schemas(OrderView, OrderItemView, OrderStatus, PlaceOrderRequest, OrderItemRequest, PaymentRequest))
+    components(schemas(OrderView, OrderItemView, OrderStatus, PlaceOrderRequest, OrderItemRequest, PaymentRequest)),
+    modifiers(&BearerSecurity)
 )]
 struct OrderApi;
 
@@ -36,13 +38,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/v1/orders/{id}/cancel", web::post().to(cancel_order));
 }
 
-async fn ask<M: Request>(cluster: &Cluster, context: &RequestContext, message: M) -> Result<M::Reply, ServiceError> {
-    cluster.service(SERVICE).ask_with(message, context.call_meta()).await.map_err(|error| {
-        if error.is_transient() && error.code.starts_with("order") {
-            ServiceError::unavailable("order_unavailable", error.message)
-        } else {
-            error
+/// Asks the order service ([`routes_kit::ask`]); when the order service itself is unavailable
+/// (no instance, its store), the client sees 503 `order_unavailable`, whichever part failed.
+async fn ask<M: Request>(cluster: &Cluster, message: M, context: &RequestContext) -> Result<M::Reply, ApiError> {
+    routes_kit::ask(cluster, message, context).await.map_err(|mut refusal| {
+        if refusal.error.is_transient() && refusal.error.code.starts_with("order") {
+            refusal.error = ServiceError::unavailable("order_unavailable", refusal.error.message.clone());
         }
+        refusal
     })
 }
 
@@ -77,7 +80,7 @@ async fn place_order(
         None => None,
     };
     let placed =
-        ask(&cluster, &context, PlaceOrder { caller: caller.0, idempotency_key, request: body.into_inner() }).await?;
+        ask(&cluster, PlaceOrder { caller: caller.0, idempotency_key, request: body.into_inner() }, &context).await?;
     let mut response = HttpResponse::build(StatusCode::CREATED);
     response.insert_header(("location", format!("/api/v1/orders/{}", placed.order.id)));
     if placed.replayed {
@@ -95,7 +98,7 @@ async fn get_order(
     id: web::Path<String>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, GetOrder { caller: caller.0, id: id.into_inner() }).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, GetOrder { caller: caller.0, id: id.into_inner() }, &context).await?))
 }
 
 /// Cancel an order that is not confirmed yet; its stock goes back.
@@ -109,23 +112,20 @@ async fn cancel_order(
     id: web::Path<String>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, CancelOrder { caller: caller.0, id: id.into_inner() }).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, CancelOrder { caller: caller.0, id: id.into_inner() }, &context).await?))
 }
 
-/// Query of the order list.
+/// Filter of the order list (its page: [`PageQuery`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct OrderListQuery {
     /// `PENDING_PAYMENT`, `CONFIRMED` or `CANCELLED`.
     pub status: Option<String>,
     /// Placed at or after: RFC 3339 or `YYYY-MM-DD`.
     pub from: Option<String>,
     /// Placed before: RFC 3339 or `YYYY-MM-DD`.
     pub to: Option<String>,
-    /// Page, from 0.
-    pub page: Option<i64>,
-    /// Page size, 1 to 100.
-    pub size: Option<i64>,
 }
 
 fn parse_instant(name: &str, text: &str) -> Result<DateTime<Utc>, ServiceError> {
@@ -140,15 +140,15 @@ fn parse_instant(name: &str, text: &str) -> Result<DateTime<Utc>, ServiceError> 
 }
 
 /// A page of orders, newest first.
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(ListQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(PageQuery, OrderListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<OrderView>), (status = 400, description = "Bad filter or paging")))]
 async fn list_orders(
     caller: AuthenticatedCaller,
     context: RequestContext,
-    query: web::Query<ListQuery>,
+    query: ListQuery<OrderListQuery>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    let query = query.into_inner();
+    let ListQuery { page, filter: query } = query;
     let status = match query.status.as_deref() {
         None => None,
         Some(text) => Some(OrderStatus::parse(text).ok_or_else(|| {
@@ -157,7 +157,6 @@ async fn list_orders(
     };
     let from = query.from.as_deref().map(|text| parse_instant("from", text)).transpose()?;
     let to = query.to.as_deref().map(|text| parse_instant("to", text)).transpose()?;
-    let page = PageRequest::new(query.page, query.size)?;
     let message = ListOrders { caller: caller.0, status, from, to, page };
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use emporium_bus::{Bus, ConsumerSpec};
 use emporium_cluster::{ServiceContext, ServiceHandle};
-use emporium_contracts::events::{ORDER_CREATED, ORDER_EVENTS};
+use emporium_contracts::events::ORDER_EVENTS;
 use emporium_contracts::payment::{GetPayment, ListPayments, SERVICE};
 use emporium_runtime::LocalEndpoint;
 use emporium_store::Database;
@@ -59,7 +59,7 @@ pub async fn start_with_provider(
     let PaymentOptions { database, bus } = options;
     store::migrate(&database).await?;
     let relay = bus.start_relay(&ctx, SERVICE, database.clone()).await?;
-    let spec = ConsumerSpec::new(SERVICE, ORDER_EVENTS, &[ORDER_CREATED]);
+    let spec = ConsumerSpec::from_topology(SERVICE, ORDER_EVENTS)?;
     let consumer = bus.subscribe(&ctx, spec, database.clone(), Arc::new(charger::Charger::new(provider))).await?;
 
     let mut group = ctx.group(SERVICE);

@@ -5,14 +5,18 @@
 use actix_web::{HttpResponse, web};
 use emporium_cluster::Cluster;
 use emporium_cluster::edge::{ApiResult, AuthenticatedCaller, RequestContext};
-use emporium_contracts::page::{Page, PageRequest};
-use emporium_contracts::payment::{GetPayment, ListPayments, PaymentStatus, PaymentView, SERVICE};
-use emporium_contracts::{Request, ServiceError};
+use emporium_cluster::routes_kit::{BearerSecurity, ListQuery, PageQuery, ask};
+use emporium_contracts::page::Page;
+use emporium_contracts::payment::{GetPayment, ListPayments, PaymentStatus, PaymentView};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
-#[openapi(paths(list_payments, get_payment), components(schemas(PaymentView, PaymentStatus)))]
+#[openapi(
+    paths(list_payments, get_payment),
+    components(schemas(PaymentView, PaymentStatus)),
+    modifiers(&BearerSecurity)
+)]
 struct PaymentApi;
 
 /// The OpenAPI fragment of the payment routes.
@@ -27,36 +31,27 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/v1/payments/{id}", web::get().to(get_payment));
 }
 
-async fn ask<M: Request>(cluster: &Cluster, context: &RequestContext, message: M) -> Result<M::Reply, ServiceError> {
-    cluster.service(SERVICE).ask_with(message, context.call_meta()).await
-}
-
-/// Query of the payment list.
+/// Filter of the payment list (its page: [`PageQuery`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct PaymentListQuery {
     /// Only the payment of this order.
     pub order_id: Option<String>,
-    /// Page, from 0.
-    pub page: Option<i64>,
-    /// Page size, 1 to 100.
-    pub size: Option<i64>,
 }
 
 /// A page of payments, newest first: the caller's own (all for an admin).
-#[utoipa::path(get, path = "/api/v1/payments", tag = "payments", params(ListQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/payments", tag = "payments", params(PageQuery, PaymentListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<PaymentView>), (status = 400, description = "Bad paging or order id"),
         (status = 401, description = "No or bad token")))]
 async fn list_payments(
     caller: AuthenticatedCaller,
     context: RequestContext,
-    query: web::Query<ListQuery>,
+    query: ListQuery<PaymentListQuery>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    let query = query.into_inner();
-    let page = PageRequest::new(query.page, query.size)?;
-    let message = ListPayments { caller: caller.0, order_id: query.order_id, page };
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+    let message = ListPayments { caller: caller.0, order_id: query.filter.order_id, page: query.page };
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
 /// One payment; 404 `payment_not_found` for someone else's (unless admin).
@@ -71,7 +66,7 @@ async fn get_payment(
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
     let message = GetPayment { caller: caller.0, id: id.into_inner() };
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
 #[cfg(test)]

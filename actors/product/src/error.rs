@@ -1,6 +1,12 @@
-//! The product service's failures and how they answer.
+//! The product service's failures and how they answer, by the edge's error policy
+//! ([`emporium_cluster::edge`]): client mistakes are 4xx, a store that is unreachable or busy is
+//! 503 `product_store_unavailable`, anything else is a bug (500 `internal_error`).
 
+use emporium_cluster::edge::{internal_failure, store_failure, unavailable_dependency};
+use emporium_contracts::product::SERVICE;
 use emporium_contracts::{ErrorKind, ServiceError};
+use emporium_store::StoreError;
+use mongodb::error::ErrorKind as MongoErrorKind;
 
 /// Why a product request failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +28,13 @@ pub enum ProductError {
     /// The caller is not an admin.
     #[error("changing the catalog needs the admin role")]
     Forbidden,
-    /// A store failure; the cause stays in the logs.
+    /// The embedded SQL store failed: 503 when it is unreachable or busy, else a bug.
+    #[error("product store failed: {0}")]
+    Store(#[from] StoreError),
+    /// MongoDB failed: 503 when it cannot be reached, else a bug.
+    #[error("mongodb failed: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    /// A bug; the cause stays in the logs.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -36,20 +48,18 @@ impl ProductError {
 
 impl From<sqlx::Error> for ProductError {
     fn from(error: sqlx::Error) -> Self {
-        ProductError::Unexpected(error.into())
+        ProductError::Store(StoreError::Database(error))
     }
 }
 
-impl From<mongodb::error::Error> for ProductError {
-    fn from(error: mongodb::error::Error) -> Self {
-        ProductError::Unexpected(error.into())
-    }
-}
-
-impl From<emporium_store::StoreError> for ProductError {
-    fn from(error: emporium_store::StoreError) -> Self {
-        ProductError::Unexpected(error.into())
-    }
+/// Whether a MongoDB failure is the server being unreachable (no server selected, the
+/// connection lost or its pool cleared) rather than a bug.
+fn is_mongo_unavailable(error: &mongodb::error::Error) -> bool {
+    matches!(
+        *error.kind,
+        MongoErrorKind::ServerSelection { .. } | MongoErrorKind::Io(_) | MongoErrorKind::ConnectionPoolCleared { .. }
+    ) || error.contains_label("RetryableWriteError")
+        || error.contains_label("TransientTransactionError")
 }
 
 impl From<ProductError> for ServiceError {
@@ -60,10 +70,12 @@ impl From<ProductError> for ServiceError {
             ProductError::NotFound(_) => ServiceError::not_found("product_not_found", message),
             ProductError::SkuTaken(_) => ServiceError::conflict("sku_taken", message),
             ProductError::Forbidden => ServiceError::new(ErrorKind::Forbidden, "forbidden", message),
-            ProductError::Unexpected(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "product store failure");
-                ServiceError::unavailable("product_store_unavailable", "the product store failed; retry")
+            ProductError::Store(store_error) => store_failure(SERVICE, &store_error),
+            ProductError::Mongo(mongo_error) if is_mongo_unavailable(&mongo_error) => {
+                unavailable_dependency(SERVICE, "product_store_unavailable", "the product store", &mongo_error)
             }
+            ProductError::Mongo(mongo_error) => internal_failure(SERVICE, &mongo_error),
+            ProductError::Unexpected(cause) => internal_failure(SERVICE, cause.as_ref()),
         }
     }
 }
@@ -89,7 +101,17 @@ mod tests {
         assert_eq!(answer(ProductError::SkuTaken("A".into())), (409, "sku_taken".into()));
         assert_eq!(answer(ProductError::Forbidden), (403, "forbidden".into()));
         let unexpected = ServiceError::from(ProductError::Unexpected(anyhow::anyhow!("password=secret")));
-        assert_eq!((unexpected.http_status(), unexpected.code.as_str()), (503, "product_store_unavailable"));
+        assert_eq!((unexpected.http_status(), unexpected.code.as_str()), (500, "internal_error"));
         assert!(!unexpected.message.contains("secret"), "the cause stays in the logs");
+        let closed = ServiceError::from(ProductError::from(sqlx::Error::PoolClosed));
+        assert_eq!((closed.http_status(), closed.code.as_str()), (503, "product_store_unavailable"));
+        let bug = ServiceError::from(ProductError::from(sqlx::Error::ColumnNotFound("secret_column".into())));
+        assert_eq!((bug.http_status(), bug.code.as_str()), (500, "internal_error"));
+        assert!(!bug.message.contains("secret_column"));
+        let unreachable = mongodb::error::Error::from(std::io::Error::other("connection refused"));
+        let answer = ServiceError::from(ProductError::Mongo(unreachable));
+        assert_eq!((answer.http_status(), answer.code.as_str()), (503, "product_store_unavailable"));
+        let bug = ServiceError::from(ProductError::Mongo(mongodb::error::Error::custom("odd reply")));
+        assert_eq!((bug.http_status(), bug.code.as_str()), (500, "internal_error"));
     }
 }

@@ -10,12 +10,12 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use emporium_cluster::Cluster;
 use emporium_cluster::edge::{AdminCaller, ApiResult, RequestContext};
-use emporium_contracts::page::{Page, PageRequest};
+use emporium_cluster::routes_kit::{BearerSecurity, ListQuery, PageQuery, ask};
+use emporium_contracts::ServiceError;
+use emporium_contracts::page::Page;
 use emporium_contracts::product::{
-    CreateProduct, DeleteProduct, GetProduct, ListProducts, ProductFilter, ProductRequest, ProductView, SERVICE,
-    UpdateProduct,
+    CreateProduct, DeleteProduct, GetProduct, ListProducts, ProductFilter, ProductRequest, ProductView, UpdateProduct,
 };
-use emporium_contracts::{Request, ServiceError};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
@@ -24,7 +24,8 @@ use crate::validation::parse_sort;
 #[derive(OpenApi)]
 #[openapi(
     paths(create_product, list_products, get_product, update_product, delete_product),
-    components(schemas(ProductView, ProductRequest))
+    components(schemas(ProductView, ProductRequest)),
+    modifiers(&BearerSecurity)
 )]
 struct ProductApi;
 
@@ -43,10 +44,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/v1/products/{id}", web::delete().to(delete_product));
 }
 
-async fn ask<M: Request>(cluster: &Cluster, context: &RequestContext, message: M) -> Result<M::Reply, ServiceError> {
-    cluster.service(SERVICE).ask_with(message, context.call_meta()).await
-}
-
 /// Create a product (admin).
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductRequest,
     security(("bearer" = [])),
@@ -60,17 +57,17 @@ async fn create_product(
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
     let message = CreateProduct { caller: admin.0, request: body.into_inner() };
-    let product = ask(&cluster, &context, message).await?;
+    let product = ask(&cluster, message, &context).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/products/{}", product.id)))
         .json(product))
 }
 
-/// Query of the product list.
+/// Filter and order of the product list (its page: [`PageQuery`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub struct ProductListQuery {
     /// Exact category.
     pub category: Option<String>,
     /// Words that must all appear, as whole words, in the name or description (case and
@@ -80,37 +77,32 @@ pub struct ListQuery {
     pub min_price: Option<String>,
     /// Highest price, a decimal.
     pub max_price: Option<String>,
-    /// Page, from 0.
-    pub page: Option<i64>,
-    /// Page size, 1 to 100 (default 20).
-    pub size: Option<i64>,
     /// `price,asc`, `price,desc`, `name,asc`, `name,desc`, `createdAt,desc` (default) or
     /// `createdAt,asc`.
     pub sort: Option<String>,
 }
 
 /// A page of products.
-#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(PageQuery, ProductListQuery),
     responses((status = 200, body = Page<ProductView>),
         (status = 400, description = "Unknown parameter, bad sort, paging or price")))]
 async fn list_products(
     context: RequestContext,
-    query: web::Query<ListQuery>,
+    query: ListQuery<ProductListQuery>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    let query = query.into_inner();
+    let ListQuery { page, filter: query } = query;
     let sort = match query.sort.as_deref().filter(|sort| !sort.is_empty()) {
         Some(sort) => Some(parse_sort(sort).map_err(ServiceError::from)?),
         None => None,
     };
-    let page = PageRequest::new(query.page, query.size)?;
     let filter = ProductFilter {
         category: query.category,
         text: query.q,
         min_price: query.min_price,
         max_price: query.max_price,
     };
-    let page = ask(&cluster, &context, ListProducts { filter, sort, page }).await?;
+    let page = ask(&cluster, ListProducts { filter, sort, page }, &context).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -123,7 +115,7 @@ async fn get_product(
     id: web::Path<String>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, GetProduct { id: id.into_inner() }).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, GetProduct { id: id.into_inner() }, &context).await?))
 }
 
 /// Replace a product's values (admin).
@@ -140,7 +132,7 @@ async fn update_product(
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
     let message = UpdateProduct { caller: admin.0, id: id.into_inner(), request: body.into_inner() };
-    Ok(HttpResponse::Ok().json(ask(&cluster, &context, message).await?))
+    Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
 /// Delete a product (admin).
@@ -154,7 +146,7 @@ async fn delete_product(
     id: web::Path<String>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    ask(&cluster, &context, DeleteProduct { caller: admin.0, id: id.into_inner() }).await?;
+    ask(&cluster, DeleteProduct { caller: admin.0, id: id.into_inner() }, &context).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -171,5 +163,17 @@ mod tests {
         assert!(list.get.is_some() && list.post.is_some());
         let one = &document.paths.paths["/api/v1/products/{id}"];
         assert!(one.get.is_some() && one.put.is_some() && one.delete.is_some());
+        let json = serde_json::to_value(&document).unwrap();
+        let parameters: Vec<&str> = json["paths"]["/api/v1/products"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|parameter| {
+                assert_eq!(parameter["in"], "query", "{parameter}");
+                parameter["name"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(parameters, ["page", "size", "category", "q", "minPrice", "maxPrice", "sort"]);
+        assert_eq!(json["components"]["securitySchemes"]["bearer"]["bearerFormat"], "JWT");
     }
 }

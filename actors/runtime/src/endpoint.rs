@@ -34,6 +34,10 @@ impl<M: Request> Clone for LocalRoute<M> {
 }
 
 impl<M: Request> LocalRoute<M> {
+    pub(crate) fn new(recipient: Recipient<Ask<M>>, monitor: Arc<ActorMonitor>) -> Self {
+        LocalRoute { recipient, monitor }
+    }
+
     /// Sends `message` to the actor and waits for its answer.
     pub async fn ask(&self, message: M, meta: CallMeta) -> Result<M::Reply, ServiceError> {
         self.monitor.record_enqueued();
@@ -170,7 +174,7 @@ impl EndpointBuilder {
         B: ServiceHandler<M>,
     {
         assert_eq!(M::SERVICE, self.service, "message {} belongs to another service", M::NAME);
-        let route = LocalRoute::<M> { recipient: cell.addr.clone().recipient(), monitor: cell.monitor.clone() };
+        let route = cell.route::<M>();
         self.names.insert(M::NAME, TypeId::of::<M>());
         self.routes_by_type
             .insert(TypeId::of::<M>(), RouteEntry { typed: Box::new(route.clone()), json: Arc::new(route) });

@@ -106,6 +106,18 @@ pub struct CellHandle<B: Behavior> {
     pub monitor: Arc<ActorMonitor>,
 }
 
+impl<B: Behavior> CellHandle<B> {
+    /// The typed route to this cell's handler of `M`, for a task of the same group: the
+    /// service's endpoint exists only once the group is finished, after its tasks are spawned.
+    pub fn route<M>(&self) -> crate::endpoint::LocalRoute<M>
+    where
+        M: emporium_contracts::Request,
+        B: crate::cell::ServiceHandler<M>,
+    {
+        crate::endpoint::LocalRoute::new(self.addr.clone().recipient(), self.monitor.clone())
+    }
+}
+
 impl<B: Behavior> Clone for CellHandle<B> {
     fn clone(&self) -> Self {
         CellHandle { addr: self.addr.clone(), monitor: self.monitor.clone() }

@@ -38,10 +38,15 @@ impl TaskContext {
         *self.stop_rx.borrow()
     }
 
-    /// Resolves once the task is asked to stop (at once when it already was).
+    /// Resolves once the task is asked to stop (at once when it already was). It never
+    /// resolves when the stop signal's sender is gone without a stop (a service started outside
+    /// a node whose context was dropped): no stop can come then, and returning would end the
+    /// task early, a fault.
     pub async fn stop_requested(&self) {
         let mut stop_rx = self.stop_rx.clone();
-        let _ = stop_rx.wait_for(|stop| *stop).await;
+        if stop_rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The stop signal itself, for loops that select on it.
@@ -237,7 +242,10 @@ impl Actor for TaskCell {
         let mut stop_rx = self.setup.stop_rx.clone();
         ctx.spawn(
             async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
+                // A sender gone without a stop is no stop.
+                if stop_rx.wait_for(|stop| *stop).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
             .into_actor(self)
             .map(|_, cell, _ctx| {

@@ -59,11 +59,22 @@ pub struct NodeProcess {
     args: Vec<String>,
     env: Vec<(String, String)>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The listen address from the "node started" line, until [`NodeProcess::wait_started`] took it.
+    started_rx: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl NodeProcess {
     /// Starts `emporium` with `args` (plus `--node-id`) and waits for "node started".
     pub fn start(node_id: &str, args: &[&str], env: &[(&str, &str)]) -> NodeProcess {
+        let mut node = NodeProcess::launch(node_id, args, env);
+        node.wait_started_or_panic();
+        node
+    }
+
+    /// Starts `emporium` like [`NodeProcess::start`] but returns at once, without waiting for
+    /// "node started": several nodes launched in a row start at the same moment. Then call
+    /// [`NodeProcess::wait_started`].
+    pub fn launch(node_id: &str, args: &[&str], env: &[(&str, &str)]) -> NodeProcess {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut node = NodeProcess {
@@ -73,12 +84,53 @@ impl NodeProcess {
             args,
             env,
             lines: Arc::new(Mutex::new(Vec::new())),
+            started_rx: None,
         };
-        node.spawn();
+        node.spawn_child();
         node
     }
 
+    /// Waits at most `within` for the "node started" line of a launched node and records its
+    /// listen address; the reason when the process ended first or the time ran out.
+    pub fn wait_started(&mut self, within: Duration) -> Result<(), String> {
+        let Some(started_rx) = self.started_rx.take() else {
+            return if self.listen.is_empty() { Err("not launched".to_string()) } else { Ok(()) };
+        };
+        match started_rx.recv_timeout(within) {
+            Ok(listen) => {
+                self.listen = listen;
+                Ok(())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!("no \"node started\" within {within:?}")),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                // The output closes a moment before the process can be reaped.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while self.exit_status_opt().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let status = self.exit_status_opt().map_or("still running".to_string(), |status| status.to_string());
+                Err(format!("the process closed its output before \"node started\" ({status})"))
+            }
+        }
+    }
+
+    /// The exit status when the process has ended, `None` while it runs.
+    pub fn exit_status_opt(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     fn spawn(&mut self) {
+        self.spawn_child();
+        self.wait_started_or_panic();
+    }
+
+    fn wait_started_or_panic(&mut self) {
+        if let Err(reason) = self.wait_started(Duration::from_secs(30)) {
+            panic!("node {} did not start ({reason}); output:\n{}", self.node_id, self.output());
+        }
+    }
+
+    fn spawn_child(&mut self) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
         command
             .args(&self.args)
@@ -117,10 +169,7 @@ impl NodeProcess {
             });
         }
         self.child = Some(child);
-        match started_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(listen) => self.listen = listen,
-            Err(_) => panic!("node {} did not start; output:\n{}", self.node_id, self.output()),
-        }
+        self.started_rx = Some(started_rx);
     }
 
     /// Starts the same process again with the same arguments.

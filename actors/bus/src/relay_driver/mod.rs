@@ -8,9 +8,10 @@
 //! actor: `<service>.outbox/driver` and `<service>.outbox/lag`. A panic in a loop, or a loop
 //! that ends on its own, is a fault in the node's supervision tree (`/admin/v1/supervision`)
 //! and the loop runs again with a fresh future after the policy's backoff. What must survive
-//! such a restart lives outside the future, in `RelayState`: the snapshot (role, counters,
-//! last lag) and whether the relay held its lock. Each run rebuilds the rest (its lock
-//! connection, its commit signal) from it. Both loops end for good when the handle stops them
+//! such a restart lives outside the future, in `RelayState` (kept by the relay's context, so
+//! the relay actor counts what it published and what came back unroutable there too): the
+//! snapshot (role, counters, last lag) and whether the relay held its lock. Each run rebuilds
+//! the rest (its lock connection, its commit signal) from it. Both loops end for good when the handle stops them
 //! ([`RelayHandle::stop`], or dropping it) or when the node stops (`ServiceContext::lifecycle`),
 //! and the node waits for them at shutdown.
 //!
@@ -73,14 +74,19 @@ pub struct RelaySnapshot {
     pub lag: OutboxLag,
     /// Rows published since start.
     pub num_published: u64,
-    /// Failed publish batches since start.
+    /// Failed publish batches since start (a batch with unroutable rows counts as failed).
     pub num_failures: u64,
+    /// Publishes of events a consumer of the contracts' topology wants that reached no queue
+    /// (RabbitMQ returned them, or no in-process queue took them), since start: each stays in
+    /// the outbox and is published again with backoff. Also the counter
+    /// `emporium_bus_unroutable_total` (labels `service`, `event_type`).
+    pub num_unroutable: u64,
     /// The last failure, while it lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
 
-/// What the relay's loops share and keep across their restarts.
+/// What the relay's actor and loops share and keep across their restarts.
 pub(crate) struct RelayState {
     pub(crate) snapshot: Mutex<RelaySnapshot>,
     /// Whether the driver held the relay lock when its last run ended or broke off.
@@ -92,7 +98,7 @@ pub(crate) struct RelayState {
 }
 
 impl RelayState {
-    fn new(service: &str) -> RelayState {
+    pub(crate) fn new(service: &str) -> RelayState {
         RelayState {
             snapshot: Mutex::new(RelaySnapshot {
                 service: service.to_string(),
@@ -100,6 +106,7 @@ impl RelayState {
                 lag: OutboxLag::default(),
                 num_published: 0,
                 num_failures: 0,
+                num_unroutable: 0,
                 last_error: None,
             }),
             lock_held: AtomicBool::new(false),
@@ -112,10 +119,18 @@ impl RelayState {
         self.snapshot.lock().role = role;
     }
 
+    /// Counts rows published and marked sent (by the relay actor).
     pub(crate) fn record_published(&self, num_published: usize) {
-        let mut snapshot = self.snapshot.lock();
-        snapshot.num_published += num_published as u64;
-        snapshot.last_error = None;
+        self.snapshot.lock().num_published += num_published as u64;
+    }
+
+    /// A batch went out whole: the last failure is over.
+    pub(crate) fn record_success(&self) {
+        self.snapshot.lock().last_error = None;
+    }
+
+    pub(crate) fn record_unroutable(&self, num_unroutable: usize) {
+        self.snapshot.lock().num_unroutable += num_unroutable as u64;
     }
 
     pub(crate) fn record_failure(&self, error: &str) {
@@ -149,7 +164,7 @@ pub(crate) fn spawn_loops(
     group: &mut ServiceGroup,
     lifecycle: &Lifecycle,
 ) -> RelayLoops {
-    let state = Arc::new(RelayState::new(&context.service));
+    let state = context.state.clone();
     let stop_signal = StopSignal::following(lifecycle.stop_receiver());
     let driver = group.spawn_task(DRIVER_TASK, stop_signal.receiver(), {
         let (context, cell, state) = (context.clone(), cell.clone(), state.clone());
@@ -246,9 +261,13 @@ mod tests {
         state.record_failure("broker still down");
         assert_eq!(state.snapshot.lock().last_error.as_deref(), Some("broker still down"));
         state.record_published(3);
+        assert_eq!(state.snapshot.lock().last_error.as_deref(), Some("broker still down"), "until a batch succeeds");
+        state.record_success();
+        state.record_unroutable(2);
+        state.record_unroutable(1);
         state.set_role(RelayRole::Active);
         let snapshot = state.snapshot.lock().clone();
-        assert_eq!((snapshot.num_failures, snapshot.num_published), (2, 3));
+        assert_eq!((snapshot.num_failures, snapshot.num_published, snapshot.num_unroutable), (2, 3, 3));
         assert_eq!(snapshot.last_error, None, "a publish clears the last failure");
         assert_eq!(snapshot.role, RelayRole::Active);
     }
@@ -271,6 +290,7 @@ mod tests {
         let json = serde_json::to_value(&*state.snapshot.lock()).unwrap();
         assert_eq!(json["role"], "standby");
         assert_eq!(json["numPublished"], 0);
+        assert_eq!(json["numUnroutable"], 0);
         assert!(json.get("lastError").is_none());
     }
 }

@@ -73,11 +73,14 @@ pub fn unique_namespace() -> String {
     format!("bt{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// Deletes the namespace's exchanges and queues from the broker.
+/// Deletes the namespace's exchanges and queues from the broker: `queues` and every queue of
+/// the contracts' topology (which every bus declares).
 pub async fn delete_amqp_names(namespace: &str, queues: &[emporium_bus::QueueNames]) {
     let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await else { return };
     let Ok(channel) = connection.create_channel().await else { return };
-    for names in queues {
+    let config = BusConfig::default().with_namespace(namespace);
+    let topology = ConsumerSpec::topology().into_iter().map(|spec| config.queue_names(&spec.consumer, &spec.exchange));
+    for names in queues.iter().cloned().chain(topology) {
         for queue in [&names.queue, &names.dead_letter_queue] {
             let _ = channel.queue_delete(queue.clone().into(), QueueDeleteOptions::default()).await;
         }
