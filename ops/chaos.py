@@ -35,6 +35,7 @@ must hold:
   - one payment per order (payments API as each buyer), SUCCEEDED for CONFIRMED, FAILED for CANCELLED;
   - one notification per event (notifications API and MariaDB: user.registered, order.created,
     order.confirmed, order.cancelled, payment.failed);
+  - no 401 for an access token that has not expired (API.md: a dependency that is down is a 503);
   - no outbox row unsent (bus_outbox.sent_at IS NULL); nothing dead-lettered (the bus_dead_letter
     table and every `*.dlq` queue of the vhost).
 A summary table follows; the exit code is 1 when an invariant fails, 2 when the run could not be
@@ -51,6 +52,7 @@ rabbitmqctl.
 """
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -121,18 +123,29 @@ class Api:
         if body is not None:
             data = json.dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
-        try:
-            if self.connection is None:
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self.connection.request(method, path, body=data, headers=all_headers)
-            response = self.connection.getresponse()
-            raw = response.read()
-            status, response_headers = response.status, {k.lower(): v for k, v in response.getheaders()}
-            if response_headers.get("connection", "").lower() == "close":
+        # A kept-alive connection the server closed meanwhile (its idle timeout) fails at once;
+        # a request that may be repeated is then sent again once on a new connection, as HTTP
+        # clients do, so that "connection" failures are real ones.
+        repeatable = method in ("GET", "PUT") or "Idempotency-Key" in all_headers
+        for attempt in (1, 2):
+            reused = self.connection is not None
+            try:
+                if self.connection is None:
+                    self.connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.connection.request(method, path, body=data, headers=all_headers)
+                response = self.connection.getresponse()
+                raw = response.read()
+                status, response_headers = response.status, {k.lower(): v for k, v in response.getheaders()}
+                if response_headers.get("connection", "").lower() == "close":
+                    self.close()
+                break
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected) as error:
                 self.close()
-        except (OSError, http.client.HTTPException) as error:
-            self.close()
-            return 0, f"{type(error).__name__}: {error}", {}
+                if not (reused and repeatable and attempt == 1):
+                    return 0, f"{type(error).__name__}: {error}", {}
+            except (OSError, http.client.HTTPException) as error:
+                self.close()
+                return 0, f"{type(error).__name__}: {error}", {}
         try:
             return status, (json.loads(raw) if raw else None), response_headers
         except ValueError:
@@ -172,6 +185,24 @@ def error_code(answer) -> str:
     if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
         return str(answer["error"].get("code"))
     return str(answer)[:60]
+
+
+def seconds_left(token: str) -> float:
+    """Seconds until the access token `token` expires (its `exp` claim), read without checking
+    its signature; 0 when it cannot be read."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"]) - time.time()
+    except (IndexError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def error_message(answer) -> str:
+    """The `error.message` of an error answer, else a short text."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        return str(answer["error"].get("message"))[:160]
+    return str(answer)[:160]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,6 +364,11 @@ class Load:
         self.tickets: queue.Queue = queue.Queue()
         self.orders: list[PlacedOrder] = []
         self.retries: Counter = Counter()
+        # 401 answers to a token that had not expired: (monotonic time, error message).
+        self.valid_tokens_refused: list[tuple[float, str]] = []
+        # Per retry reason: when each retry was (monotonic), and the first error message.
+        self.retry_times: dict[str, list[float]] = defaultdict(list)
+        self.first_message: dict[str, str] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.random = random.Random(20260)
@@ -398,6 +434,9 @@ class Load:
             retry = status in RETRY_STATUSES
             if status == 401:
                 retry = True
+                if seconds_left(token) > 5:
+                    with self.lock:
+                        self.valid_tokens_refused.append((time.monotonic(), error_message(answer)))
                 with order.buyer.lock:
                     if order.buyer.token == token:
                         try:
@@ -407,6 +446,8 @@ class Load:
             reason = "connection" if status == 0 else f"{status} {error_code(answer)}"
             with self.lock:
                 self.retries[reason] += 1
+                self.retry_times[reason].append(time.monotonic())
+                self.first_message.setdefault(reason, error_message(answer))
             if not retry or time.monotonic() > deadline:
                 order.final_status, order.final_code, order.done_at = status, reason, time.monotonic()
                 return
@@ -625,6 +666,11 @@ class Run:
         row("orders accepted", "all placed", f"{len(accepted)}"
             + (f"; not accepted: {dict(not_accepted)}" if not_accepted else ""), len(accepted) == len(placed))
 
+        refused = self.load.valid_tokens_refused
+        row("valid tokens refused", "0 (API.md: 503 while a dependency is down)", f"{len(refused)}" + (
+            f", {refused[0][0] - self.started:.0f}-{refused[-1][0] - self.started:.0f} s into the run: "
+            f"{refused[0][1]}" if refused else ""), not refused)
+
         # The orders as their buyers see them, and in the database.
         api_orders = {}
         for buyer in self.buyers:
@@ -734,8 +780,11 @@ class Run:
             f"ON n.event_id = o.event_id WHERE o.routing_key IN ({NOTIFIED_IN_CLAUSE}) GROUP BY o.event_id, o.routing_key "
             "HAVING COUNT(n.id) <> 1")
         events_in_outbox = self.db.scalar(f"SELECT COUNT(*) FROM bus_outbox WHERE routing_key IN ({NOTIFIED_IN_CLAUSE})")
-        notes_ok = kinds == expected_kinds and not repeated_event_ids and not off_by_db and events_in_outbox > 0
-        row("notifications", "one per event", f"{sum(kinds.values())} for {events_in_outbox} events"
+        notes_in_db = self.db.scalar("SELECT COUNT(*) FROM notifications")
+        notes_ok = (kinds == expected_kinds and not repeated_event_ids and not off_by_db and events_in_outbox > 0
+                    and notes_in_db == events_in_outbox)
+        row("notifications", "one per event", f"{notes_in_db} for {events_in_outbox} events "
+            f"({sum(kinds.values())} seen by the buyers, the rest the admin's)"
             + ("" if kinds == expected_kinds else f"; by kind {dict(kinds)} expected {dict(expected_kinds)}")
             + (f"; event ids notified twice: {repeated_event_ids[:4]}" if repeated_event_ids else "")
             + (f"; events without exactly one: {off_by_db[:4]}" if off_by_db else ""), notes_ok)
@@ -750,8 +799,9 @@ class Run:
         if self.broker.usable:
             dead_queues = {name: n for name, n in self.broker.queues(self.vhost).items() if name.endswith(".dlq")}
             dead = dead_db + sum(dead_queues.values())
-            row("dead letters", "0", f"{dead} ({len(dead_queues)} dead-letter queues, "
-                + ", ".join(f"{name} {n}" for name, n in dead_queues.items() if n) + f"; table {dead_db})", dead == 0)
+            full = ", ".join(f"{name} {n}" for name, n in dead_queues.items() if n)
+            row("dead letters", "0", f"{dead} ({len(dead_queues)} dead-letter queues" + (f": {full}" if full else "")
+                + f"; bus_dead_letter table {dead_db})", dead == 0)
         else:
             row("dead letters", "0", f"table {dead_db}; WARNING: dead-letter queues not checked", dead_db == 0)
         return rows
@@ -777,6 +827,17 @@ def free_port_block(count: int = 8) -> int:
     raise SystemExit("no block of free ports between 20000 and 30000")
 
 
+def windows(times: list[float], gap: float = 3.0) -> str:
+    """Sorted times as spans "12-15, 40" (a new span after `gap` s without one)."""
+    spans: list[list[float]] = []
+    for at in times:
+        if spans and at - spans[-1][1] <= gap:
+            spans[-1][1] = at
+        else:
+            spans.append([at, at])
+    return ", ".join(f"{a:.0f}" if round(a) == round(b) else f"{a:.0f}-{b:.0f}" for a, b in spans)
+
+
 def print_summary(run: Run, rows: list, markdown_path: str | None, command: str) -> None:
     header = ("Check", "Expected", "Measured", "Result")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
@@ -788,6 +849,12 @@ def print_summary(run: Run, rows: list, markdown_path: str | None, command: str)
     restarts = ", ".join(f"{role} {max(times):.1f} s" for role, times in run.restart_seconds.items())
     errors = {role: counts for role, counts in run.cluster.error_lines().items() if any(counts)}
     print(f"chaos cycles: {run.cycles}; slowest restart until ready: {restarts}")
+    print("retries by reason: when (seconds into the run), and the first message:")
+    for reason, count in run.load.retries.most_common():
+        spans = windows([at - run.started for at in sorted(run.load.retry_times[reason])])
+        print(f"  {reason} x{count} at {spans}: {run.load.first_message[reason]}")
+    print("timeline (seconds into the run): " + "; ".join(f"{at:.0f} {text}" for at, text in run.events
+                                                           if not text.startswith("chaos cycle")))
     print("ERROR log lines / panics per role: " + (", ".join(f"{r} {e}/{p}" for r, (e, p) in errors.items()) or "none"))
     print()
     if markdown_path:

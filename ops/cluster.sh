@@ -55,10 +55,12 @@ RECORDED=(EMPORIUM_MYSQL_URL EMPORIUM_AMQP_URL EMPORIUM_BUS_NAMESPACE EMPORIUM_H
 
 say() { printf 'ops/cluster.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { sed -n '2,12p' "$0" >&2; exit 2; }
+usage() { sed -n '2,13p' "$0" >&2; exit 2; }
 
 # ---------------------------------------------------------------------------------------------
 # Settings
+
+case "${1:-}" in -h | --help | help) sed -n '2,47p' "$0"; exit 0 ;; up | down | status) ;; *) usage ;; esac
 
 STATE="${EMPORIUM_CLUSTER_DIR:-$PWD/cluster-state}"
 mkdir -p "$STATE"
@@ -76,7 +78,11 @@ load_recorded_settings() {
 
 record_settings() {
     local key
-    (umask 077; for key in "${RECORDED[@]}"; do printf '%s=%s\n' "$key" "${!key:-}"; done >"$STATE/cluster.env.tmp")
+    (
+        umask 077
+        for key in "${RECORDED[@]}"; do printf '%s=%s\n' "$key" "${!key:-}"; done
+        printf 'SECRET_SOURCE=%s\n' "$SECRET_SOURCE" # where the secret came from, never the secret
+    ) >"$STATE/cluster.env.tmp"
     mv "$STATE/cluster.env.tmp" "$STATE/cluster.env"
 }
 
@@ -192,10 +198,38 @@ check_broker_reachable() {
     (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null || die "RabbitMQ is not reachable at $host:$port (EMPORIUM_AMQP_URL)"
 }
 
+# Fails before anything starts when a port a role that is not running needs is taken.
+check_ports_free() {
+    local role port
+    for role in "$@"; do
+        ! running_pid "$role" >/dev/null || continue
+        port="$(port_of "$role")"
+        if (exec 3<>"/dev/tcp/$EMPORIUM_CLUSTER_HOST/$port") 2>/dev/null; then
+            die "port $port ($role) is taken by another process: set EMPORIUM_REGISTRY_PORT / EMPORIUM_NODE_PORT_BASE"
+        fi
+        if [ "$role" = gateway ] && (exec 3<>"/dev/tcp/$HTTP_HOST/$HTTP_PORT") 2>/dev/null; then
+            die "port $HTTP_PORT (the gateway's public listener) is taken by another process: set EMPORIUM_HTTP"
+        fi
+    done
+}
+
 # Uses EMPORIUM_CLUSTER_SECRET or EMPORIUM_CLUSTER_SECRET_FILE when set, else the state dir's
 # cluster-secret (made once, 48 random hex digits), handed to the nodes as a file.
+# Nodes that were given a secret of the caller's are never joined by one with the state dir's.
 ensure_cluster_secret() {
-    if [ -n "${EMPORIUM_CLUSTER_SECRET:-}" ] || [ -n "${EMPORIUM_CLUSTER_SECRET_FILE:-}" ]; then return; fi
+    local role recorded
+    if [ -n "${EMPORIUM_CLUSTER_SECRET:-}" ] || [ -n "${EMPORIUM_CLUSTER_SECRET_FILE:-}" ]; then
+        SECRET_SOURCE=caller
+        return
+    fi
+    recorded="$(sed -n 's/^SECRET_SOURCE=//p' "$STATE/cluster.env" 2>/dev/null || true)"
+    if [ "$recorded" = caller ]; then
+        for role in "${ROLES[@]}"; do
+            ! running_pid "$role" >/dev/null \
+                || die "the running nodes were given EMPORIUM_CLUSTER_SECRET (or _FILE): set it again, or ops/cluster.sh down first"
+        done
+    fi
+    SECRET_SOURCE=state-dir
     if [ ! -s "$STATE/cluster-secret" ]; then
         (umask 077; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$STATE/cluster-secret.tmp")
         mv "$STATE/cluster-secret.tmp" "$STATE/cluster-secret"
@@ -270,6 +304,7 @@ cmd_up() {
     mkdir -p "$STATE/run" "$STATE/logs" "$STATE/data"
     # Nothing in the state dir belongs in a git repository.
     [ -f "$STATE/.gitignore" ] || echo '*' >"$STATE/.gitignore"
+    check_ports_free "${roles[@]}"
     find_binary
     export EMPORIUM_BIN
     create_database
@@ -291,6 +326,7 @@ cmd_up() {
 # down, status
 
 stop_role() {
+    [ -e "$(pid_file "$1")" ] || return 0 # never started here, or stopped already
     "$REPO/ops/lib/stop_pidfile.sh" "ops/cluster.sh $1" "$(cmdline_pattern "$1")" "$(pid_file "$1")"
 }
 
@@ -331,13 +367,10 @@ cmd_status() {
     return "$all_ready"
 }
 
-[ $# -ge 1 ] || usage
 command="$1"
 shift
 case "$command" in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) [ $# -eq 0 ] || usage; cmd_status ;;
-    -h | --help | help) sed -n '2,47p' "$0"; exit 0 ;;
-    *) usage ;;
 esac

@@ -24,7 +24,8 @@ fn free_port_block() -> u16 {
     let seed = std::process::id() as u64 * 7919 + free_port() as u64;
     for attempt in 0..200u64 {
         let first = 20_000 + ((seed + attempt * 37) % 10_000) as u16;
-        let listeners: Vec<_> = (first..first + 8).map_while(|port| TcpListener::bind(("127.0.0.1", port)).ok()).collect();
+        let listeners: Vec<_> =
+            (first..first + 8).map_while(|port| TcpListener::bind(("127.0.0.1", port)).ok()).collect();
         if listeners.len() == 8 {
             return first;
         }

@@ -237,6 +237,10 @@ async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch
     );
     consumer.stop().await;
     relay.stop().await;
+    // The topology's own queues got the bench's events too.
+    if let Err(error) = bus.delete_topology().await {
+        eprintln!("  could not delete the bench's topology: {error}");
+    }
     bus.close().await;
     database.close().await;
     admin.execute(&format!("DROP DATABASE {database_name}")).await.expect("drop database");

@@ -8,7 +8,7 @@
 //! an event published before its consumer started waits in the consumer's queue. Events a
 //! subscription of the topology wants are published `mandatory`: one the broker returns
 //! (unroutable: its queue was deleted, or declared in another namespace) is not confirmed as
-//! sent, see [`publish_confirmed`].
+//! sent (`publish_confirmed`).
 //!
 //! Wire format: structured-mode CloudEvents (the whole envelope is the body) with content type
 //! `application/cloudevents+json`, delivery mode 2 (persistent), `message_id` = event id,

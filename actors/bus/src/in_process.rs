@@ -9,7 +9,7 @@
 //!
 //! Relays hold their first publish until `InProcessBroker::open_delivery`: rows routed before
 //! every consumer of the process has declared its queue would reach no queue. After that, a
-//! row no queue takes is reported back ([`RoutedBatch::unrouted_row_ids`]); the relay keeps it
+//! row no queue takes is reported back (`RoutedBatch::unrouted_row_ids`); the relay keeps it
 //! in the outbox when a consumer of the contracts' topology wants it (a node that runs the
 //! in-process bus without that consumer: the event waits for a start with it), as it does for
 //! a message RabbitMQ returns.

@@ -137,7 +137,7 @@ impl RelayContext {
             first_event_type: first.routing_key.clone(),
             first_event_id: first.event_id.clone(),
         };
-        tracing::warn!(service = %self.service, num_unroutable = unroutable.len(), error = %error, "events reached no queue; they stay in the outbox");
+        tracing::debug!(service = %self.service, num_unroutable = unroutable.len(), error = %error, "events reached no queue; they stay in the outbox (the driver warns and backs off)");
         error
     }
 }

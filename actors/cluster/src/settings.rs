@@ -32,8 +32,6 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     /// Resilience of outgoing calls, per target service (call site).
     pub resilience: ResilienceSettings,
-    /// The inventory service.
-    pub inventory: InventorySettings,
     /// The sections of the service crates, by name, as written (see [`Settings::section`]).
     #[serde(flatten)]
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -124,22 +122,6 @@ impl SettingsSchema {
 
 /// The sections the node itself owns.
 pub const NODE_SECTIONS: [&str; 4] = ["log", "registry", "supervision", "resilience"];
-
-/// Inventory settings; apply live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct InventorySettings {
-    /// How long a reservation holds stock before inventory releases it itself.
-    pub reservation_ttl_millis: u64,
-    /// How often inventory looks for expired reservations.
-    pub expiry_sweep_millis: u64,
-}
-
-impl Default for InventorySettings {
-    fn default() -> Self {
-        InventorySettings { reservation_ttl_millis: 15 * 60 * 1000, expiry_sweep_millis: 1_000 }
-    }
-}
 
 /// Logging settings; `level` applies live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -406,9 +388,6 @@ impl Settings {
         self.resilience.default.validate("default")?;
         for site in self.resilience.sites.keys() {
             self.resilience.for_site(site).validate(site)?;
-        }
-        if self.inventory.reservation_ttl_millis == 0 || self.inventory.expiry_sweep_millis == 0 {
-            return Err("inventory.reservation_ttl_millis and inventory.expiry_sweep_millis must be positive".into());
         }
         if self.supervision.flight_recorder_len == 0 || self.supervision.period_millis == 0 {
             return Err("supervision.flight_recorder_len and supervision.period_millis must be positive".into());

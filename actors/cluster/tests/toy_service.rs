@@ -3,7 +3,6 @@
 //! section, supervises it, routes asks to it and mounts its public routes; an unknown key in
 //! its section stops the node at start.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_cluster::service::{Environment, NodePaths};

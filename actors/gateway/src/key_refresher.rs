@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use emporium_cluster::{ServiceContext, ServiceRef};
 use emporium_contracts::auth::GetJwks;
 use emporium_runtime::{
-    Behavior, CallMeta, CellHandle, LocalRoute, Reply, ServiceGroup, ServiceHandler,
-    TaskContext, TaskHandle,
+    Behavior, CallMeta, CellHandle, LocalRoute, Reply, ServiceGroup, ServiceHandler, TaskContext, TaskHandle,
 };
 
 use crate::messages::RefreshSigningKeys;
@@ -100,5 +99,3 @@ async fn run_key_refresh(task_context: TaskContext, route: LocalRoute<RefreshSig
         }
     }
 }
-
-

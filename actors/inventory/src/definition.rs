@@ -3,11 +3,14 @@
 use emporium_cluster::{NodeSetup, ServiceDefinition};
 use futures::future::LocalBoxFuture;
 
+use crate::settings::InventorySettings;
 use crate::{InventoryOptions, openapi, routes};
 
 /// The `inventory` service: stock and reservations.
 pub fn definition() -> ServiceDefinition {
-    ServiceDefinition::new("inventory", "stock and reservations", start_on_node).with_routes(routes, openapi)
+    ServiceDefinition::new("inventory", "stock and reservations", start_on_node)
+        .with_settings::<InventorySettings>()
+        .with_routes(routes, openapi)
 }
 
 fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>> {

@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use emporium_cluster::{ServiceContext, Settings};
 use emporium_contracts::inventory::ReleaseExpiredReservations;
-use emporium_runtime::{
-    CallMeta, CellHandle, LocalRoute, ServiceGroup, TaskContext,
-    TaskHandle,
-};
+use emporium_runtime::{CallMeta, CellHandle, LocalRoute, ServiceGroup, TaskContext, TaskHandle};
 use tokio::sync::watch;
 
+use crate::settings::InventorySettings;
 use crate::stock_keeper::StockKeeper;
 
 /// The sweep's name in its service's group (its path is `inventory/expiry-sweep`).
@@ -56,7 +54,7 @@ async fn run_sweep(
     before_round: BeforeRound,
 ) -> Result<(), String> {
     loop {
-        let interval = Duration::from_millis(settings.borrow().inventory.expiry_sweep_millis);
+        let interval = Duration::from_millis(settings.borrow().section::<InventorySettings>().expiry_sweep_millis);
         tokio::select! {
             _ = task_context.stop_requested() => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
@@ -77,8 +75,6 @@ async fn run_sweep(
         }
     }
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -133,8 +129,7 @@ mod tests {
         crate::store::migrate(&database).await.unwrap();
 
         let mut settings = Settings::default();
-        settings.inventory.reservation_ttl_millis = 100;
-        settings.inventory.expiry_sweep_millis = 50;
+        settings.set_section(&InventorySettings { reservation_ttl_millis: 100, expiry_sweep_millis: 50 });
         let (_settings_tx, settings_rx) = watch::channel(Arc::new(settings));
         let ctx = ServiceContext::standalone("inventory-sweep-test", settings_rx.clone());
         let mut group = ctx.group(SERVICE);
@@ -165,12 +160,14 @@ mod tests {
 
         let admin_caller = Caller { user_id: "admin-1".into(), roles: vec![Role::Admin], token_id: "t".into() };
         let request = SetStockRequest { available: 4, reorder_level: 0, reorder_quantity: 0 };
-        keeper.route::<SetStock>()
+        keeper
+            .route::<SetStock>()
             .ask(SetStock { caller: admin_caller, sku: "LATE".into(), request }, meta())
             .await
             .unwrap();
         let lines = vec![StockLine { sku: "LATE".into(), quantity: 4 }];
-        keeper.route::<ReserveStock>()
+        keeper
+            .route::<ReserveStock>()
             .ask(ReserveStock { order_id: "late-payer".into(), lines }, meta())
             .await
             .unwrap();

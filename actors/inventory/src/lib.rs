@@ -21,6 +21,7 @@ pub mod error;
 pub mod expiry_sweep;
 pub mod order_outcomes;
 pub mod routes;
+pub mod settings;
 pub mod stock_keeper;
 pub mod store;
 pub mod validation;
@@ -37,6 +38,7 @@ use emporium_store::Database;
 
 pub use definition::definition;
 pub use routes::{openapi, routes};
+pub use settings::InventorySettings;
 
 /// What the inventory service needs besides its context.
 pub struct InventoryOptions {

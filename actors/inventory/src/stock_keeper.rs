@@ -21,6 +21,7 @@ use emporium_store::{Database, DbTx};
 use tokio::sync::watch;
 
 use crate::error::InventoryError;
+use crate::settings::InventorySettings;
 use crate::store;
 use crate::validation::{MAX_LINES, MAX_STOCK, check_level, check_lines, check_order_id, check_sku};
 
@@ -203,7 +204,7 @@ async fn settle(
 impl ServiceHandler<ReserveStock> for StockKeeper {
     fn handle(&mut self, message: ReserveStock, meta: &CallMeta) -> Reply<Reservation> {
         let database = self.database.clone();
-        let ttl_millis = self.settings.borrow().inventory.reservation_ttl_millis;
+        let ttl_millis = self.settings.borrow().section::<InventorySettings>().reservation_ttl_millis;
         let ttl = ChronoDuration::milliseconds(ttl_millis.min(i64::MAX as u64) as i64);
         let meta = meta.clone();
         Box::pin(async move { Ok(reserve(database, ttl, message, meta).await?) })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_cluster::{ServiceContext, Settings};
+use emporium_inventory::InventorySettings;
 use emporium_runtime::monitor::ActorStatus;
 use emporium_store::Database;
 use tokio::sync::watch;
@@ -29,7 +30,7 @@ async fn the_expiry_sweep_is_a_supervised_task_that_ends_on_the_stop_signal() {
     admin.execute(&format!("CREATE DATABASE {name}")).await.unwrap();
     let database = Database::connect(&format!("{}/{name}", mysql_url())).await.unwrap();
     let mut settings = Settings::default();
-    settings.inventory.expiry_sweep_millis = 20;
+    settings.set_section(&InventorySettings { expiry_sweep_millis: 20, ..InventorySettings::default() });
     let (_settings_tx, settings_rx) = watch::channel(Arc::new(settings));
     let ctx = ServiceContext::standalone("inventory-task-test", settings_rx);
 

@@ -14,6 +14,7 @@ use emporium_contracts::inventory::{
 };
 use emporium_contracts::page::PageRequest;
 use emporium_contracts::{Request, ServiceError};
+use emporium_inventory::InventorySettings;
 use emporium_runtime::{CallMeta, LocalEndpoint};
 use emporium_store::Database;
 use tokio::sync::watch;
@@ -73,8 +74,7 @@ struct Inventory {
 impl Inventory {
     async fn start(database: Database, ttl_millis: u64) -> Inventory {
         let mut settings = Settings::default();
-        settings.inventory.reservation_ttl_millis = ttl_millis;
-        settings.inventory.expiry_sweep_millis = 50;
+        settings.set_section(&InventorySettings { reservation_ttl_millis: ttl_millis, expiry_sweep_millis: 50 });
         let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
         let ctx = ServiceContext::standalone("inventory-test", settings_rx);
         let handle = emporium_inventory::start(

@@ -24,8 +24,7 @@ use emporium_contracts::notification::{DeliverDueNotifications, DeliveryRound};
 use emporium_runtime::fault::{Fault, FaultKind, FaultLog};
 use emporium_runtime::monitor::ActorMonitor;
 use emporium_runtime::{
-    Behavior, CallMeta, CellHandle, LocalRoute, Reply, ServiceGroup, ServiceHandler,
-    TaskContext, TaskHandle,
+    Behavior, CallMeta, CellHandle, LocalRoute, Reply, ServiceGroup, ServiceHandler, TaskContext, TaskHandle,
 };
 use emporium_store::Database;
 use futures::StreamExt;
@@ -221,5 +220,3 @@ pub async fn run_delivery_tick(
         }
     }
 }
-
-

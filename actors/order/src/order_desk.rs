@@ -70,9 +70,7 @@ pub fn spawn_desk(ctx: &ServiceContext, group: &mut ServiceGroup, database: Data
     let catalog = ctx.service(emporium_contracts::product::SERVICE);
     let inventory = ctx.service(emporium_contracts::inventory::SERVICE);
     let releases = spawn_reservation_releaser(ctx, group, inventory.clone());
-    group.spawn("desk", move || {
-        OrderDesk::new(database.clone(), catalog.clone(), inventory.clone(), releases.clone())
-    })
+    group.spawn("desk", move || OrderDesk::new(database.clone(), catalog.clone(), inventory.clone(), releases.clone()))
 }
 
 /// Where the desk sends the reservations it gives back to the inventory.
@@ -134,7 +132,6 @@ async fn run_releaser(
         }
     }
 }
-
 
 /// Asks `inventory` to release the reservation of `order_id`, a few times with growing pauses.
 async fn release_with_retries(inventory: ServiceRef, order_id: String) {
