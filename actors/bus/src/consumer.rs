@@ -14,7 +14,7 @@ use emporium_runtime::{Behavior, CallMeta, HandlerError, Reply, ServiceHandler};
 use tracing::Instrument;
 
 use crate::error::BusError;
-use crate::handler::{EventError, EventHandler};
+use crate::handler::{EventError, EventHandler, ReceivedEvent};
 use crate::inbox;
 use crate::messages::{ApplyEvents, DeliveryOutcome, EventOutcome, PendingEvent};
 use emporium_store::Database;
@@ -69,15 +69,22 @@ async fn apply_batch(context: &ConsumerContext, events: Vec<PendingEvent>) -> Re
         let ids: Vec<&str> = remaining.iter().map(|pending| pending.event.envelope.id.as_str()).collect();
         let applied_before = inbox::already_applied(&mut tx, &context.consumer, &ids).await?;
         let mut seen_in_batch: HashSet<&str> = HashSet::new();
-        let mut applied_now: Vec<usize> = Vec::new();
-        let mut failure: Option<(usize, EventError)> = None;
-        let mut tx_slot = Some(tx);
+        let mut to_apply: Vec<usize> = Vec::new();
         for (index, pending) in remaining.iter().enumerate() {
             let event_id = pending.event.envelope.id.as_str();
             if applied_before.contains(event_id) || !seen_in_batch.insert(event_id) {
                 outcomes.insert(pending.delivery_id, EventOutcome::Duplicate);
-                continue;
+            } else {
+                to_apply.push(index);
             }
+        }
+        let batch: Vec<ReceivedEvent> = to_apply.iter().map(|&index| remaining[index].event.clone()).collect();
+        let tx = context.handler.prepare(&batch, tx).await?;
+        let mut applied_now: Vec<usize> = Vec::new();
+        let mut failure: Option<(usize, EventError)> = None;
+        let mut tx_slot = Some(tx);
+        for index in to_apply {
+            let pending = &remaining[index];
             let Some(tx) = tx_slot.take() else { break };
             match context.handler.handle(pending.event.clone(), tx).await {
                 Ok(tx) => {

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BusError;
-use emporium_store::DbTx;
+use emporium_store::{DbTx, StoreError};
 
 /// An event as a consumer receives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +74,16 @@ impl From<sqlx::Error> for EventError {
 pub trait EventHandler: Send + Sync + 'static {
     /// Applies `event` within `tx`.
     fn handle(&self, event: ReceivedEvent, tx: DbTx) -> BoxFuture<'static, Result<DbTx, EventError>>;
+
+    /// Runs once at the start of each batch transaction, before any of `events` (those the
+    /// batch is about to apply) is handled. A handler whose events update shared rows takes
+    /// their locks here, all in one fixed order, so a batch cannot deadlock with requests
+    /// that take the same rows in that order. A failure rolls the batch back; it is run again
+    /// later, as when the database cannot be reached. By default, nothing.
+    fn prepare(&self, events: &[ReceivedEvent], tx: DbTx) -> BoxFuture<'static, Result<DbTx, StoreError>> {
+        let _ = events;
+        Box::pin(async move { Ok(tx) })
+    }
 }
 
 struct HandlerFn<F>(F);

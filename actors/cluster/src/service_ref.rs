@@ -210,8 +210,13 @@ impl Cluster {
                     (M::IDEMPOTENT, ServiceError::unavailable(format!("{}_unavailable", M::SERVICE), reason))
                 }
                 AttemptError::Reply(error) => {
+                    // Another instance is worth a try when this one did not handle the message,
+                    // or (idempotent messages) when it failed itself; not when it answered that
+                    // one of its dependencies is unavailable (`order_store_unavailable`): every
+                    // instance shares that dependency, and the client is better told at once.
                     let not_handled = matches!(error.code.as_str(), "service_down" | "unknown_service");
-                    let retryable = not_handled || (M::IDEMPOTENT && error.kind == ErrorKind::Unavailable);
+                    let failed_itself = error.kind == ErrorKind::Unavailable && target_failed(M::SERVICE, &error);
+                    let retryable = not_handled || (M::IDEMPOTENT && failed_itself);
                     (retryable, error)
                 }
             };

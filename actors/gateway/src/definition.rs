@@ -1,7 +1,6 @@
 //! How the gateway declares itself to a node.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use emporium_cluster::{NodeSetup, ServiceDefinition};
@@ -22,16 +21,29 @@ pub fn definition() -> ServiceDefinition {
 fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>> {
     Box::pin(async move {
         let listener = setup.public_listener().context("the public listener is bound once, for one gateway")?;
-        let settings = setup.settings::<GatewaySettings>();
         let options = GatewayOptions {
             listener,
             routes: setup.catalog().public_routes(),
             openapi: setup.catalog().public_openapi(),
-            body_limit: settings.body_limit_bytes,
-            request_timeout: Duration::from_millis(settings.request_timeout_millis),
-            user_check_ttl: Duration::from_millis(settings.user_check_ttl_millis),
+            settings: setup.settings::<GatewaySettings>(),
         };
         let gateway = start(setup.context(), options)?;
+        // Public traffic is answered from the start (503 `auth_unavailable` with Retry-After
+        // for a bearer token while no keys are held), but the gateway reports ready only once
+        // it holds auth's keys and the registry's directory.
+        let (verifier, directory) = (gateway.verifier.clone(), setup.context().cluster.directory().clone());
+        setup.node().readiness().add_check(
+            SERVICE,
+            Box::new(move || {
+                if verifier.num_keys() == 0 {
+                    Err("no verification keys from auth yet".to_string())
+                } else if !directory.is_synced() {
+                    Err("no directory from the registry yet".to_string())
+                } else {
+                    Ok(())
+                }
+            }),
+        );
         let metadata = BTreeMap::from([("http".to_string(), gateway.address.to_string())]);
         setup.node().add_service_with_metadata(gateway.service, metadata);
         let server = gateway.server;

@@ -17,6 +17,14 @@ pub enum GatewayError {
     /// The token's user no longer exists.
     #[error("the user of this token no longer exists")]
     UnknownUser,
+    /// The token names a key this gateway does not hold and the auth service, which would
+    /// know it, cannot be reached: the token may well be valid, so this is never a 401.
+    #[error("the auth service cannot be reached to verify this token; retry shortly")]
+    AuthUnavailable,
+    /// The auth service did not say within its budget whether the token's user still exists,
+    /// and `[gateway] user_check_unanswered = "refuse"`.
+    #[error("the auth service cannot confirm this user now; retry shortly")]
+    UserCheckUnanswered,
     /// The body is larger than the limit.
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -33,6 +41,9 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => (ErrorKind::Unauthenticated, "invalid_token"),
             GatewayError::TokenExpired => (ErrorKind::Unauthenticated, "token_expired"),
             GatewayError::UnknownUser => (ErrorKind::Unauthenticated, "user_not_found"),
+            GatewayError::AuthUnavailable | GatewayError::UserCheckUnanswered => {
+                (ErrorKind::Unavailable, "auth_unavailable")
+            }
             GatewayError::PayloadTooLarge { .. } => (ErrorKind::InvalidInput, "payload_too_large"),
         };
         ServiceError::new(kind, code, self.to_string())

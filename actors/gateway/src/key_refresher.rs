@@ -1,7 +1,7 @@
 //! The gateway actor that keeps the verification keys current: it asks the auth service for
 //! its JWKS at start, every minute, and when a token names a key the gateway does not know
 //! (at most once a second after a successful fetch, so forged `kid`s cannot flood the auth
-//! service).
+//! service). Until it holds keys the gateway is not ready (see `definition.rs`).
 //!
 //! The start and every-minute fetches come from the key refresh (`gateway/key-refresh`,
 //! [`spawn_key_refresh`]), a supervised task of the gateway's group: a panic in it is a fault
@@ -25,8 +25,14 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the key refresh fetches the JWKS (besides at start).
 const PERIODIC_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How long one periodic fetch may take.
-const REFRESH_DEADLINE: Duration = Duration::from_secs(5);
+/// How soon the key refresh tries again after a fetch failed (doubling up to five seconds): a gateway that started before auth gets its keys, and
+/// becomes ready, within about a second of auth answering.
+const RETRY_INTERVAL_MIN: Duration = Duration::from_millis(250);
+const RETRY_INTERVAL_MAX: Duration = Duration::from_secs(5);
+
+/// How long one fetch may take: the JWKS is a small read, so a request waiting on it is told
+/// 503 `auth_unavailable` quickly when auth cannot answer.
+const FETCH_BUDGET: Duration = Duration::from_millis(800);
 
 /// The key refresh's name in the gateway's group (its path is `gateway/key-refresh`).
 pub const KEY_REFRESH: &str = "key-refresh";
@@ -58,7 +64,11 @@ impl ServiceHandler<RefreshSigningKeys> for KeyRefresher {
         }
         let last_success = self.last_success.clone();
         let auth = self.auth.clone();
-        let meta = meta.clone();
+        let budget = Instant::now() + FETCH_BUDGET;
+        let meta = CallMeta {
+            deadline: Some(meta.deadline.map_or(budget, |deadline| deadline.min(budget))),
+            trace: meta.trace,
+        };
         Box::pin(async move {
             let jwks = auth.ask_with(GetJwks {}, meta).await?;
             let count = verifier.set_keys(&jwks);
@@ -81,21 +91,30 @@ pub fn spawn_key_refresh(
 }
 
 /// One run of the key refresh: a fetch at once, then one every minute, until the stop signal
-/// (also in the middle of a fetch). A fetch that fails is only logged: an unknown `kid`
-/// triggers another, and the next minute tries again.
+/// (also in the middle of a fetch). A fetch that fails is logged and tried again soon (from
+/// 250 ms, doubling to 5 s), so a gateway started before auth is ready once auth answers.
 async fn run_key_refresh(task_context: TaskContext, route: LocalRoute<RefreshSigningKeys>) -> Result<(), String> {
-    let mut interval = tokio::time::interval(PERIODIC_REFRESH_INTERVAL);
+    let mut retry_interval = RETRY_INTERVAL_MIN;
     loop {
-        tokio::select! {
+        let meta = CallMeta { deadline: Some(Instant::now() + FETCH_BUDGET), trace: None };
+        let next_fetch = tokio::select! {
             _ = task_context.stop_requested() => return Ok(()),
-            _ = interval.tick() => {}
-        }
-        let meta = CallMeta { deadline: Some(Instant::now() + REFRESH_DEADLINE), trace: None };
-        tokio::select! {
-            _ = task_context.stop_requested() => return Ok(()),
-            refreshed = route.ask(RefreshSigningKeys {}, meta) => if let Err(error) = refreshed {
-                tracing::debug!(code = %error.code, "verification keys not refreshed");
+            refreshed = route.ask(RefreshSigningKeys {}, meta) => match refreshed {
+                Ok(_) => {
+                    retry_interval = RETRY_INTERVAL_MIN;
+                    PERIODIC_REFRESH_INTERVAL
+                }
+                Err(error) => {
+                    tracing::debug!(code = %error.code, "verification keys not refreshed");
+                    let wait = retry_interval;
+                    retry_interval = (retry_interval * 2).min(RETRY_INTERVAL_MAX);
+                    wait
+                }
             },
+        };
+        tokio::select! {
+            _ = task_context.stop_requested() => return Ok(()),
+            () = tokio::time::sleep(next_fetch) => {}
         }
     }
 }

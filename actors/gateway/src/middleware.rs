@@ -13,7 +13,7 @@ use emporium_cluster::edge::{RequestContext, error_response};
 use emporium_runtime::{CallMeta, LocalRoute, TraceParent};
 use tracing::Instrument;
 
-use crate::active_users::ActiveUsers;
+use crate::active_users::{ActiveUsers, UserCheck};
 use crate::error::GatewayError;
 use crate::messages::RefreshSigningKeys;
 use crate::verifier::{TokenVerifier, Verdict};
@@ -75,8 +75,12 @@ async fn authenticate(
         Verdict::Valid(caller) => caller,
         Verdict::Invalid(error) => return Err(error),
         Verdict::UnknownKey(kid) => {
+            // The keys may have rotated, or this gateway has just started: ask auth for the
+            // JWKS (rate limited by the refresher). When auth cannot answer, the token may be
+            // valid, so the answer is 503 `auth_unavailable`, never 401.
             if let Err(error) = state.refresh_keys.ask(RefreshSigningKeys {}, meta.clone()).await {
                 tracing::warn!(code = %error.code, "could not refresh the verification keys");
+                return Err(GatewayError::AuthUnavailable);
             }
             match state.verifier.verify(token) {
                 Verdict::Valid(caller) => caller,
@@ -87,10 +91,11 @@ async fn authenticate(
             }
         }
     };
-    if !state.active_users.is_active(&caller.user_id, meta.clone()).await {
-        return Err(GatewayError::UnknownUser);
+    match state.active_users.check(&caller.user_id, meta).await {
+        UserCheck::Active => Ok(Some(caller)),
+        UserCheck::Gone => Err(GatewayError::UnknownUser),
+        UserCheck::Unanswered => Err(GatewayError::UserCheckUnanswered),
     }
-    Ok(Some(caller))
 }
 
 /// The middleware (for `actix_web::middleware::from_fn`).

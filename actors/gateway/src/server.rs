@@ -22,6 +22,7 @@ use crate::active_users::ActiveUsers;
 use crate::key_refresher::{self, KeyRefresher};
 use crate::messages::{RefreshSigningKeys, SERVICE};
 use crate::middleware::{EdgeState, edge};
+use crate::settings::GatewaySettings;
 use crate::verifier::TokenVerifier;
 
 /// How the gateway is started.
@@ -32,12 +33,8 @@ pub struct GatewayOptions {
     pub routes: Vec<RouteMount>,
     /// OpenAPI fragments of the services, merged into `/openapi.json`.
     pub openapi: Vec<utoipa::openapi::OpenApi>,
-    /// Largest body accepted (1 MiB by default).
-    pub body_limit: usize,
-    /// Time budget of one request.
-    pub request_timeout: Duration,
-    /// How long the answer "this user exists" is trusted.
-    pub user_check_ttl: Duration,
+    /// The `[gateway]` section: limits, budgets and the user check's policy.
+    pub settings: GatewaySettings,
 }
 
 /// A running gateway.
@@ -48,6 +45,8 @@ pub struct Gateway {
     pub server: ServerHandle,
     /// The public address it listens on.
     pub address: std::net::SocketAddr,
+    /// The verification keys, for readiness (no keys yet: not ready).
+    pub verifier: Arc<TokenVerifier>,
 }
 
 #[derive(OpenApi)]
@@ -60,6 +59,7 @@ struct GatewayApi;
 
 /// Starts the gateway's actor and its public server. Must run inside the node's actix System.
 pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gateway> {
+    let settings = &options.settings;
     let verifier = Arc::new(TokenVerifier::default());
     let mut group = ctx.group(SERVICE);
     let auth = ctx.service(emporium_contracts::auth::SERVICE);
@@ -73,11 +73,16 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     let refresh_keys = endpoint.route::<RefreshSigningKeys>().expect("just routed").clone();
 
     let state = web::Data::new(EdgeState {
-        verifier,
+        verifier: verifier.clone(),
         refresh_keys,
-        active_users: ActiveUsers::new(auth, options.user_check_ttl),
-        body_limit: options.body_limit,
-        request_timeout: options.request_timeout,
+        active_users: ActiveUsers::new(
+            auth,
+            Duration::from_millis(settings.user_check_ttl_millis),
+            Duration::from_millis(settings.user_check_timeout_millis),
+            settings.user_check_unanswered,
+        ),
+        body_limit: settings.body_limit_bytes,
+        request_timeout: Duration::from_millis(settings.request_timeout_millis),
     });
     let mut document = GatewayApi::openapi();
     for fragment in options.openapi {
@@ -86,7 +91,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     let document = web::Data::new(serde_json::to_value(&document)?);
     let cluster = web::Data::new(ctx.cluster.clone());
     let routes = options.routes;
-    let body_limit = options.body_limit;
+    let body_limit = options.settings.body_limit_bytes;
     let address = options.listener.local_addr()?;
     let server = HttpServer::new(move || {
         let mut app = App::new()
@@ -116,7 +121,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     actix_web::rt::spawn(server);
 
     tracing::info!(http = %address, "gateway listening");
-    Ok(Gateway { service: ServiceHandle::new(endpoint, supervision), server: server_handle, address })
+    Ok(Gateway { service: ServiceHandle::new(endpoint, supervision), server: server_handle, address, verifier })
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {

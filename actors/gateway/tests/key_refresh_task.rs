@@ -24,9 +24,7 @@ async fn the_key_refresh_is_a_supervised_task_that_ends_on_the_stop_signal() {
         listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
         routes: Vec::new(),
         openapi: Vec::new(),
-        body_limit: 1 << 20,
-        request_timeout: Duration::from_secs(5),
-        user_check_ttl: Duration::from_secs(1),
+        settings: emporium_gateway::GatewaySettings::default(),
     };
     let gateway = emporium_gateway::start(ctx.clone(), options).unwrap();
 

@@ -60,6 +60,17 @@ pub enum InventoryError {
     Unexpected(#[from] anyhow::Error),
 }
 
+impl InventoryError {
+    /// Whether the store chose this transaction as a deadlock victim: it was rolled back whole
+    /// and may run again.
+    pub fn is_deadlock(&self) -> bool {
+        match self {
+            InventoryError::Store(error) | InventoryError::Bus(BusError::Database(error)) => error.is_deadlock(),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for InventoryError {
     fn from(error: sqlx::Error) -> Self {
         InventoryError::Store(StoreError::Database(error))

@@ -3,6 +3,7 @@
 //! database serializes what must be serialized.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use emporium_bus::outbox;
@@ -27,6 +28,9 @@ use crate::validation::{MAX_LINES, MAX_STOCK, check_level, check_lines, check_or
 
 /// Most expired reservations released per sweep.
 const EXPIRY_BATCH: u32 = 200;
+
+/// Attempts of a reservation that the store keeps picking as a deadlock victim.
+const DEADLOCK_ATTEMPTS: u32 = 4;
 
 /// The stock keeper.
 pub struct StockKeeper {
@@ -80,6 +84,9 @@ async fn publish_reorder_if_crossed(
     Ok(())
 }
 
+/// Reserves the lines of an order, running the transaction again (at most
+/// [`DEADLOCK_ATTEMPTS`] times in all, after a short pause) when the store picks it as a
+/// deadlock victim: a reservation is idempotent per order, and the victim was rolled back whole.
 async fn reserve(
     database: Database,
     ttl: ChronoDuration,
@@ -88,14 +95,37 @@ async fn reserve(
 ) -> Result<Reservation, InventoryError> {
     check_order_id(&message.order_id)?;
     let lines = check_lines(&message.lines)?;
+    let mut attempt = 1;
+    loop {
+        match reserve_once(&database, ttl, &message, &lines, &meta).await {
+            Err(error) if error.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => {
+                metrics::counter!("emporium_inventory_deadlock_retries_total").increment(1);
+                tracing::debug!(order_id = %message.order_id, attempt, "reservation was a deadlock victim; running it again");
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// One attempt of [`reserve`]: `lines` are checked and in SKU order, so two reservations
+/// take stock rows in the same order.
+async fn reserve_once(
+    database: &Database,
+    ttl: ChronoDuration,
+    message: &ReserveStock,
+    lines: &[events::StockLine],
+    meta: &CallMeta,
+) -> Result<Reservation, InventoryError> {
     let mut tx = database.begin().await?;
     if let Some(existing) = store::reservation(&mut tx, &message.order_id).await? {
         tx.rollback().await?;
-        return same_reservation(existing, &lines);
+        return same_reservation(existing, lines);
     }
     let mut unknown = Vec::new();
     let mut shortages = Vec::new();
-    for line in &lines {
+    for line in lines {
         if store::take_stock(&mut tx, &line.sku, line.quantity).await? {
             continue;
         }
@@ -117,7 +147,7 @@ async fn reserve(
     let reservation = Reservation {
         order_id: message.order_id.clone(),
         status: ReservationStatus::Reserved,
-        lines: lines.clone(),
+        lines: lines.to_vec(),
         // Stored in milliseconds: answer exactly what a repeated request will read back.
         expires_at: store::time_of((Utc::now() + ttl).timestamp_millis()),
     };
@@ -129,18 +159,18 @@ async fn reserve(
             let existing = store::reservation(&mut tx, &message.order_id).await?;
             tx.rollback().await?;
             return match existing {
-                Some(existing) => same_reservation(existing, &lines),
+                Some(existing) => same_reservation(existing, lines),
                 None => Err(InventoryError::Unexpected(error.into())),
             };
         }
         return Err(error.into());
     }
-    let payload = InventoryReserved { order_id: reservation.order_id.clone(), lines: lines.clone() };
-    publish(&mut tx, INVENTORY_RESERVED, &reservation.order_id, &payload, &meta).await?;
-    for line in &lines {
+    let payload = InventoryReserved { order_id: reservation.order_id.clone(), lines: lines.to_vec() };
+    publish(&mut tx, INVENTORY_RESERVED, &reservation.order_id, &payload, meta).await?;
+    for line in lines {
         let available_before =
             store::stock_in(&mut tx, &line.sku).await?.map_or(0, |stock| stock.available) + line.quantity as u64;
-        publish_reorder_if_crossed(&mut tx, &line.sku, available_before, &meta).await?;
+        publish_reorder_if_crossed(&mut tx, &line.sku, available_before, meta).await?;
     }
     tx.commit().await?;
     Ok(reservation)

@@ -6,13 +6,13 @@
 //! reservation's transaction, so concurrent reservations serialize on the row and the
 //! `available >= 0` check constraint backs it up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 use emporium_contracts::events::StockLine;
 use emporium_contracts::inventory::{Reservation, ReservationStatus, StockView};
 use emporium_contracts::page::PageRequest;
-use emporium_store::{AnyRow, Database, DbTx, Migrations, Row, StoreError};
+use emporium_store::{AnyRow, Database, DbTx, Dialect, Migrations, Row, StoreError};
 
 /// Migrations of the inventory: versions `3_000_001..=3_999_999` (see `emporium_store` for the
 /// convention).
@@ -244,6 +244,28 @@ pub async fn reservation(tx: &mut DbTx, order_id: &str) -> Result<Option<Reserva
         lines,
         expires_at: time_of(expires_at_ms),
     }))
+}
+
+/// Locks the stock rows of the SKUs reserved for `order_ids`, one by one in SKU order
+/// (MariaDB/MySQL; SQLite's `BEGIN IMMEDIATE` already holds the whole database). A batch that
+/// settles several orders takes its rows in the same order as a reservation does, so the two
+/// cannot deadlock.
+pub async fn lock_reserved_stock(tx: &mut DbTx, order_ids: &[String]) -> Result<(), sqlx::Error> {
+    const SKUS: &str = "SELECT DISTINCT sku FROM inventory_reservation_lines WHERE order_id = ?";
+    const LOCK: &str = "SELECT sku FROM inventory_stock WHERE sku = ? FOR UPDATE";
+    if tx.dialect() != Dialect::MySql {
+        return Ok(());
+    }
+    let mut skus = BTreeSet::new();
+    for order_id in order_ids {
+        for row in sqlx::query(SKUS).bind(order_id).fetch_all(tx.connection()).await? {
+            skus.insert(row.try_get::<String, _>("sku")?);
+        }
+    }
+    for sku in &skus {
+        sqlx::query(LOCK).bind(sku).fetch_optional(tx.connection()).await?;
+    }
+    Ok(())
 }
 
 /// Records a new reservation. Fails with a unique violation when the order already has one.

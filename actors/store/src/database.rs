@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sqlx::AnyConnection;
+use sqlx::Connection as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 use tokio::sync::Notify;
@@ -19,8 +20,18 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections a MariaDB/MySQL pool opens at most.
 const MYSQL_MAX_CONNECTIONS: u32 = 16;
 
-/// How long a caller waits for a free connection before the pool answers "unavailable".
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for a connection of a MariaDB/MySQL pool (a free one, checked with
+/// a ping, or a new one) before the pool answers "unavailable" (503 with `Retry-After`): a
+/// database that stopped answering costs a request at most this, well under a second.
+const MYSQL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// How long the first connection to a MariaDB/MySQL server may take when a node starts (many
+/// nodes may be starting on one machine and server at once).
+const MYSQL_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a caller waits for a connection of the embedded SQLite pool. Its connections are
+/// local and cannot hang on a network, so the wait is only other writers' turns.
+const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which SQL dialect a [`Database`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +110,7 @@ impl Database {
         let url = format!("sqlite://{}?mode=rwc", percent_encode_path(&path.to_string_lossy()));
         let pool = AnyPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
             .after_connect(|connection, _| {
                 Box::pin(async move {
                     for pragma in [
@@ -118,13 +129,18 @@ impl Database {
         Ok(Database { pool, dialect: Dialect::Sqlite, commit_signals: CommitSignals::default() })
     }
 
+    /// Checks that the server answers (with the patience of a start), then opens the pool,
+    /// whose waits are short ([`MYSQL_ACQUIRE_TIMEOUT`]).
     async fn connect_mysql(url: &str) -> Result<Database, StoreError> {
         sqlx::any::install_default_drivers();
+        let first = tokio::time::timeout(MYSQL_START_TIMEOUT, AnyConnection::connect(url))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        first.close().await?;
         let pool = AnyPoolOptions::new()
             .max_connections(MYSQL_MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await?;
+            .acquire_timeout(MYSQL_ACQUIRE_TIMEOUT)
+            .connect_lazy(url)?;
         Ok(Database { pool, dialect: Dialect::MySql, commit_signals: CommitSignals::default() })
     }
 
