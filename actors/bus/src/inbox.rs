@@ -145,24 +145,31 @@ pub async fn list_dead_letters(database: &Database, consumer: &str) -> Result<Ve
 mod tests {
     use super::*;
 
-    /// The inbox purge works on SQLite, whose `bus_inbox` has no rowid: the inbox stays bounded.
+    use emporium_store::testing::{StoreKind, TestDatabase};
+
+    /// The inbox purge works on both stores (SQLite's `bus_inbox` has no rowid, MariaDB's
+    /// `DELETE` takes a `LIMIT`): old rows go in bounded passes, so the inbox stays bounded.
     #[tokio::test]
-    async fn old_inbox_rows_are_purged_on_sqlite() {
-        let path = std::env::temp_dir().join(format!("bus-inbox-{}.db", uuid::Uuid::new_v4()));
-        let database = Database::open_sqlite_file(&path).await.unwrap();
-        crate::schema::migrate(&database).await.unwrap();
-        let mut tx = database.begin().await.unwrap();
-        record_applied(&mut tx, "notification", &["e1", "e2", "e3"]).await.unwrap();
-        record_applied(&mut tx, "payment", &["e1"]).await.unwrap();
-        tx.commit().await.unwrap();
-        let later = Utc::now() + chrono::Duration::seconds(1);
-        assert_eq!(purge_applied(&database, "notification", later, 2).await.unwrap(), 2);
-        assert_eq!(purge_applied(&database, "notification", later, 10).await.unwrap(), 1);
-        assert_eq!(purge_applied(&database, "notification", later, 10).await.unwrap(), 0);
-        let mut tx = database.begin().await.unwrap();
-        assert_eq!(already_applied(&mut tx, "payment", &["e1"]).await.unwrap().len(), 1, "other consumers keep theirs");
-        tx.rollback().await.unwrap();
-        database.close().await;
-        let _ = std::fs::remove_file(&path);
+    async fn old_inbox_rows_are_purged_on_both_stores() {
+        for kind in StoreKind::BOTH {
+            let test_database = TestDatabase::create(kind, "bus_inbox").await;
+            let database = &test_database.database;
+            crate::schema::migrate(database).await.unwrap();
+            let mut tx = database.begin().await.unwrap();
+            record_applied(&mut tx, "notification", &["e1", "e2", "e3"]).await.unwrap();
+            record_applied(&mut tx, "payment", &["e1"]).await.unwrap();
+            tx.commit().await.unwrap();
+            let earlier = Utc::now() - chrono::Duration::seconds(60);
+            assert_eq!(purge_applied(database, "notification", earlier, 10).await.unwrap(), 0, "{kind:?}: recent rows stay");
+            let later = Utc::now() + chrono::Duration::seconds(1);
+            assert_eq!(purge_applied(database, "notification", later, 2).await.unwrap(), 2, "{kind:?}");
+            assert_eq!(purge_applied(database, "notification", later, 10).await.unwrap(), 1, "{kind:?}");
+            assert_eq!(purge_applied(database, "notification", later, 10).await.unwrap(), 0, "{kind:?}");
+            let mut tx = database.begin().await.unwrap();
+            let kept = already_applied(&mut tx, "payment", &["e1"]).await.unwrap();
+            assert_eq!(kept.len(), 1, "{kind:?}: other consumers keep theirs");
+            tx.rollback().await.unwrap();
+            test_database.drop_now().await;
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_bus::outbox;
+use emporium_cluster::routes_kit::{may_access, visible_owner};
 use emporium_cluster::{ServiceContext, ServiceRef};
 use emporium_contracts::events::{
     self, EventEnvelope, ORDER_CANCELLED, ORDER_CREATED, OrderCancelled, OrderCreated, OrderLine, PaymentInstruction,
@@ -321,7 +322,7 @@ async fn place(
 
 async fn visible_order(database: &Database, caller: &Caller, id: &str) -> Result<StoredOrder, OrderError> {
     let order = store::order(database, id).await?.ok_or_else(|| OrderError::NotFound(id.to_string()))?;
-    if order.user_id != caller.user_id && !caller.is_admin() {
+    if !may_access(caller, &order.user_id) {
         return Err(OrderError::NotFound(id.to_string()));
     }
     Ok(order)
@@ -380,7 +381,7 @@ impl ServiceHandler<ListOrders> for OrderDesk {
         let database = self.database.clone();
         Box::pin(async move {
             let query = OrderQuery {
-                user_id: (!message.caller.is_admin()).then(|| message.caller.user_id.clone()),
+                user_id: visible_owner(&message.caller).map(str::to_string),
                 status: message.status,
                 from_ms: message.from.map(|from| from.timestamp_millis()),
                 to_ms: message.to.map(|to| to.timestamp_millis()),

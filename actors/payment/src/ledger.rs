@@ -2,6 +2,7 @@
 //! [`ListPayments`]. A customer sees only their own payments (someone else's answers 404, as
 //! if it did not exist); an admin sees all.
 
+use emporium_cluster::routes_kit::{may_access, visible_owner};
 use emporium_contracts::page::Page;
 use emporium_contracts::payment::{GetPayment, ListPayments, PaymentView};
 use emporium_runtime::{Behavior, CallMeta, Reply, ServiceHandler};
@@ -32,9 +33,7 @@ impl ServiceHandler<GetPayment> for PaymentLedger {
             check_id("invalid_payment_id", "a payment id", &message.id)?;
             let payment = store::payment(&database, &message.id).await.map_err(PaymentError::from)?;
             match payment {
-                Some(payment) if payment.user_id == message.caller.user_id || message.caller.is_admin() => {
-                    Ok(payment.view)
-                }
+                Some(payment) if may_access(&message.caller, &payment.user_id) => Ok(payment.view),
                 _ => Err(PaymentError::NotFound(message.id).into()),
             }
         })
@@ -48,7 +47,7 @@ impl ServiceHandler<ListPayments> for PaymentLedger {
             if let Some(order_id) = &message.order_id {
                 check_id("invalid_order_id", "an order id", order_id)?;
             }
-            let own = (!message.caller.is_admin()).then_some(message.caller.user_id.as_str());
+            let own = visible_owner(&message.caller);
             let (payments, total) = store::list_payments(&database, own, message.order_id.as_deref(), message.page)
                 .await
                 .map_err(PaymentError::from)?;
