@@ -112,7 +112,7 @@ async fn log_in(shared: &Shared, message: LogIn, trace: Option<TraceParent>) -> 
     let Some(user) = user.filter(|_| matches) else {
         let mut tx = shared.store.database().begin().await?;
         shared.store.record_login_failure(&mut tx, &account_key, address.as_deref(), now).await?;
-        let longest_window = shared.limits.account_window.max(shared.limits.address_window);
+        let longest_window = shared.limits.window.max(shared.limits.address_window);
         let horizon = now - chrono::Duration::from_std(longest_window).unwrap_or(chrono::Duration::zero());
         shared.store.purge_login_failures(&mut tx, horizon).await?;
         // About the account when there is one, else the pseudonymous key of the name tried.
@@ -148,13 +148,18 @@ async fn log_in(shared: &Shared, message: LogIn, trace: Option<TraceParent>) -> 
     Ok(pair)
 }
 
-/// Deletes an account (admins only) with its refresh tokens; 404 for an unknown id.
+/// Deletes an account (admins only) with its refresh tokens; 404 for an unknown id, 409
+/// `last_admin` for the only admin account.
 #[tracing::instrument(skip_all, fields(user_id = %message.user_id))]
 async fn delete_user(shared: &Shared, message: DeleteUser) -> Result<(), AuthError> {
     if !message.caller.is_admin() {
         return Err(AuthError::Forbidden);
     }
     let mut tx = shared.store.database().begin().await?;
+    let admins = shared.store.admin_ids_for_update(&mut tx).await?;
+    if admins.len() == 1 && admins[0] == message.user_id {
+        return Err(AuthError::LastAdmin);
+    }
     if !shared.store.delete_user(&mut tx, &message.user_id).await? {
         return Err(AuthError::NoSuchUser);
     }

@@ -27,6 +27,7 @@ fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>
         options.admin_password = setup.secret(ENV_ADMIN_PASSWORD)?.map(SecretString::new);
         options.access_token_lifetime = Duration::from_secs(settings.access_token_lifetime_secs);
         options.refresh_token_lifetime = Duration::from_secs(settings.refresh_token_lifetime_secs);
+        options.key_rotation_min_interval = Duration::from_secs(settings.key_rotation_min_interval_secs);
         options.bus = Some(emporium_bus::node_bus(setup).await?);
         let (handle, generated_password) = crate::start_with_admin_password(setup.context(), options).await?;
         setup.node().add_service(handle);

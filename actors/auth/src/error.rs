@@ -40,6 +40,12 @@ pub enum AuthError {
         /// When a new attempt may succeed.
         retry_after_secs: u32,
     },
+    /// 429: the signing key was rotated less than the minimum interval ago.
+    #[error("the signing key was rotated recently; try again in {retry_after_secs} seconds")]
+    RotationTooSoon {
+        /// When a rotation will be accepted.
+        retry_after_secs: u32,
+    },
     /// 401: the refresh token is unknown, expired, revoked or was already used.
     #[error("the refresh token is not valid; sign in again")]
     InvalidRefreshToken,
@@ -49,6 +55,10 @@ pub enum AuthError {
     /// 404: no account has this id.
     #[error("no account has this id")]
     NoSuchUser,
+    /// 409: the account is the last one with the admin role; deleting it would leave the
+    /// cluster with no admin.
+    #[error("this is the last admin account; make another admin first")]
+    LastAdmin,
     /// 403: the caller lacks the admin role.
     #[error("this needs the admin role")]
     Forbidden,
@@ -76,10 +86,12 @@ impl AuthError {
             AuthError::EmailTaken => (409, "email_taken"),
             AuthError::InvalidCredentials => (401, "invalid_credentials"),
             AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
+            AuthError::RotationTooSoon { .. } => (429, "rotation_too_soon"),
             AuthError::InvalidRefreshToken => (401, "invalid_refresh_token"),
             AuthError::AccountGone => (401, "user_not_found"),
             AuthError::NoSuchUser => (404, "user_not_found"),
             AuthError::Forbidden => (403, "forbidden"),
+            AuthError::LastAdmin => (409, "last_admin"),
             AuthError::Store(error) if is_transient(error) => (503, "auth_store_unavailable"),
             AuthError::Bus(error) => match error.status_and_code() {
                 (503, _) => (503, "auth_store_unavailable"),
@@ -99,7 +111,9 @@ impl AuthError {
             503 => unavailable_dependency(SERVICE, code, "the auth store", self),
             _ => {
                 let mut error = ServiceError::new(kind, code, self.to_string());
-                if let AuthError::TooManyAttempts { retry_after_secs } = self {
+                if let AuthError::TooManyAttempts { retry_after_secs }
+                | AuthError::RotationTooSoon { retry_after_secs } = self
+                {
                     error.retry_after_secs = Some(*retry_after_secs);
                 }
                 error
@@ -161,6 +175,7 @@ mod tests {
             (AuthError::AccountGone, 401, "user_not_found"),
             (AuthError::NoSuchUser, 404, "user_not_found"),
             (AuthError::Forbidden, 403, "forbidden"),
+            (AuthError::LastAdmin, 409, "last_admin"),
         ];
         for (error, status, code) in cases {
             let answer = error.to_service_error();

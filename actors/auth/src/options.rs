@@ -34,6 +34,9 @@ pub struct AuthOptions {
     /// How long a refresh token is valid after it was issued (14 days by default); each
     /// refresh issues a new one.
     pub refresh_token_lifetime: Duration,
+    /// The shortest time between two signing-key rotations (5 minutes by default); a rotation
+    /// sooner than this after the current key was made is refused (429 `rotation_too_soon`).
+    pub key_rotation_min_interval: Duration,
     /// The bootstrap admin's password, used when no admin exists (first start); without one a
     /// random password is generated and printed once on standard output.
     pub admin_password: Option<SecretString>,
@@ -58,6 +61,7 @@ impl std::fmt::Debug for AuthOptions {
             .field("signing_key", &self.signing_key)
             .field("access_token_lifetime", &self.access_token_lifetime)
             .field("refresh_token_lifetime", &self.refresh_token_lifetime)
+            .field("key_rotation_min_interval", &self.key_rotation_min_interval)
             .field("admin_password", &self.admin_password)
             .field("password_hashing", &self.password_hashing)
             .field("login_limits", &self.login_limits)
@@ -78,6 +82,7 @@ impl AuthOptions {
             data_dir,
             access_token_lifetime: Duration::from_secs(15 * 60),
             refresh_token_lifetime: Duration::from_secs(14 * 24 * 60 * 60),
+            key_rotation_min_interval: Duration::from_secs(5 * 60),
             admin_password: None,
             password_hashing: PasswordHashing::default(),
             login_limits: LoginLimits::default(),
@@ -98,15 +103,42 @@ pub fn key_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("auth").join("keys")
 }
 
-/// Failed sign-ins tolerated before `429 too_many_attempts`. Failures are kept in the store,
-/// so the limits hold across restarts and across every instance of the service.
+/// How failed sign-ins are throttled (OWASP: throttle, do not hard-lock). Failures are kept in
+/// the store, so the limits hold across restarts and across every instance of the service.
+///
+/// - One client (address) failing on one account: the first [`free_failures_per_client`] are
+///   free; after that the client waits [`first_delay`] after its latest failure, doubling with
+///   each further failure up to [`max_delay`]. Other clients of the account are not slowed: an
+///   attacker cannot lock the owner out from their own address.
+/// - One account, all clients: [`max_failures_per_account`] failures within [`window`] refuse
+///   every client until the oldest of them leaves the window: a ceiling far above what a person
+///   types, against a guess spread over many addresses.
+/// - One address, all accounts: [`max_failures_per_address`] within [`address_window`].
+///
+/// A refused attempt is not a failure; a successful sign-in forgets the account's failures.
+///
+/// [`free_failures_per_client`]: LoginLimits::free_failures_per_client
+/// [`first_delay`]: LoginLimits::first_delay
+/// [`max_delay`]: LoginLimits::max_delay
+/// [`max_failures_per_account`]: LoginLimits::max_failures_per_account
+/// [`window`]: LoginLimits::window
+/// [`max_failures_per_address`]: LoginLimits::max_failures_per_address
+/// [`address_window`]: LoginLimits::address_window
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
-    /// Failures per account within [`LoginLimits::account_window`] (5).
+    /// Failures of one account from one client before that client has to wait (5).
+    pub free_failures_per_client: u32,
+    /// The wait after the first failure past the free ones (1 s); doubled for each further one.
+    pub first_delay: Duration,
+    /// The longest wait of one client (60 s).
+    pub max_delay: Duration,
+    /// How long a failure counts against a client and against the account (15 minutes).
+    pub window: Duration,
+    /// Failures of one account from all clients within the window before every client is
+    /// refused (100; 0 turns the ceiling off).
     pub max_failures_per_account: u32,
-    /// The per-account window (15 minutes).
-    pub account_window: Duration,
-    /// Failures per client address within [`LoginLimits::address_window`] (20).
+    /// Failures per client address, all accounts, within [`LoginLimits::address_window`] (20;
+    /// 0 turns it off).
     pub max_failures_per_address: u32,
     /// The per-address window (1 minute).
     pub address_window: Duration,
@@ -115,11 +147,24 @@ pub struct LoginLimits {
 impl Default for LoginLimits {
     fn default() -> Self {
         LoginLimits {
-            max_failures_per_account: 5,
-            account_window: Duration::from_secs(15 * 60),
+            free_failures_per_client: 5,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            window: Duration::from_secs(15 * 60),
+            max_failures_per_account: 100,
             max_failures_per_address: 20,
             address_window: Duration::from_secs(60),
         }
+    }
+}
+
+impl LoginLimits {
+    /// How long a client with `num_failures` recent failures on an account waits after the
+    /// latest of them; `None` while they are free.
+    pub fn client_delay(&self, num_failures: u32) -> Option<Duration> {
+        let past_free = num_failures.checked_sub(self.free_failures_per_client)?;
+        let doubled = self.first_delay.saturating_mul(1u32 << past_free.min(24));
+        Some(doubled.min(self.max_delay))
     }
 }
 

@@ -123,6 +123,7 @@ pub(crate) async fn prepare(options: &AuthOptions) -> anyhow::Result<Shared> {
         limits: options.login_limits,
         access_token_lifetime: options.access_token_lifetime,
         refresh_token_lifetime: options.refresh_token_lifetime,
+        key_rotation_min_interval: options.key_rotation_min_interval,
         relay: None,
     })
 }

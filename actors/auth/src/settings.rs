@@ -3,7 +3,7 @@
 use emporium_cluster::settings::ServiceSettings;
 use serde::{Deserialize, Serialize};
 
-/// Token lifetimes; read when the auth service starts.
+/// Token lifetimes and the signing-key rotation interval; read when the auth service starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
@@ -11,11 +11,19 @@ pub struct AuthSettings {
     pub access_token_lifetime_secs: u64,
     /// Lifetime of a refresh token (opaque, rotated on use), in seconds (14 days).
     pub refresh_token_lifetime_secs: u64,
+    /// The shortest time between two signing-key rotations, in seconds (5 minutes): a rotation
+    /// sooner is answered 429 `rotation_too_soon`. With retired keys verifying for the access
+    /// token lifetime plus a minute, the JWKS holds at most 1 + ceil(16 min / 5 min) = 5 keys.
+    pub key_rotation_min_interval_secs: u64,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { access_token_lifetime_secs: 15 * 60, refresh_token_lifetime_secs: 14 * 24 * 3600 }
+        AuthSettings {
+            access_token_lifetime_secs: 15 * 60,
+            refresh_token_lifetime_secs: 14 * 24 * 3600,
+            key_rotation_min_interval_secs: 5 * 60,
+        }
     }
 }
 

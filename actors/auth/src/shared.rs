@@ -42,6 +42,8 @@ pub struct Shared {
     pub access_token_lifetime: Duration,
     /// Refresh token lifetime.
     pub refresh_token_lifetime: Duration,
+    /// The shortest time between two signing-key rotations.
+    pub key_rotation_min_interval: Duration,
     /// The auth outbox relay, when this service started it: it runs as long as the actors
     /// (which hold this state) do.
     pub relay: Option<RelayHandle>,

@@ -1,6 +1,7 @@
-//! Sign-in limits: at most N failures per account and M per client address within their
-//! windows, counted from the failures in the store (so every instance and every restart sees
-//! the same count). A refused attempt is not a failure: it does not extend the lock.
+//! Sign-in throttling ([`LoginLimits`]): growing delays for one client failing on one account,
+//! a ceiling per account over all clients and one per client address, counted from the
+//! failures in the store (so every instance and every restart sees the same count). A refused
+//! attempt is not a failure: it does not extend the wait.
 
 use chrono::{DateTime, Utc};
 
@@ -31,7 +32,7 @@ pub fn stored_address(address: Option<&str>) -> Option<String> {
 }
 
 /// `Ok` when a sign-in of `account_key` from `address` may be tried at `now`; else 429
-/// `too_many_attempts` with the seconds until the oldest counted failure leaves its window.
+/// `too_many_attempts` with the seconds until it may (see [`LoginLimits`]).
 pub async fn check(
     store: &AuthStore,
     limits: &LoginLimits,
@@ -39,23 +40,36 @@ pub async fn check(
     address: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), AuthError> {
-    let mut retry_after_secs = 0;
-    let account = (FailureScope::Account(account_key), limits.max_failures_per_account, limits.account_window);
-    let scopes = std::iter::once(account).chain(
-        address.map(|address| (FailureScope::Address(address), limits.max_failures_per_address, limits.address_window)),
-    );
-    for (scope, max_failures, window) in scopes {
-        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-        let Some(since) = now.checked_sub_signed(window) else { continue };
+    let window = chrono::Duration::from_std(limits.window).unwrap_or(chrono::Duration::MAX);
+    let since = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut free_at = None;
+
+    let (num_failures, latest) = store.client_login_failures(account_key, address, since).await?;
+    if let (Some(latest), Some(delay)) = (latest, limits.client_delay(num_failures)) {
+        free_at = free_at.max(Some(latest + chrono::Duration::from_std(delay).unwrap_or(window)));
+    }
+    let ceilings =
+        [(FailureScope::Account(account_key), limits.max_failures_per_account, limits.window)].into_iter().chain(
+            address.map(|address| {
+                (FailureScope::Address(address), limits.max_failures_per_address, limits.address_window)
+            }),
+        );
+    for (scope, max_failures, window) in ceilings {
         if max_failures == 0 {
             continue;
         }
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let Some(since) = now.checked_sub_signed(window) else { continue };
         if let Some(nth) = store.nth_latest_login_failure(scope, since, max_failures).await? {
-            let free_at = nth + window;
-            retry_after_secs = retry_after_secs.max(seconds_until(now, free_at));
+            free_at = free_at.max(Some(nth + window));
         }
     }
-    if retry_after_secs > 0 { Err(AuthError::TooManyAttempts { retry_after_secs }) } else { Ok(()) }
+    match free_at {
+        Some(free_at) if free_at > now => {
+            Err(AuthError::TooManyAttempts { retry_after_secs: seconds_until(now, free_at) })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whole seconds from `now` until `then`, at least 1.
@@ -84,6 +98,33 @@ mod tests {
         assert_eq!(stored_address(Some("")), None);
         assert_eq!(stored_address(None), None);
         assert_eq!(stored_address(Some(&"a".repeat(100))).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn a_client_waits_longer_after_each_failure_past_the_free_ones_up_to_the_cap() {
+        let limits = LoginLimits::default();
+        let delays: Vec<_> =
+            (0..14).map(|failures| limits.client_delay(failures).map(|delay| delay.as_secs())).collect();
+        assert_eq!(
+            delays,
+            [
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(1),
+                Some(2),
+                Some(4),
+                Some(8),
+                Some(16),
+                Some(32),
+                Some(60),
+                Some(60),
+                Some(60)
+            ]
+        );
+        assert_eq!(limits.client_delay(u32::MAX), Some(limits.max_delay));
     }
 
     #[test]

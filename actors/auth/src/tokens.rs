@@ -126,7 +126,7 @@ async fn jwks(shared: &Shared) -> Jwks {
     Jwks { keys }
 }
 
-/// Makes a new signing key (admins only): generated and kept, published, then installed, so
+/// Makes a new signing key (admins only; at most one per `key_rotation_min_interval`): generated and kept, published, then installed, so
 /// that it is in every instance's JWKS before it signs anything.
 #[tracing::instrument(skip_all, fields(admin = %message.caller.user_id))]
 async fn rotate(shared: &Shared, message: RotateSigningKey) -> Result<SigningKeyRotated, AuthError> {
@@ -134,6 +134,12 @@ async fn rotate(shared: &Shared, message: RotateSigningKey) -> Result<SigningKey
         return Err(AuthError::Forbidden);
     }
     let now = shared.now();
+    let interval = chrono::Duration::from_std(shared.key_rotation_min_interval).unwrap_or(chrono::Duration::MAX);
+    let allowed_at = shared.ring.current().created_at().checked_add_signed(interval);
+    if let Some(wait) = allowed_at.map(|allowed_at| allowed_at - now).filter(|wait| *wait > chrono::Duration::zero()) {
+        let retry_after_secs = u32::try_from((wait.num_milliseconds() + 999) / 1000).unwrap_or(u32::MAX);
+        return Err(AuthError::RotationTooSoon { retry_after_secs });
+    }
     let ring = shared.ring.clone();
     let next = tokio::task::spawn_blocking(move || ring.next_key(now))
         .await

@@ -112,6 +112,10 @@ async fn every_route_answers_its_status_and_json() {
         assert_eq!(error_code(call_service(&app, rotate.to_request()).await).await, (StatusCode::UNAUTHORIZED, "missing_token".into()));
 
         let admin = harness.caller_of(&harness.log_in(ADMIN_USERNAME, ADMIN_PASSWORD, None).await.unwrap()).await;
+        let too_soon = call_service(&app, as_caller(TestRequest::post().uri("/api/v1/auth/keys/rotate"), &admin).to_request()).await;
+        assert_eq!(too_soon.headers().get(RETRY_AFTER).unwrap(), "300", "the first key was made at start");
+        assert_eq!(error_code(too_soon).await, (StatusCode::TOO_MANY_REQUESTS, "rotation_too_soon".into()));
+        harness.clock.advance(std::time::Duration::from_secs(300));
         let rotate = call_service(&app, as_caller(TestRequest::post().uri("/api/v1/auth/keys/rotate"), &admin).to_request()).await;
         assert_eq!(rotate.status(), StatusCode::OK);
         let rotated: Value = read_body_json(rotate).await;
@@ -200,7 +204,11 @@ async fn bad_bodies_and_methods_get_clear_json_errors() {
 
 #[actix_rt::test]
 async fn too_many_attempts_carries_retry_after() {
-    let limits = LoginLimits { max_failures_per_account: 1, ..LoginLimits::default() };
+    let limits = LoginLimits {
+        free_failures_per_client: 1,
+        first_delay: std::time::Duration::from_secs(30),
+        ..LoginLimits::default()
+    };
     support::run_with(
         Store::Sqlite,
         |options| options.login_limits = limits,
@@ -217,7 +225,7 @@ async fn too_many_attempts_carries_retry_after() {
                 (StatusCode::UNAUTHORIZED, "invalid_credentials".into())
             );
             let refused = call_service(&app, login()).await;
-            assert_eq!(refused.headers().get(RETRY_AFTER).unwrap(), "900");
+            assert_eq!(refused.headers().get(RETRY_AFTER).unwrap(), "30");
             assert_eq!(error_code(refused).await, (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts".into()));
         },
     )

@@ -19,7 +19,7 @@ on_both_stores!(
     sign_up_sign_in_and_who_am_i,
     sign_up_refuses_bad_input_and_taken_names_with_exact_codes,
     unknown_accounts_and_wrong_passwords_get_the_same_answer,
-    failed_sign_ins_are_limited_per_account_then_forgiven,
+    failed_sign_ins_slow_the_failing_client_and_never_lock_out_the_owner,
     failed_sign_ins_are_limited_per_client_address,
     refresh_rotates_and_a_replayed_token_revokes_its_family,
     of_two_concurrent_refreshes_with_one_token_exactly_one_wins,
@@ -27,6 +27,7 @@ on_both_stores!(
     logout_revokes_the_session_of_the_access_token_or_the_given_token,
     a_deleted_user_is_inactive_and_can_neither_refresh_nor_sign_in,
     only_admins_delete_accounts_and_rotate_keys,
+    the_last_admin_cannot_be_deleted,
     rotation_keeps_old_tokens_verifying_until_they_expire,
     the_bootstrap_admin_is_made_once_and_the_key_survives_a_restart,
     two_instances_publish_each_others_keys,
@@ -116,37 +117,52 @@ async fn unknown_accounts_and_wrong_passwords_get_the_same_answer(harness: &mut 
     assert_error(harness.ask(nameless).await, 400, "invalid_login");
 }
 
-async fn failed_sign_ins_are_limited_per_account_then_forgiven(harness: &mut Harness) {
+async fn failed_sign_ins_slow_the_failing_client_and_never_lock_out_the_owner(harness: &mut Harness) {
+    const ATTACKER: Option<&str> = Some("203.0.113.66");
+    const OWNER: Option<&str> = Some("198.51.100.7");
     harness.register("ada", PASSWORD).await;
-    for attempt in 0..5 {
-        let address = format!("10.0.0.{attempt}");
-        assert_error(harness.log_in("ada", "wrong password", Some(&address)).await, 401, "invalid_credentials");
-    }
-    // The sixth attempt is refused before the password is looked at, by email or username,
-    // from any address.
-    let refused =
-        assert_error(harness.log_in("ada@example.com", PASSWORD, Some("10.9.9.9")).await, 429, "too_many_attempts");
-    assert_eq!(refused.retry_after_secs, Some(900));
-    harness.clock.advance(Duration::from_secs(60));
-    let refused = assert_error(harness.log_in("ada", PASSWORD, None).await, 429, "too_many_attempts");
-    assert_eq!(refused.retry_after_secs, Some(840), "refused attempts do not extend the lock");
-    // Unknown accounts are limited the same way.
     for _ in 0..5 {
-        assert_error(harness.log_in("ghost", PASSWORD, None).await, 401, "invalid_credentials");
+        assert_error(harness.log_in("ada", "wrong password", ATTACKER).await, 401, "invalid_credentials");
     }
-    assert_error(harness.log_in("ghost", PASSWORD, None).await, 429, "too_many_attempts");
+    // Past five failures the failing client waits, before its password is even looked at,
+    // by email or by username.
+    let refused = assert_error(harness.log_in("ada@example.com", PASSWORD, ATTACKER).await, 429, "too_many_attempts");
+    assert_eq!(refused.retry_after_secs, Some(1));
+    // The owner, from their own client, is not slowed at all.
+    harness.log_in("ada", PASSWORD, OWNER).await.expect("another client of the account signs in");
 
-    harness.clock.advance(Duration::from_secs(840));
-    harness.log_in("ada", PASSWORD, None).await.expect("the window passed");
-    // A success forgets the account's failures.
-    for _ in 0..4 {
-        assert_error(harness.log_in("ada", "wrong password", None).await, 401, "invalid_credentials");
+    // Each further failure doubles the attacker's wait, up to a minute; refused attempts do
+    // not count. (The owner's success above forgot the account's failures: five free again.)
+    for _ in 0..5 {
+        assert_error(harness.log_in("ada", "wrong password", ATTACKER).await, 401, "invalid_credentials");
     }
-    harness.log_in("ada", PASSWORD, None).await.unwrap();
-    for _ in 0..4 {
-        assert_error(harness.log_in("ada", "wrong password", None).await, 401, "invalid_credentials");
+    let mut waits = Vec::new();
+    for _ in 0..9 {
+        let refused = assert_error(harness.log_in("ada", "wrong password", ATTACKER).await, 429, "too_many_attempts");
+        let wait = refused.retry_after_secs.unwrap();
+        assert_error(harness.log_in("ada", "wrong password", ATTACKER).await, 429, "too_many_attempts");
+        waits.push(wait);
+        harness.clock.advance(Duration::from_secs(wait.into()));
+        assert_error(harness.log_in("ada", "wrong password", ATTACKER).await, 401, "invalid_credentials");
     }
-    harness.log_in("ada", PASSWORD, None).await.expect("four failures since the last success");
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    harness.log_in("ada", PASSWORD, OWNER).await.expect("the owner still signs in");
+    harness.log_in("ada", PASSWORD, None).await.expect("and from an unknown client");
+
+    // Unknown names are throttled the same way, so they cannot be told from accounts.
+    for _ in 0..5 {
+        assert_error(harness.log_in("ghost", PASSWORD, ATTACKER).await, 401, "invalid_credentials");
+    }
+    assert_error(harness.log_in("ghost", PASSWORD, ATTACKER).await, 429, "too_many_attempts");
+    // A client's failures are forgotten after the window (15 minutes).
+    for _ in 0..5 {
+        assert_error(harness.log_in("ada", "wrong password", ATTACKER).await, 401, "invalid_credentials");
+    }
+    harness.clock.advance(Duration::from_secs(15 * 60 + 1));
+    for _ in 0..5 {
+        assert_error(harness.log_in("ada", "wrong password", ATTACKER).await, 401, "invalid_credentials");
+    }
+    assert_error(harness.log_in("ada", PASSWORD, ATTACKER).await, 429, "too_many_attempts");
 }
 
 async fn failed_sign_ins_are_limited_per_client_address(harness: &mut Harness) {
@@ -249,6 +265,23 @@ async fn a_deleted_user_is_inactive_and_can_neither_refresh_nor_sign_in(harness:
     assert_ne!(again.id, ada.id);
 }
 
+async fn the_last_admin_cannot_be_deleted(harness: &mut Harness) {
+    let admin = harness.caller_of(&harness.log_in(ADMIN_USERNAME, ADMIN_PASSWORD, None).await.unwrap()).await;
+    let delete = |caller: &Caller, user_id: &str| DeleteUser { caller: caller.clone(), user_id: user_id.to_string() };
+    assert_error(harness.ask(delete(&admin, &admin.user_id)).await, 409, "last_admin");
+    assert!(harness.ask(CheckUserActive { user_id: admin.user_id.clone() }).await.unwrap());
+
+    // With a second admin, either may go, but not both.
+    let grace = harness.register("grace", PASSWORD).await;
+    let make_admin = format!("UPDATE auth_users SET roles = 'admin' WHERE id = '{}'", grace.id);
+    harness.database.execute(&make_admin).await.unwrap();
+    let grace_caller = harness.caller_of(&harness.log_in("grace", PASSWORD, None).await.unwrap()).await;
+    assert!(grace_caller.is_admin());
+    harness.ask(delete(&grace_caller, &admin.user_id)).await.expect("another admin remains");
+    assert_error(harness.ask(delete(&grace_caller, &grace.id)).await, 409, "last_admin");
+    assert!(harness.ask(CheckUserActive { user_id: grace.id }).await.unwrap());
+}
+
 async fn only_admins_delete_accounts_and_rotate_keys(harness: &mut Harness) {
     let ada = harness.register("ada", PASSWORD).await;
     let grace = harness.register("grace", PASSWORD).await;
@@ -272,7 +305,17 @@ async fn rotation_keeps_old_tokens_verifying_until_they_expire(harness: &mut Har
     assert_eq!(harness.jwks().await.keys.iter().map(|key| key.kid.clone()).collect::<Vec<_>>(), vec![old_kid.clone()]);
     let admin = harness.caller_of(&harness.log_in(ADMIN_USERNAME, ADMIN_PASSWORD, None).await.unwrap()).await;
 
+    // At most one rotation per `key_rotation_min_interval` (5 minutes) after the key was made.
+    let too_soon =
+        assert_error(harness.ask(RotateSigningKey { caller: admin.clone() }).await, 429, "rotation_too_soon");
+    assert_eq!(too_soon.retry_after_secs, Some(300));
+    harness.clock.advance(Duration::from_secs(299));
+    assert_error(harness.ask(RotateSigningKey { caller: admin.clone() }).await, 429, "rotation_too_soon");
+    harness.clock.advance(Duration::from_secs(1));
     let rotated = harness.ask(RotateSigningKey { caller: admin.clone() }).await.unwrap();
+    let too_soon =
+        assert_error(harness.ask(RotateSigningKey { caller: admin.clone() }).await, 429, "rotation_too_soon");
+    assert_eq!(too_soon.retry_after_secs, Some(300));
     assert_ne!(rotated.kid, old_kid);
     assert_eq!(rotated.verifying_kids, vec![rotated.kid.clone(), old_kid.clone()], "new key first, old key kept");
     let after = harness.log_in("ada", PASSWORD, None).await.unwrap();
@@ -342,16 +385,26 @@ async fn two_instances_publish_each_others_keys(harness: &mut Harness) {
     support::ask(&second, refresh).await.unwrap();
 }
 
+/// The account ceiling: failures spread over many clients (each under its own free count)
+/// refuse every client once they reach it, until the oldest leaves the window.
 #[actix_rt::test]
-async fn the_limits_can_be_changed() {
-    let limits = LoginLimits { max_failures_per_account: 1, ..LoginLimits::default() };
+async fn failures_from_many_clients_meet_the_account_ceiling() {
+    let limits = LoginLimits { max_failures_per_account: 6, ..LoginLimits::default() };
     support::run_with(
         support::Store::Sqlite,
         |options| options.login_limits = limits,
         async |harness: &mut Harness| {
             harness.register("ada", PASSWORD).await;
-            assert_error(harness.log_in("ada", "wrong password", None).await, 401, "invalid_credentials");
-            assert_error(harness.log_in("ada", PASSWORD, None).await, 429, "too_many_attempts");
+            for attempt in 0..6 {
+                let address = format!("10.0.0.{attempt}");
+                assert_error(harness.log_in("ada", "wrong password", Some(&address)).await, 401, "invalid_credentials");
+                harness.clock.advance(Duration::from_secs(60));
+            }
+            let refused =
+                assert_error(harness.log_in("ada", PASSWORD, Some("10.9.9.9")).await, 429, "too_many_attempts");
+            assert_eq!(refused.retry_after_secs, Some(15 * 60 - 6 * 60));
+            harness.clock.advance(Duration::from_secs(15 * 60 - 6 * 60));
+            harness.log_in("ada", PASSWORD, Some("10.9.9.9")).await.expect("the oldest failure left the window");
         },
     )
     .await;

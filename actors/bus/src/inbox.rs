@@ -160,7 +160,11 @@ mod tests {
             record_applied(&mut tx, "payment", &["e1"]).await.unwrap();
             tx.commit().await.unwrap();
             let earlier = Utc::now() - chrono::Duration::seconds(60);
-            assert_eq!(purge_applied(database, "notification", earlier, 10).await.unwrap(), 0, "{kind:?}: recent rows stay");
+            assert_eq!(
+                purge_applied(database, "notification", earlier, 10).await.unwrap(),
+                0,
+                "{kind:?}: recent rows stay"
+            );
             let later = Utc::now() + chrono::Duration::seconds(1);
             assert_eq!(purge_applied(database, "notification", later, 2).await.unwrap(), 2, "{kind:?}");
             assert_eq!(purge_applied(database, "notification", later, 10).await.unwrap(), 1, "{kind:?}");

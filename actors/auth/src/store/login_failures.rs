@@ -1,5 +1,5 @@
-//! The `auth_login_failures` table: one row per refused sign-in, counted per account key and
-//! per client address.
+//! The `auth_login_failures` table: one row per refused sign-in, counted per account key, per
+//! client address, and per account and client together.
 
 use chrono::{DateTime, Utc};
 use emporium_store::{DbTx, Row};
@@ -58,6 +58,32 @@ impl AuthStore {
             sqlx::query(sql).bind(key).bind(millis(since)).bind(offset).fetch_optional(self.database.pool()).await?;
         let found: Option<i64> = row.map(|row| row.try_get("failed_at")).transpose()?;
         Ok(found.map(from_millis))
+    }
+
+    /// How many failures of `account_key` from `address` (`None`: an unknown client) came after
+    /// `since`, and when the latest was.
+    #[tracing::instrument(skip(self))]
+    pub async fn client_login_failures(
+        &self,
+        account_key: &str,
+        address: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<(u32, Option<DateTime<Utc>>), AuthError> {
+        let sql = if address.is_some() {
+            "SELECT COUNT(*) AS num_failures, MAX(failed_at) AS latest FROM auth_login_failures \
+             WHERE account_key = ? AND failed_at > ? AND client_address = ?"
+        } else {
+            "SELECT COUNT(*) AS num_failures, MAX(failed_at) AS latest FROM auth_login_failures \
+             WHERE account_key = ? AND failed_at > ? AND client_address IS NULL"
+        };
+        let mut query = sqlx::query(sql).bind(account_key).bind(millis(since));
+        if let Some(address) = address {
+            query = query.bind(address);
+        }
+        let row = query.fetch_one(self.database.pool()).await?;
+        let num_failures: i64 = row.try_get("num_failures")?;
+        let latest: Option<i64> = row.try_get("latest")?;
+        Ok((u32::try_from(num_failures).unwrap_or(u32::MAX), latest.map(from_millis)))
     }
 
     /// Forgets the failures of `account_key` (after a successful sign-in).

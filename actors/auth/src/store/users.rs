@@ -204,6 +204,22 @@ impl AuthStore {
         Ok(found.is_some())
     }
 
+    /// The ids of the accounts holding the admin role, read within `tx` and (on MariaDB)
+    /// locked until it ends, so two transactions cannot each remove one of the last two admins.
+    pub async fn admin_ids_for_update(&self, tx: &mut DbTx) -> Result<Vec<String>, AuthError> {
+        let lock = match self.database.dialect() {
+            emporium_store::Dialect::MySql => " FOR UPDATE",
+            emporium_store::Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT id FROM auth_users WHERE roles IN ('{}', '{}'){lock}",
+            encode_roles(&[Role::Admin]),
+            encode_roles(&[Role::Customer, Role::Admin])
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(tx.connection()).await?;
+        rows.iter().map(|row| row.try_get("id").map_err(AuthError::from)).collect()
+    }
+
     /// Replaces the password hash of `user_id` (re-hash with new parameters).
     pub async fn update_password_hash(&self, user_id: &str, password_hash: &str) -> Result<(), AuthError> {
         const UPDATE: &str = "UPDATE auth_users SET password_hash = ? WHERE id = ?";
