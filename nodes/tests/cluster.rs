@@ -116,7 +116,7 @@ async fn a_panic_is_a_recorded_fault_and_the_actor_goes_on() {
 
     let (status, error) = ask(&echo, "echo", "Crash", json!({"mode": "panic"})).await;
     assert_eq!(status, 500, "{error}");
-    assert_eq!(error["code"], "actor_fault");
+    assert_eq!(error["error"]["code"], "actor_fault");
 
     // Fresh state behind the same address: the counter starts again.
     assert_eq!(ask(&echo, "echo", "IncrementCounter", json!({})).await, (200, json!(1)));
@@ -165,7 +165,7 @@ async fn past_its_intensity_the_instance_is_down_in_the_registry() {
     .await;
     let (status, body) = ask(&echo, "echo", "Echo", json!({"text": "x"})).await;
     assert_eq!(status, 503);
-    assert_eq!(body["code"], "service_down");
+    assert_eq!(body["error"]["code"], "service_down");
     let (status, body) = get_json(&echo.url("/health/ready")).await;
     assert_eq!(status, 503);
     assert!(body["reasons"][0].as_str().unwrap().contains("echo is down"), "{body}");
@@ -185,7 +185,7 @@ async fn cluster_endpoints_refuse_calls_without_the_credential() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), 401);
         let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(body["code"], "cluster_credential_required");
+        assert_eq!(body["error"]["code"], "cluster_credential_required");
     }
     let response = client().get(echo.url("/admin/v1/supervision")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
@@ -209,11 +209,11 @@ async fn malformed_and_unknown_asks_get_clear_errors() {
     let registry = start_registry("reg-bad");
     let echo = start_node("echo-bad", "echo", &registry.url);
     let (status, body) = ask(&echo, "echo", "Echo", json!({"text": 5})).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("malformed_message")));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("malformed_message")));
     let (status, body) = ask(&echo, "echo", "NoSuchMessage", json!({})).await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_message")));
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_message")));
     let (status, body) = ask(&echo, "inventory", "ReserveStock", json!({})).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("unknown_service")));
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unknown_service")));
     let (status, body) = get_json(&echo.url("/no/such/route")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
 }

@@ -273,8 +273,13 @@ fn read_optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> 
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    if !emporium_cluster::input_errors::is_json_object(body)
+        && serde_json::from_slice::<serde_json::Value>(body).is_ok()
+    {
+        return Err(ApiError::from(ServiceError::invalid("invalid_body", "the body must be a JSON object")));
+    }
     serde_json::from_slice(body).map_err(|error| {
-        let code = if error.is_data() { "invalid_body" } else { "malformed_json" };
-        ApiError::from(ServiceError::invalid(code, format!("the body does not fit: {error}")))
+        let (code, message) = emporium_cluster::input_errors::describe_json_error(&error);
+        ApiError::from(ServiceError::invalid(code, message))
     })
 }

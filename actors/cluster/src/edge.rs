@@ -27,6 +27,8 @@ use emporium_contracts::{ErrorKind, ServiceError};
 use emporium_runtime::{CallMeta, TraceParent};
 use emporium_store::StoreError;
 
+use crate::input_errors::{describe_json_error, describe_serde_message};
+
 /// Default largest body the edge accepts.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -291,13 +293,11 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                 "unsupported_media_type",
                 "send the body as application/json",
             ),
-            JsonPayloadError::Deserialize(serde_error) if serde_error.is_data() => {
-                ServiceError::invalid("invalid_body", format!("the body does not fit: {serde_error}"))
-            }
             JsonPayloadError::Deserialize(serde_error) => {
-                ServiceError::invalid("malformed_json", format!("the body is not valid JSON: {serde_error}"))
+                let (code, message) = describe_json_error(serde_error);
+                ServiceError::invalid(code, message)
             }
-            other => ServiceError::invalid("malformed_body", format!("the body could not be read: {other}")),
+            _ => ServiceError::invalid("malformed_body", "the body could not be read"),
         };
         let status = match service_error.code.as_str() {
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
@@ -320,8 +320,10 @@ pub fn query_config() -> web::QueryConfig {
 /// 400 `invalid_query` for a query string that does not fit what the route reads.
 pub fn invalid_query(error: &QueryPayloadError) -> ServiceError {
     let message = match error {
-        QueryPayloadError::Deserialize(inner) => format!("the query string does not fit: {inner}"),
-        other => format!("the query string could not be read: {other}"),
+        QueryPayloadError::Deserialize(inner) => {
+            format!("the query string does not fit: {}", describe_serde_message(&inner.to_string()))
+        }
+        _ => "the query string could not be read".to_string(),
     };
     ServiceError::invalid("invalid_query", message)
 }
@@ -330,8 +332,10 @@ pub fn invalid_query(error: &QueryPayloadError) -> ServiceError {
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|error, _request| {
         let message = match &error {
-            PathError::Deserialize(inner) => format!("the path does not fit: {inner}"),
-            other => format!("the path could not be read: {other}"),
+            PathError::Deserialize(inner) => {
+                format!("the path does not fit: {}", describe_serde_message(&inner.to_string()))
+            }
+            _ => "the path could not be read".to_string(),
         };
         let response = HttpResponse::BadRequest().json(ServiceError::invalid("invalid_path", message).to_public_body());
         actix_web::error::InternalError::from_response(error, response).into()

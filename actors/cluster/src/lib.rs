@@ -22,6 +22,7 @@ pub mod context;
 pub mod credential;
 pub mod directory;
 pub mod edge;
+pub use emporium_runtime::input_errors;
 pub mod live_config;
 pub mod membership;
 pub mod node;

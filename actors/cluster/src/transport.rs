@@ -96,7 +96,7 @@ impl RemoteTransport {
                 "a node refused this node's cluster credential: every node of a cluster needs the same EMPORIUM_CLUSTER_SECRET"
             );
         }
-        let error = serde_json::from_slice::<ServiceError>(&body).unwrap_or_else(|_| {
+        let error = read_error_reply(&body).unwrap_or_else(|| {
             ServiceError::new(
                 ErrorKind::from_http_status(status.as_u16()),
                 "remote_error",
@@ -107,10 +107,27 @@ impl RemoteTransport {
     }
 }
 
+/// A refused ask, in the public envelope (`{"error": {...}}`) with the whole [`ServiceError`]
+/// inside (its `kind`, `details` and `retryAfterSecs` too), so the calling node rebuilds it.
 fn error_response(error: &ServiceError) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(error.http_status())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(error)
+    HttpResponse::build(status).json(ErrorReply { error: error.clone() })
+}
+
+/// The body of a refused ask.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ErrorReply {
+    error: ServiceError,
+}
+
+/// The [`ServiceError`] of a refused ask's body: the envelope, or (from a node of an older
+/// version) the bare error.
+fn read_error_reply(body: &[u8]) -> Option<ServiceError> {
+    serde_json::from_slice::<ErrorReply>(body)
+        .map(|reply| reply.error)
+        .or_else(|_| serde_json::from_slice::<ServiceError>(body))
+        .ok()
 }
 
 /// `POST /cluster/v1/ask/{service}/{message}`: hands the message to the local service.
@@ -181,5 +198,26 @@ pub async fn serve_ask(
     match result {
         Ok(reply) => HttpResponse::Ok().content_type("application/json").body(reply),
         Err(error) => error_response(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    #[test]
+    fn a_refused_ask_is_the_public_envelope_and_reads_back_whole() {
+        let mut error = ServiceError::new(ErrorKind::Unavailable, "inventory_unavailable", "no instance");
+        error.retry_after_secs = Some(2);
+        let response = error_response(&error);
+        assert_eq!(response.status().as_u16(), 503);
+        let body = response.into_body().try_into_bytes().unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["error"]["code"], "inventory_unavailable");
+        assert_eq!(read_error_reply(&body), Some(error.clone()));
+        assert_eq!(read_error_reply(&serde_json::to_vec(&error).unwrap()), Some(error), "an older node's bare error");
+        assert_eq!(read_error_reply(b"<html>"), None);
     }
 }

@@ -105,10 +105,12 @@ impl TokenVerifier {
         }
         let header = match jsonwebtoken::decode_header(token) {
             Ok(header) => header,
-            Err(error) => return Verdict::Invalid(GatewayError::InvalidToken(format!("unreadable header: {error}"))),
+            Err(_) => {
+                return Verdict::Invalid(GatewayError::InvalidToken("the token's header cannot be read".to_string()));
+            }
         };
         if header.alg != Algorithm::EdDSA {
-            return Verdict::Invalid(GatewayError::InvalidToken(format!("algorithm {:?} is not accepted", header.alg)));
+            return Verdict::Invalid(GatewayError::InvalidToken("only EdDSA tokens are accepted".to_string()));
         }
         let Some(kid) = header.kid else {
             return Verdict::Invalid(GatewayError::InvalidToken("the token names no key (kid)".to_string()));
@@ -123,7 +125,13 @@ impl TokenVerifier {
                     JwtErrorKind::InvalidAudience => GatewayError::InvalidToken("wrong audience".to_string()),
                     JwtErrorKind::InvalidIssuer => GatewayError::InvalidToken("wrong issuer".to_string()),
                     JwtErrorKind::InvalidSignature => GatewayError::InvalidToken("bad signature".to_string()),
-                    other => GatewayError::InvalidToken(format!("{other:?}")),
+                    JwtErrorKind::MissingRequiredClaim(claim) => {
+                        GatewayError::InvalidToken(format!("the token has no `{claim}` claim"))
+                    }
+                    JwtErrorKind::ImmatureSignature => {
+                        GatewayError::InvalidToken("the token is not valid yet".to_string())
+                    }
+                    _ => GatewayError::InvalidToken("the token cannot be read".to_string()),
                 });
             }
         };

@@ -2,6 +2,7 @@
 //! between HTTP and the actor's messages; the cluster credential is checked before any body is
 //! read.
 
+use emporium_cluster::input_errors::{describe_json_error, describe_serde_message};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -82,15 +83,17 @@ fn json_error(error: JsonPayloadError) -> RegistryError {
         JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
             RegistryError::PayloadTooLarge(format!("the body must be at most {limit} bytes"))
         }
-        JsonPayloadError::Deserialize(error) => RegistryError::MalformedJson(format!("malformed json body: {error}")),
-        other => RegistryError::MalformedJson(format!("unreadable json body: {other}")),
+        JsonPayloadError::Deserialize(error) => RegistryError::MalformedJson(describe_json_error(&error).1),
+        _ => RegistryError::MalformedJson("the body could not be read".to_string()),
     }
 }
 
 fn query_error(error: QueryPayloadError) -> String {
     match error {
-        QueryPayloadError::Deserialize(error) => format!("malformed query string: {error}"),
-        other => format!("malformed query string: {other}"),
+        QueryPayloadError::Deserialize(error) => {
+            format!("malformed query string: {}", describe_serde_message(&error.to_string()))
+        }
+        _ => "malformed query string".to_string(),
     }
 }
 
@@ -112,8 +115,7 @@ async fn heartbeat(
     let heartbeat = if body.iter().all(u8::is_ascii_whitespace) {
         Heartbeat::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|error| RegistryError::MalformedJson(format!("malformed json body: {error}")))?
+        serde_json::from_slice(&body).map_err(|error| RegistryError::MalformedJson(describe_json_error(&error).1))?
     };
     let lease = registry.addr.send(RenewLease { instance_id: path.into_inner(), heartbeat }).await??;
     Ok(HttpResponse::Ok().json(lease))

@@ -62,7 +62,10 @@ impl<M: Request> JsonRoute for LocalRoute<M> {
         let route = self.clone();
         Box::pin(async move {
             let message: M = serde_json::from_slice(&body).map_err(|error| {
-                ServiceError::invalid("malformed_message", format!("{} could not be read: {error}", M::NAME))
+                ServiceError::invalid(
+                    "malformed_message",
+                    format!("{} could not be read: {}", M::NAME, crate::input_errors::describe_json_error(&error).1),
+                )
             })?;
             let reply = route.ask(message, meta).await?;
             serde_json::to_vec(&reply)

@@ -18,6 +18,7 @@
 pub mod cell;
 pub mod endpoint;
 pub mod fault;
+pub mod input_errors;
 pub mod monitor;
 pub mod policy;
 pub mod supervisor;

@@ -1,0 +1,261 @@
+//! The attack corpus (issue 11): forged tokens, bodies of every wrong shape, injection strings,
+//! bad queries and paths, sent through the gateway of one all-in-one node as an anonymous
+//! client, a customer and an admin. Every answer is below 500, and every refusal is our JSON
+//! envelope with a stable code and a message of our own: no Rust type, no path, no serde or
+//! jsonwebtoken wording.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use support::*;
+
+/// Words that only a library or the Rust compiler would write.
+const LIBRARY_WORDS: [&str; 16] = [
+    "invalid type",
+    "invalid value",
+    "expected struct",
+    "unknown variant",
+    "missing field",
+    "unknown field",
+    "MissingRequiredClaim",
+    "InvalidToken",
+    "Json(Error",
+    "Error(",
+    "::",
+    "serde",
+    "jsonwebtoken",
+    "sqlx",
+    "panicked",
+    "expected one of",
+];
+
+fn encode(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// Tokens an attacker might try.
+fn forged_tokens() -> Vec<String> {
+    let claims = json!({"sub": "u", "roles": ["admin"], "iss": "emporium", "aud": "emporium", "iat": 0, "exp": 4_000_000_000u64, "jti": "j"});
+    let mut tokens = vec![
+        String::new(),
+        "x".to_string(),
+        "a.b.c".to_string(),
+        "e30.e30.".to_string(),
+        ".".repeat(3),
+        "é.é.é".to_string(),
+        "x".repeat(9_000),
+    ];
+    for header in [
+        json!({"alg": "none", "typ": "JWT"}),
+        json!({"alg": "none", "kid": "k"}),
+        json!({"alg": "HS256", "kid": "k"}),
+        json!({"alg": "RS256", "kid": "k"}),
+        json!({"alg": "EdDSA"}),
+        json!({"alg": "EdDSA", "kid": "../../etc/passwd"}),
+        json!({"alg": "EdDSA", "kid": 5}),
+        json!({"alg": ["EdDSA"]}),
+        json!([]),
+    ] {
+        tokens.push(format!("{}.{}.", encode(&header), encode(&claims)));
+        tokens.push(format!("{}.{}.{}", encode(&header), encode(&json!({})), URL_SAFE_NO_PAD.encode([0u8; 64])));
+        tokens.push(format!("{}.bm90IGpzb24.sig", encode(&header)));
+    }
+    tokens
+}
+
+/// `(method, path, body)` of the corpus; a body of `Value::Null` sends none, a string sends
+/// those bytes as `application/json`.
+fn requests() -> Vec<(&'static str, String, Value)> {
+    let injections = [
+        "' OR '1'='1",
+        "\"; DROP TABLE orders; --",
+        "<script>alert(1)</script>",
+        "{\"$gt\": \"\"}",
+        "../../../../etc/passwd",
+        "%00",
+        "\u{0000}\u{0007}",
+        "${jndi:ldap://x}",
+    ];
+    let shapes = [
+        json!("{not json"),
+        json!("[]"),
+        json!("\"x\""),
+        json!("null"),
+        json!("1"),
+        json!(""),
+        json!("{\"a\": 1,}"),
+        json!("[".repeat(5_000)),
+        json!({}),
+        json!({"items": "x"}),
+        json!({"items": [{"sku": 5, "quantity": "2"}]}),
+        json!({"items": [{"sku": "SKU-1", "quantity": -1}], "currency": "USD", "payment": {"method": "card", "token": "tok_visa"}}),
+        json!({"items": [{"sku": "SKU-1", "quantity": 1e30}], "currency": "USD", "payment": {"method": "card", "token": "tok_visa"}}),
+        json!({"items": [{"sku": "SKU-1", "quantity": 1}], "currency": "XXX", "payment": {"method": "none", "token": "tok_visa"}}),
+        json!({"available": "123", "reorderLevel": -5, "reorderQuantity": 1.5}),
+        json!({"delta": 99999999999999999999u128.to_string(), "reason": 7}),
+        json!({"sku": ["a"], "name": {}, "price": 19.99, "currency": 1}),
+        json!({"username": null, "email": 5, "password": []}),
+        json!({"refreshToken": 5}),
+        json!({"email": "a@b.c", "password": "p", "extra": true}),
+    ];
+    let mut requests = Vec::new();
+    let body_routes = [
+        ("POST", "/api/v1/auth/register"),
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/logout"),
+        ("POST", "/api/v1/orders"),
+        ("POST", "/api/v1/products"),
+        ("PUT", "/api/v1/inventory/SKU-1"),
+        ("POST", "/api/v1/inventory/SKU-1/adjust"),
+    ];
+    for (method, path) in body_routes {
+        for shape in &shapes {
+            requests.push((method, path.to_string(), shape.clone()));
+        }
+        for injection in injections {
+            let body = json!({"username": injection, "email": injection, "password": injection, "sku": injection,
+                "name": injection, "items": [{"sku": injection, "quantity": 1}], "refreshToken": injection,
+                "reason": injection, "currency": injection, "payment": {"method": "card", "token": injection}});
+            requests.push((method, path.to_string(), body));
+        }
+    }
+    for injection in injections {
+        let escaped: String = url_escape(injection);
+        for path in [
+            format!("/api/v1/orders/{escaped}"),
+            format!("/api/v1/products/{escaped}"),
+            format!("/api/v1/inventory/{escaped}"),
+            format!("/api/v1/payments/{escaped}"),
+            format!("/api/v1/products?q={escaped}&category={escaped}"),
+            format!("/api/v1/orders?status={escaped}"),
+            format!("/api/v1/inventory/availability?sku={escaped}"),
+        ] {
+            requests.push(("GET", path, Value::Null));
+        }
+    }
+    for query in [
+        "page=-1",
+        "page=abc",
+        "size=0",
+        "size=100000",
+        "page=99999999999999999999999",
+        "sort=price,sideways",
+        "minPrice=cheap",
+        "from=yesterday",
+        "page=1&page=2",
+    ] {
+        for path in
+            ["/api/v1/products", "/api/v1/orders", "/api/v1/notifications", "/api/v1/payments", "/api/v1/inventory"]
+        {
+            requests.push(("GET", format!("{path}?{query}"), Value::Null));
+        }
+    }
+    for path in [
+        "/api/v1/orders/x/cancel",
+        &format!("/api/v1/orders/{}", "a".repeat(5_000)),
+        "/api/v1/nothing",
+        "/api/v2/orders",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ] {
+        requests.push(("GET", path.to_string(), Value::Null));
+        requests.push(("POST", path.to_string(), json!({})));
+    }
+    requests.push(("DELETE", "/api/v1/auth/users/not-a-user".to_string(), Value::Null));
+    requests.push(("PATCH", "/api/v1/orders".to_string(), Value::Null));
+    requests
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Sends one request and checks the answer; returns a description of what is wrong, if anything.
+async fn check_one(
+    client: &reqwest::Client,
+    base: &str,
+    (method, path, body): &(&str, String, Value),
+    token: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> Option<String> {
+    let mut request = client.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(key) = idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    match body {
+        Value::Null => {}
+        Value::String(raw) => request = request.header("content-type", "application/json").body(raw.clone()),
+        other => request = request.json(other),
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => return Some(format!("{method} {path}: no answer: {error}")),
+    };
+    let status = response.status().as_u16();
+    let has_request_id = response.headers().contains_key("x-request-id");
+    let text = response.text().await.unwrap_or_default();
+    let what = format!("{method} {path} (token {:?}) -> {status} {text:.300}", token.map(|token| token.len()));
+    if status >= 500 {
+        return Some(format!("a 5xx: {what}"));
+    }
+    if !has_request_id {
+        return Some(format!("no x-request-id: {what}"));
+    }
+    if let Some(word) = LIBRARY_WORDS.iter().find(|word| text.contains(*word)) {
+        return Some(format!("library wording {word:?}: {what}"));
+    }
+    if status >= 400 {
+        let Ok(answer) = serde_json::from_str::<Value>(&text) else { return Some(format!("not JSON: {what}")) };
+        let (code, message) = (answer["error"]["code"].as_str(), answer["error"]["message"].as_str());
+        if code.is_none_or(str::is_empty) || message.is_none_or(str::is_empty) {
+            return Some(format!("not the error envelope: {what}"));
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn the_attack_corpus_gets_only_our_json_errors_and_no_5xx() {
+    let data = DataDir::new();
+    let (node, _config) = start_single_node("attack-corpus", "all", &data, &[]);
+    let api = Api::new(node.http(""));
+    let customer = api.sign_up("mallory").await;
+    let admin = api.admin_token().await;
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
+
+    let mut problems = Vec::new();
+    let mut num_sent = 0;
+    let corpus = requests();
+    for request in &corpus {
+        for token in [None, Some(customer.as_str()), Some(admin.as_str())] {
+            num_sent += 1;
+            problems.extend(check_one(&client, &api.base, request, token, None).await);
+        }
+    }
+    let order = ("POST", "/api/v1/orders".to_string(), json!({}));
+    for key in ["", " ", "a\tb", &"k".repeat(300), "ключ", "' OR 1=1 --"] {
+        num_sent += 1;
+        problems.extend(check_one(&client, &api.base, &order, Some(&customer), Some(key)).await);
+    }
+    for token in forged_tokens() {
+        for path in ["/api/v1/auth/me", "/api/v1/orders", "/api/v1/cluster/nodes"] {
+            num_sent += 1;
+            let request = ("GET", path.to_string(), Value::Null);
+            let problem = check_one(&client, &api.base, &request, Some(&token), None).await;
+            problems.extend(problem);
+        }
+    }
+    assert!(num_sent > 1_000, "the corpus is {num_sent} requests");
+    assert!(problems.is_empty(), "{} of {num_sent} answers are wrong:\n{}", problems.len(), problems.join("\n"));
+    assert_eq!(api.get("/api/v1/auth/me", Some(&customer)).await.0, 200, "the node still serves");
+}
