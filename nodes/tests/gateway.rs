@@ -274,3 +274,33 @@ async fn the_gateway_reaches_auth_on_another_node_and_publishes_openapi() {
         assert!(openapi["paths"].get(path).is_some(), "{path} missing from /openapi.json");
     }
 }
+
+/// An operator with an admin access token reads the node's supervision tree, the registry and
+/// the config acknowledgements (the single-process default has no cluster secret to show);
+/// a customer's token does not, and registry writes still need the cluster credential.
+#[tokio::test]
+async fn admin_access_tokens_read_the_operator_endpoints() {
+    let data = DataDir::new();
+    let (node, _config) = start_single_node("operator-reads", "registry,gateway,auth", &data, &[]);
+    let api = Api::new(node.http(""));
+    let admin = api.admin_token().await;
+    let customer = api.sign_up("carol").await;
+    let get = |path: &str, token: &str| client().get(node.url(path)).bearer_auth(token).send();
+    for path in ["/admin/v1/supervision", "/registry/v1/instances", "/registry/v1/config/acks"] {
+        let response = get(path, &admin).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path} with an admin token");
+        let response = get(path, &customer).await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{path} with a customer token");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+        let response = get(path, "not-a-token").await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{path} with a forged token");
+    }
+    let (status, nodes) = api.get("/api/v1/cluster/nodes", Some(&admin)).await;
+    assert_eq!(status, 200, "{nodes}");
+    assert_eq!(api.get("/api/v1/cluster/nodes", Some(&customer)).await.0, 403);
+    let refresh = client().post(node.url("/registry/v1/config/refresh")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(refresh.status().as_u16(), 401, "registry writes take the cluster credential only");
+    let refresh = client().post(node.url("/registry/v1/config/refresh")).header("authorization", auth()).send();
+    assert_eq!(refresh.await.unwrap().status().as_u16(), 200);
+}

@@ -2,9 +2,11 @@
 //! `Authorization: Cluster <secret>`. Without it a request to a cluster endpoint gets 401.
 
 use std::fmt;
+use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
+use parking_lot::RwLock;
 use rand::Rng;
 
 /// The scheme of the `Authorization` header nodes send.
@@ -68,6 +70,60 @@ impl fmt::Debug for ClusterSecret {
 impl fmt::Display for ClusterSecret {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("<redacted>")
+    }
+}
+
+/// Checks an access token for the admin role (the node's gateway verifies it).
+pub type AdminTokenCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Who may read a node's operator endpoints (`/admin/v1/supervision`, registry reads, config
+/// acks): another node, with the cluster credential, or an operator with an admin access token,
+/// once a service of the node (the gateway) can verify tokens. Writes and cluster calls take
+/// the cluster credential only ([`ClusterSecret::authorizes`]).
+#[derive(Clone)]
+pub struct OperatorAccess {
+    secret: ClusterSecret,
+    admin_tokens: Arc<RwLock<Option<AdminTokenCheck>>>,
+}
+
+impl OperatorAccess {
+    /// Access by `secret` only, until [`OperatorAccess::accept_admin_tokens`].
+    pub fn new(secret: ClusterSecret) -> Self {
+        OperatorAccess { secret, admin_tokens: Arc::new(RwLock::new(None)) }
+    }
+
+    /// The cluster credential.
+    pub fn secret(&self) -> &ClusterSecret {
+        &self.secret
+    }
+
+    /// From now on a bearer token that `check` accepts grants access too.
+    pub fn accept_admin_tokens(&self, check: AdminTokenCheck) {
+        *self.admin_tokens.write() = Some(check);
+    }
+
+    /// Whether the request carries the cluster credential or an admin access token.
+    pub fn authorizes(&self, request: &HttpRequest) -> bool {
+        if self.secret.authorizes(request) {
+            return true;
+        }
+        let token = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        match (token, self.admin_tokens.read().as_ref()) {
+            (Some(token), Some(check)) => check(token),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for OperatorAccess {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let admin_tokens = self.admin_tokens.read().is_some();
+        formatter.debug_struct("OperatorAccess").field("admin_tokens", &admin_tokens).finish_non_exhaustive()
     }
 }
 

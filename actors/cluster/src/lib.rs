@@ -36,7 +36,7 @@ pub mod transport;
 pub mod watcher;
 
 pub use context::{Lifecycle, ServiceContext, ServiceHandle};
-pub use credential::ClusterSecret;
+pub use credential::{AdminTokenCheck, ClusterSecret, OperatorAccess};
 pub use node::{Node, NodeError, NodeOptions};
 pub use service::{NodeSetup, ServiceCatalog, ServiceDefinition};
 pub use service_ref::{Cluster, ServiceRef};

@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::context::{Lifecycle, ServiceContext, ServiceHandle};
-use crate::credential::ClusterSecret;
+use crate::credential::{ClusterSecret, OperatorAccess};
 use crate::directory::Directory;
 use crate::live_config::LiveConfig;
 use crate::membership::{LocalInstance, Membership};
@@ -138,7 +138,7 @@ struct NodeState {
     readiness: Readiness,
     telemetry: Telemetry,
     live_config: LiveConfig,
-    secret: ClusterSecret,
+    operator_access: OperatorAccess,
 }
 
 /// A node being assembled, then run.
@@ -162,6 +162,7 @@ pub struct Node {
     node_group: Option<ServiceGroup>,
     node_supervision: Option<ServiceSupervision>,
     ready_hooks: Vec<Box<dyn FnOnce()>>,
+    operator_access: OperatorAccess,
 }
 
 /// The supervision group of the node's own tasks.
@@ -192,6 +193,7 @@ impl Node {
         let settings = live_config.current();
         let tree = SupervisionTree::new(&options.node_id, 256, settings.supervision.flight_recorder_len);
         let cluster = Cluster::new(&options.node_id, Directory::new(), options.secret.clone());
+        let options_secret = options.secret.clone();
         cluster.call_sites().apply(&settings.resilience);
         let (config_version_tx, _) = watch::channel(0);
         Ok(Node {
@@ -214,6 +216,7 @@ impl Node {
             node_group: None,
             node_supervision: None,
             ready_hooks: Vec::new(),
+            operator_access: OperatorAccess::new(options_secret),
         })
     }
 
@@ -235,6 +238,12 @@ impl Node {
     /// The cluster credential.
     pub fn secret(&self) -> &ClusterSecret {
         &self.options.secret
+    }
+
+    /// Who may read the operator endpoints: the cluster credential, and admin access tokens
+    /// once a service (the gateway) installs its check.
+    pub fn operator_access(&self) -> &OperatorAccess {
+        &self.operator_access
     }
 
     /// The configuration sections this node knows.
@@ -386,7 +395,7 @@ impl Node {
             readiness: self.readiness.clone(),
             telemetry: self.telemetry.clone(),
             live_config: self.live_config.clone(),
-            secret: self.options.secret.clone(),
+            operator_access: self.operator_access.clone(),
         });
         let cluster_data = web::Data::new(self.cluster.clone());
         let secret_data = web::Data::new(self.options.secret.clone());
@@ -564,11 +573,11 @@ async fn metrics(state: web::Data<NodeState>) -> HttpResponse {
 }
 
 async fn supervision(request: HttpRequest, state: web::Data<NodeState>) -> HttpResponse {
-    if !state.secret.authorizes(&request) {
+    if !state.operator_access.authorizes(&request) {
         return json_error(&ServiceError::new(
             ErrorKind::Unauthenticated,
             "cluster_credential_required",
-            "the supervision tree needs the cluster credential",
+            "the supervision tree needs the cluster credential or an admin access token",
         ));
     }
     let directory = state.cluster.directory().snapshot();

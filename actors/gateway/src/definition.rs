@@ -1,6 +1,7 @@
 //! How the gateway declares itself to a node.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use emporium_cluster::{NodeSetup, ServiceDefinition};
@@ -9,6 +10,7 @@ use futures::future::LocalBoxFuture;
 use crate::messages::SERVICE;
 use crate::server::{GatewayOptions, start};
 use crate::settings::GatewaySettings;
+use crate::verifier::Verdict;
 
 /// The `gateway` service: the public HTTP entry (`--http`), which mounts the routes of every
 /// service of the build, wherever those services run.
@@ -44,6 +46,12 @@ fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>
                 }
             }),
         );
+        // The node's operator endpoints (supervision, registry reads) take an admin's access
+        // token too, checked with the keys this gateway holds.
+        let verifier = gateway.verifier.clone();
+        setup.node().operator_access().accept_admin_tokens(Arc::new(
+            move |token| matches!(verifier.verify(token), Verdict::Valid(caller) if caller.is_admin()),
+        ));
         let metadata = BTreeMap::from([("http".to_string(), gateway.address.to_string())]);
         setup.node().add_service_with_metadata(gateway.service, metadata);
         let server = gateway.server;

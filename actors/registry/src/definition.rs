@@ -34,7 +34,7 @@ fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>
         let registry = start(RegistryOptions {
             config_dir,
             profile: setup.paths().profile.clone(),
-            secret: setup.node().secret().clone(),
+            access: setup.node().operator_access().clone(),
             schema: setup.catalog().settings_schema(),
             built_in_when_missing,
         })

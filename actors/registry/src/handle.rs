@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::{Actor, Addr};
-use emporium_cluster::credential::ClusterSecret;
+use emporium_cluster::credential::OperatorAccess;
 use emporium_cluster::settings::{Settings, SettingsSchema};
 use parking_lot::RwLock;
 
@@ -19,9 +19,9 @@ pub struct RegistryOptions {
     /// The profile of this node: selects the overlays of the registry's own settings and is the
     /// default profile of configuration requests.
     pub profile: String,
-    /// The cluster credential every write (and, unless `registry.public_reads`, every read)
-    /// must carry.
-    pub secret: ClusterSecret,
+    /// Who may call: every write needs the cluster credential; every read (unless
+    /// `registry.public_reads`) the credential or an admin access token.
+    pub access: OperatorAccess,
     /// The service sections the configuration may hold (every service compiled in).
     pub schema: SettingsSchema,
     /// Serve the built-in configuration ([`crate::config_store::BUILT_IN_FILES`]) while
@@ -33,7 +33,7 @@ pub struct RegistryOptions {
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) addr: Addr<RegistryActor>,
-    pub(crate) secret: ClusterSecret,
+    pub(crate) access: OperatorAccess,
     pub(crate) settings: Arc<RwLock<Settings>>,
 }
 
@@ -50,7 +50,7 @@ pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
     .map_err(anyhow::Error::new)?;
     let settings = Arc::new(RwLock::new(store.settings().clone()));
     let addr = RegistryActor::new(store, settings.clone()).start();
-    Ok(Registry { addr, secret: options.secret, settings })
+    Ok(Registry { addr, access: options.access, settings })
 }
 
 impl Registry {

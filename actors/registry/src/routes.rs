@@ -62,15 +62,20 @@ impl Registry {
     }
 }
 
-/// Refuses requests without the cluster credential: every write, and reads unless
-/// `registry.public_reads`. Runs before the body is read.
+/// Refuses writes without the cluster credential, and reads (unless `registry.public_reads`)
+/// without the credential or an admin access token. Runs before the body is read.
 async fn authorize(
     registry: Registry,
     request: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
-    if (is_read && registry.public_reads()) || registry.secret.authorizes(request.request()) {
+    let authorized = if is_read {
+        registry.public_reads() || registry.access.authorizes(request.request())
+    } else {
+        registry.access.secret().authorizes(request.request())
+    };
+    if authorized {
         return next.call(request).await.map(ServiceResponse::map_into_left_body);
     }
     tracing::debug!(method = %request.method(), path = request.path(), "registry request refused: no cluster credential");

@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{App, test};
 use bytes::Bytes;
-use emporium_cluster::credential::ClusterSecret;
+use emporium_cluster::credential::{ClusterSecret, OperatorAccess};
 use emporium_registry::{Registry, RegistryOptions};
 use serde_json::{Value, json};
 
@@ -59,7 +59,7 @@ fn start_registry(dir: &ConfigDir) -> Registry {
         profile: "local".to_string(),
         schema: emporium_cluster::settings::SettingsSchema::default(),
         built_in_when_missing: false,
-        secret: ClusterSecret::new(SECRET.to_string()).unwrap(),
+        access: OperatorAccess::new(ClusterSecret::new(SECRET.to_string()).unwrap()),
     })
     .unwrap()
 }
@@ -470,7 +470,7 @@ async fn a_bad_file_at_start_is_one_line_naming_the_file_and_key() {
         profile: "local".to_string(),
         schema: emporium_cluster::settings::SettingsSchema::default(),
         built_in_when_missing: false,
-        secret: ClusterSecret::generate(),
+        access: OperatorAccess::new(ClusterSecret::generate()),
     })
     .err()
     .expect("a bad file refuses to start");
