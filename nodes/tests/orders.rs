@@ -109,6 +109,17 @@ async fn the_order_saga(api: &Api) {
     assert_eq!((status, error["error"]["code"].as_str()), (422, Some("unknown_sku")), "{error}");
     let (status, error) = api.post("/api/v1/orders", Some(&customer), order_body(&[("MUG-1", -1)], "tok_visa")).await;
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_quantity")), "{error}");
+    // A total past the largest amount is refused, not paid as "0.00".
+    stock_product(api, &admin, "GOLD-1", "999999999.99", 5).await;
+    let (status, error) = api.post("/api/v1/orders", Some(&customer), order_body(&[("GOLD-1", 2)], "tok_visa")).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("order_too_large")), "{error}");
+    // Stock only for what the catalog sells; strict numbers.
+    let stock = json!({"available": 5, "reorderLevel": 0, "reorderQuantity": 0});
+    let (status, error, _) = api.send("PUT", "/api/v1/inventory/NOPE-9", Some(&admin), Some(stock)).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("unknown_sku")), "{error}");
+    let stock = json!({"available": "5", "reorderLevel": 0, "reorderQuantity": 0});
+    let (status, error, _) = api.send("PUT", "/api/v1/inventory/MUG-1", Some(&admin), Some(stock)).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_body")), "{error}");
     let mut euros = order_body(&[("MUG-1", 1)], "tok_visa");
     euros["currency"] = json!("XXX");
     let (status, error) = api.post("/api/v1/orders", Some(&customer), euros).await;

@@ -71,14 +71,22 @@ impl Money {
         Money { minor_units, decimals }
     }
 
-    /// This amount times `quantity`, when it does not overflow.
+    /// This amount times `quantity`, when the product is still an amount [`Money::parse`]
+    /// accepts (at most a billion of the major unit): an order total is paid in full, so a
+    /// total the payment service could not read back is refused here.
     pub fn times(self, quantity: u32) -> Option<Money> {
-        self.minor_units.checked_mul(quantity as i64).map(|minor_units| Money { minor_units, ..self })
+        self.minor_units
+            .checked_mul(quantity as i64)
+            .filter(|units| *units <= MAX_MINOR_UNITS)
+            .map(|minor_units| Money { minor_units, ..self })
     }
 
-    /// The sum, when it does not overflow.
+    /// The sum, when it is still an amount [`Money::parse`] accepts.
     pub fn plus(self, other: Money) -> Option<Money> {
-        self.minor_units.checked_add(other.minor_units).map(|minor_units| Money { minor_units, ..self })
+        self.minor_units
+            .checked_add(other.minor_units)
+            .filter(|units| *units <= MAX_MINOR_UNITS)
+            .map(|minor_units| Money { minor_units, ..self })
     }
 }
 
@@ -108,6 +116,20 @@ pub struct DecimalString(pub String);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sums_and_products_stay_within_what_parse_accepts() {
+        let big = Money::parse("999999999.99", "USD").unwrap();
+        assert_eq!(big.times(1), Some(big));
+        assert_eq!(big.times(2), None);
+        assert_eq!(
+            big.plus(Money::parse("0.01", "USD").unwrap()).map(|sum| sum.to_string()),
+            Some("1000000000.00".to_string())
+        );
+        assert_eq!(big.plus(Money::parse("0.02", "USD").unwrap()), None);
+        let limit = Money::parse("1000000000.00", "USD").unwrap();
+        assert_eq!(Money::parse(&limit.to_string(), "USD"), Ok(limit), "every sum reads back");
+    }
+
     use super::*;
 
     #[test]

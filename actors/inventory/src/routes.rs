@@ -6,12 +6,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use emporium_cluster::Cluster;
 use emporium_cluster::edge::{AdminCaller, ApiResult, AuthenticatedCaller, RequestContext};
 use emporium_cluster::routes_kit::{BearerSecurity, ListQuery, PageQuery, ask};
-use emporium_contracts::ServiceError;
 use emporium_contracts::inventory::{
     AdjustStock, AdjustStockRequest, Availability, CheckAvailability, GetStock, ListStock, SetStock, SetStockRequest,
     StockView,
 };
 use emporium_contracts::page::Page;
+use emporium_contracts::product::GetProducts;
+use emporium_contracts::{ErrorKind, ServiceError};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
@@ -38,11 +39,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/v1/inventory/{sku}/adjust", web::post().to(adjust_stock));
 }
 
-/// Set a SKU's stock (admin).
+/// Set a SKU's stock (admin). Only for a SKU the catalog knows: stock of a product nobody can
+/// order would be a typo nobody sees (422 `unknown_sku`; 503 while the catalog is away).
 #[utoipa::path(put, path = "/api/v1/inventory/{sku}", tag = "inventory", request_body = SetStockRequest,
     params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
     responses((status = 200, body = StockView), (status = 400, description = "Invalid values"),
-        (status = 401, description = "No or bad token"), (status = 403, description = "Not an admin")))]
+        (status = 401, description = "No or bad token"), (status = 403, description = "Not an admin"),
+        (status = 422, description = "No product has this SKU (unknown_sku)"),
+        (status = 503, description = "The catalog or the inventory is unavailable")))]
 async fn set_stock(
     admin: AdminCaller,
     context: RequestContext,
@@ -50,7 +54,13 @@ async fn set_stock(
     body: web::Json<SetStockRequest>,
     cluster: web::Data<Cluster>,
 ) -> ApiResult<HttpResponse> {
-    let message = SetStock { caller: admin.0, sku: sku.into_inner(), request: body.into_inner() };
+    let sku = sku.into_inner();
+    let known = ask(&cluster, GetProducts { skus: vec![sku.clone()] }, &context).await?;
+    if !known.found.iter().any(|product| product.sku == sku) {
+        let message = format!("no product has the SKU {sku:?}; create it in the catalog first");
+        return Err(ServiceError::new(ErrorKind::Unprocessable, "unknown_sku", message).into());
+    }
+    let message = SetStock { caller: admin.0, sku, request: body.into_inner() };
     Ok(HttpResponse::Ok().json(ask(&cluster, message, &context).await?))
 }
 
