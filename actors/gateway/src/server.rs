@@ -52,6 +52,7 @@ pub struct Gateway {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Emporium", description = "The public API of an Emporium cluster, through its gateway."),
+    servers((url = "/", description = "The gateway that serves this document")),
     paths(cluster_nodes, openapi_document),
     modifiers(&BearerSecurity)
 )]
@@ -149,6 +150,20 @@ struct ClusterNode {
     instances: Vec<InstanceInfo>,
 }
 
+/// `GET /api/v1/cluster/nodes`: the directory as this gateway sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ClusterNodes {
+    /// The registry could not be reached lately: this is the last directory it sent.
+    stale: bool,
+    /// The version of the registry's state this directory reflects.
+    registry_version: u64,
+    /// The registry paused evictions because most leases lapsed at once.
+    self_preservation: bool,
+    /// Every node with its instances.
+    nodes: Vec<ClusterNode>,
+}
+
 /// The cluster's nodes, roles, instances and their status, from this gateway's directory.
 #[utoipa::path(
     get,
@@ -156,7 +171,7 @@ struct ClusterNode {
     tag = "cluster",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Nodes and their instances", body = [ClusterNode]),
+        (status = 200, description = "Nodes and their instances", body = ClusterNodes),
         (status = 401, description = "No or bad token"),
         (status = 403, description = "Not an admin"),
     )
@@ -174,10 +189,10 @@ async fn cluster_nodes(_admin: AdminCaller, cluster: web::Data<Cluster>) -> Resu
         });
         node.instances.push(instance);
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "stale": directory.stale,
-        "registryVersion": directory.version,
-        "selfPreservation": directory.registry.self_preservation,
-        "nodes": nodes.into_values().collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(ClusterNodes {
+        stale: directory.stale,
+        registry_version: directory.version,
+        self_preservation: directory.registry.self_preservation,
+        nodes: nodes.into_values().collect(),
+    }))
 }

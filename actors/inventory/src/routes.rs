@@ -43,7 +43,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// order would be a typo nobody sees (422 `unknown_sku`; 503 while the catalog is away).
 #[utoipa::path(put, path = "/api/v1/inventory/{sku}", tag = "inventory", request_body = SetStockRequest,
     params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
-    responses((status = 200, body = StockView), (status = 400, description = "Invalid values"),
+    responses((status = 200, description = "The stock of the SKU", body = StockView), (status = 400, description = "Invalid values"),
         (status = 401, description = "No or bad token"), (status = 403, description = "Not an admin"),
         (status = 422, description = "No product has this SKU (unknown_sku)"),
         (status = 503, description = "The catalog or the inventory is unavailable")))]
@@ -67,7 +67,7 @@ async fn set_stock(
 /// Add or remove units of a SKU with a reason (admin); never below zero.
 #[utoipa::path(post, path = "/api/v1/inventory/{sku}/adjust", tag = "inventory", request_body = AdjustStockRequest,
     params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
-    responses((status = 200, body = StockView), (status = 404, description = "Unknown SKU"),
+    responses((status = 200, description = "The stock of the SKU", body = StockView), (status = 404, description = "Unknown SKU"),
         (status = 409, description = "Would go below zero (insufficient_stock)"), (status = 403, description = "Not an admin")))]
 async fn adjust_stock(
     admin: AdminCaller,
@@ -83,7 +83,7 @@ async fn adjust_stock(
 /// One SKU's stock.
 #[utoipa::path(get, path = "/api/v1/inventory/{sku}", tag = "inventory",
     params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
-    responses((status = 200, body = StockView), (status = 404, description = "Unknown SKU")))]
+    responses((status = 200, description = "The stock of the SKU", body = StockView), (status = 404, description = "Unknown SKU")))]
 async fn get_stock(
     _caller: AuthenticatedCaller,
     context: RequestContext,
@@ -104,7 +104,7 @@ pub struct StockListQuery {
 
 /// A page of stock.
 #[utoipa::path(get, path = "/api/v1/inventory", tag = "inventory", params(PageQuery, StockListQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<StockView>), (status = 400, description = "Bad paging")))]
+    responses((status = 200, description = "A page of stock levels", body = Page<StockView>), (status = 400, description = "Bad paging")))]
 async fn list_stock(
     _caller: AuthenticatedCaller,
     context: RequestContext,
@@ -118,7 +118,7 @@ async fn list_stock(
 /// Availability of SKUs: `?sku=A&sku=B` (1 to 100).
 #[utoipa::path(get, path = "/api/v1/inventory/availability", tag = "inventory",
     params(("sku" = Vec<String>, Query, description = "A SKU; repeat for several")), security(("bearer" = [])),
-    responses((status = 200, body = [Availability]), (status = 400, description = "No or bad SKU")))]
+    responses((status = 200, description = "Availability of each SKU asked for", body = [Availability]), (status = 400, description = "No or bad SKU")))]
 async fn availability(
     _caller: AuthenticatedCaller,
     context: RequestContext,

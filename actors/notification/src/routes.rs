@@ -31,7 +31,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// A page of the caller's own notifications, newest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", params(PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<NotificationView>), (status = 400, description = "Bad paging"),
+    responses((status = 200, description = "A page of the caller's notifications", body = Page<NotificationView>), (status = 400, description = "Bad paging"),
         (status = 401, description = "No or bad token")))]
 async fn list_notifications(
     caller: AuthenticatedCaller,

@@ -91,7 +91,7 @@ async fn place_order(
 
 /// One order.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = String, Path)),
-    security(("bearer" = [])), responses((status = 200, body = OrderView), (status = 404, description = "Not found or not yours")))]
+    security(("bearer" = [])), responses((status = 200, description = "The order", body = OrderView), (status = 404, description = "Not found or not yours")))]
 async fn get_order(
     caller: AuthenticatedCaller,
     context: RequestContext,
@@ -104,7 +104,7 @@ async fn get_order(
 /// Cancel an order that is not confirmed yet; its stock goes back.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = OrderView), (status = 404, description = "Not found or not yours"),
+    responses((status = 200, description = "The order", body = OrderView), (status = 404, description = "Not found or not yours"),
         (status = 409, description = "Already confirmed")))]
 async fn cancel_order(
     caller: AuthenticatedCaller,
@@ -141,7 +141,7 @@ fn parse_instant(name: &str, text: &str) -> Result<DateTime<Utc>, ServiceError> 
 
 /// A page of orders, newest first.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(PageQuery, OrderListQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<OrderView>), (status = 400, description = "Bad filter or paging")))]
+    responses((status = 200, description = "A page of orders", body = Page<OrderView>), (status = 400, description = "Bad filter or paging")))]
 async fn list_orders(
     caller: AuthenticatedCaller,
     context: RequestContext,

@@ -42,7 +42,7 @@ pub struct PaymentListQuery {
 
 /// A page of payments, newest first: the caller's own (all for an admin).
 #[utoipa::path(get, path = "/api/v1/payments", tag = "payments", params(PageQuery, PaymentListQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<PaymentView>), (status = 400, description = "Bad paging or order id"),
+    responses((status = 200, description = "A page of payments", body = Page<PaymentView>), (status = 400, description = "Bad paging or order id"),
         (status = 401, description = "No or bad token")))]
 async fn list_payments(
     caller: AuthenticatedCaller,
@@ -57,7 +57,7 @@ async fn list_payments(
 /// One payment; 404 `payment_not_found` for someone else's (unless admin).
 #[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
     params(("id" = String, Path, description = "The payment's id")), security(("bearer" = [])),
-    responses((status = 200, body = PaymentView), (status = 404, description = "No such payment of the caller (payment_not_found)"),
+    responses((status = 200, description = "The payment", body = PaymentView), (status = 404, description = "No such payment of the caller (payment_not_found)"),
         (status = 401, description = "No or bad token")))]
 async fn get_payment(
     caller: AuthenticatedCaller,

@@ -47,7 +47,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// Create a product (admin).
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductRequest,
     security(("bearer" = [])),
-    responses((status = 201, body = ProductView), (status = 400, description = "Invalid values"),
+    responses((status = 201, description = "The product", body = ProductView), (status = 400, description = "Invalid values"),
         (status = 401, description = "No or bad token"), (status = 403, description = "Not an admin"),
         (status = 409, description = "Another product has this SKU (sku_taken)")))]
 async fn create_product(
@@ -84,7 +84,7 @@ pub struct ProductListQuery {
 
 /// A page of products.
 #[utoipa::path(get, path = "/api/v1/products", tag = "products", params(PageQuery, ProductListQuery),
-    responses((status = 200, body = Page<ProductView>),
+    responses((status = 200, description = "A page of products", body = Page<ProductView>),
         (status = 400, description = "Unknown parameter, bad sort, paging or price")))]
 async fn list_products(
     context: RequestContext,
@@ -109,7 +109,7 @@ async fn list_products(
 /// One product.
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
     params(("id" = String, Path, description = "The product's id")),
-    responses((status = 200, body = ProductView), (status = 404, description = "No such product (product_not_found)")))]
+    responses((status = 200, description = "The product", body = ProductView), (status = 404, description = "No such product (product_not_found)")))]
 async fn get_product(
     context: RequestContext,
     id: web::Path<String>,
@@ -121,7 +121,7 @@ async fn get_product(
 /// Replace a product's values (admin).
 #[utoipa::path(put, path = "/api/v1/products/{id}", tag = "products", request_body = ProductRequest,
     params(("id" = String, Path, description = "The product's id")), security(("bearer" = [])),
-    responses((status = 200, body = ProductView), (status = 400, description = "Invalid values"),
+    responses((status = 200, description = "The product", body = ProductView), (status = 400, description = "Invalid values"),
         (status = 403, description = "Not an admin"), (status = 404, description = "No such product"),
         (status = 409, description = "Another product has this SKU (sku_taken)")))]
 async fn update_product(
