@@ -32,8 +32,10 @@ pub async fn ask<M: Request>(cluster: &Cluster, message: M, context: &RequestCon
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page, from 0.
+    #[param(minimum = 0, maximum = 1_000_000)]
     pub page: Option<i64>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
 }
 
@@ -120,6 +122,72 @@ impl Modify for BearerSecurity {
         scheme.bearer_format = Some("JWT".to_string());
         scheme.description = Some("An access token from POST /api/v1/auth/login".to_string());
         components.add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+    }
+}
+
+/// Documents the answers the edge gives on any route, on every operation of a (merged) OpenAPI
+/// document that does not document them itself, each with the error envelope ([`ErrorBody`]):
+/// 400 for a route with parameters or a body (malformed JSON, wrong types, bad query or path),
+/// 401 for a route with a token, 413 and 415 for a route with a body, and 500, 503 and 504
+/// everywhere (a bug, a dependency away, the time budget spent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EdgeResponses;
+
+impl Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ComponentsBuilder, ContentBuilder, Ref, ResponseBuilder};
+
+        let components = openapi.components.get_or_insert_with(|| ComponentsBuilder::new().build());
+        for (name, schema) in [
+            ("ErrorBody", <ErrorBody as utoipa::PartialSchema>::schema()),
+            ("ErrorDetail", <ErrorDetail as utoipa::PartialSchema>::schema()),
+        ] {
+            components.schemas.entry(name.to_string()).or_insert(schema);
+        }
+        let error = |description: &str| {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            ResponseBuilder::new().description(description).content("application/json", content).build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let has_input = has_body
+                    || path.contains('{')
+                    || operation.parameters.as_ref().is_some_and(|list| !list.is_empty());
+                let has_token = operation.security.as_ref().is_some_and(|list| !list.is_empty());
+                let mut standard = Vec::new();
+                if has_input {
+                    standard.push(("400", "Invalid input (malformed_json, invalid_body, invalid_query, invalid_path, or the route's own codes)"));
+                }
+                if has_token {
+                    standard.push(("401", "No token, or a bad or expired one (missing_token, invalid_token, token_expired, user_not_found)"));
+                }
+                if has_body {
+                    standard.push(("413", "The body is larger than the limit (payload_too_large)"));
+                    standard.push(("415", "The body is not application/json (unsupported_media_type)"));
+                }
+                standard.push(("500", "A bug (internal_error, with the request id)"));
+                standard.push(("503", "A dependency is unavailable (*_unavailable, with Retry-After)"));
+                standard.push(("504", "The request's time budget ran out (deadline_exceeded)"));
+                for (status, description) in standard {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

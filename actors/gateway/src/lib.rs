@@ -10,7 +10,8 @@
 //!   that the user still exists ([`active_users::ActiveUsers`]), and puts the verified
 //!   [`emporium_contracts::identity::Caller`] on the request for the route handlers, which
 //!   ask the services through `ServiceRef`, local or remote;
-//! - serves `GET /openapi.json`, merged from the services' generated fragments.
+//! - serves `GET /openapi.json`, merged from the services' generated fragments, and the
+//!   interactive documentation over it at `GET /docs` ([`docs`]).
 //!
 //! Actor: [`key_refresher::KeyRefresher`] (`gateway/keys`) fetches the JWKS from `auth`, asked
 //! at start and every minute by the supervised task `gateway/key-refresh`.
@@ -18,6 +19,7 @@
 
 pub mod active_users;
 mod definition;
+pub mod docs;
 pub mod error;
 pub mod key_refresher;
 pub mod messages;

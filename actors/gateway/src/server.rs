@@ -10,13 +10,13 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
 use emporium_cluster::edge::{AdminCaller, ApiError, error_response, json_config, path_config, query_config};
 use emporium_cluster::node::RouteMount;
-use emporium_cluster::routes_kit::BearerSecurity;
+use emporium_cluster::routes_kit::{BearerSecurity, EdgeResponses};
 use emporium_cluster::{Cluster, ServiceContext, ServiceHandle};
 use emporium_contracts::ServiceError;
 use emporium_contracts::registry::InstanceInfo;
 use emporium_runtime::LocalEndpoint;
 use serde::Serialize;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 
 use crate::active_users::ActiveUsers;
 use crate::key_refresher::{self, KeyRefresher};
@@ -89,6 +89,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     for fragment in options.openapi {
         document.merge(fragment);
     }
+    EdgeResponses.modify(&mut document);
     let document = web::Data::new(serde_json::to_value(&document)?);
     let cluster = web::Data::new(ctx.cluster.clone());
     let routes = options.routes;
@@ -105,6 +106,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
             .app_data(path_config())
             .app_data(web::PayloadConfig::new(body_limit))
             .route("/openapi.json", web::get().to(openapi_document))
+            .configure(crate::docs::configure)
             .route("/api/v1/cluster/nodes", web::get().to(cluster_nodes));
         for mount in &routes {
             let mount = mount.clone();
