@@ -127,11 +127,51 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     Ok(Gateway { service: ServiceHandle::new(endpoint, supervision), server: server_handle, address, verifier })
 }
 
-async fn not_found(request: HttpRequest) -> HttpResponse {
+/// No route answered: 405 `method_not_allowed` with `Allow` when the path is one of the
+/// document's paths with other methods, else 404 `not_found`.
+async fn not_found(request: HttpRequest, document: web::Data<serde_json::Value>) -> HttpResponse {
+    let allowed = allowed_methods(&document, request.path());
+    if !allowed.is_empty() {
+        let allow = allowed.join(", ");
+        let error = ServiceError::new(
+            emporium_contracts::ErrorKind::InvalidInput,
+            "method_not_allowed",
+            format!("{} takes {allow}", request.path()),
+        );
+        let mut response = error_response(&error);
+        *response.status_mut() = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+        }
+        return response;
+    }
     error_response(&ServiceError::not_found(
         "not_found",
         format!("no route for {} {}", request.method(), request.path()),
     ))
+}
+
+/// The methods the OpenAPI `document` lists for the path template `path` matches (`{name}`
+/// matches one segment), upper case.
+fn allowed_methods(document: &serde_json::Value, path: &str) -> Vec<String> {
+    let Some(paths) = document.get("paths").and_then(|paths| paths.as_object()) else { return Vec::new() };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let mut methods: Vec<String> = paths
+        .iter()
+        .filter(|(template, _)| {
+            let parts: Vec<&str> = template.split('/').collect();
+            parts.len() == segments.len()
+                && parts.iter().zip(&segments).all(|(part, segment)| {
+                    (part.starts_with('{') && part.ends_with('}') && !segment.is_empty()) || part == segment
+                })
+        })
+        .flat_map(|(_, item)| item.as_object().into_iter().flat_map(|operations| operations.keys()))
+        .filter(|method| matches!(method.as_str(), "get" | "put" | "post" | "delete" | "patch"))
+        .map(|method| method.to_uppercase())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    methods
 }
 
 /// The OpenAPI 3 document of this API, generated from the code.
@@ -197,4 +237,25 @@ async fn cluster_nodes(_admin: AdminCaller, cluster: web::Data<Cluster>) -> Resu
         self_preservation: directory.registry.self_preservation,
         nodes: nodes.into_values().collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn a_known_path_with_another_method_names_the_methods_it_takes() {
+        let document = serde_json::json!({"paths": {
+            "/api/v1/orders": {"get": {}, "post": {}},
+            "/api/v1/orders/{id}": {"get": {}, "parameters": []},
+            "/api/v1/orders/{id}/cancel": {"post": {}},
+        }});
+        assert_eq!(allowed_methods(&document, "/api/v1/orders"), ["GET", "POST"]);
+        assert_eq!(allowed_methods(&document, "/api/v1/orders/"), ["GET", "POST"]);
+        assert_eq!(allowed_methods(&document, "/api/v1/orders/42"), ["GET"]);
+        assert_eq!(allowed_methods(&document, "/api/v1/orders/42/cancel"), ["POST"]);
+        assert!(allowed_methods(&document, "/api/v1/orders/42/refund").is_empty());
+        assert!(allowed_methods(&document, "/api/v1/orders//cancel").is_empty());
+        assert!(allowed_methods(&document, "/nothing").is_empty());
+    }
 }
