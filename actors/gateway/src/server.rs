@@ -155,10 +155,16 @@ async fn not_found(request: HttpRequest, document: web::Data<serde_json::Value>)
 /// matches one segment), upper case.
 fn allowed_methods(document: &serde_json::Value, path: &str) -> Vec<String> {
     let Some(paths) = document.get("paths").and_then(|paths| paths.as_object()) else { return Vec::new() };
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').collect();
+    // A literal path (`/api/v1/inventory/availability`) wins over a template it also fits.
+    let exact = paths.contains_key(path);
     let mut methods: Vec<String> = paths
         .iter()
         .filter(|(template, _)| {
+            if exact {
+                return template.as_str() == path;
+            }
             let parts: Vec<&str> = template.split('/').collect();
             parts.len() == segments.len()
                 && parts.iter().zip(&segments).all(|(part, segment)| {
@@ -249,7 +255,9 @@ mod tests {
             "/api/v1/orders": {"get": {}, "post": {}},
             "/api/v1/orders/{id}": {"get": {}, "parameters": []},
             "/api/v1/orders/{id}/cancel": {"post": {}},
+            "/api/v1/orders/mine": {"get": {}},
         }});
+        assert_eq!(allowed_methods(&document, "/api/v1/orders/mine"), ["GET"], "the literal path wins");
         assert_eq!(allowed_methods(&document, "/api/v1/orders"), ["GET", "POST"]);
         assert_eq!(allowed_methods(&document, "/api/v1/orders/"), ["GET", "POST"]);
         assert_eq!(allowed_methods(&document, "/api/v1/orders/42"), ["GET"]);
