@@ -404,13 +404,13 @@ impl Node {
             let mut app = App::new()
                 .wrap_fn(|request, service| {
                     let started = std::time::Instant::now();
-                    let method = request.method().as_str().to_string();
+                    let method = crate::telemetry::method_label(request.method());
                     let route = route_label(request.path());
                     let response = service.call(request);
                     async move {
                         let response = response.await?;
                         let status = response.status().as_u16().to_string();
-                        metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "cluster", "route" => route, "method" => method.clone())
+                        metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "cluster", "route" => route, "method" => method)
                             .record(started.elapsed().as_secs_f64());
                         metrics::counter!("emporium_http_requests_total", "listener" => "cluster", "route" => route, "method" => method, "status" => status)
                             .increment(1);

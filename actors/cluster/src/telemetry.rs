@@ -57,3 +57,21 @@ impl Telemetry {
         self.metrics.render()
     }
 }
+/// The `method` label of the HTTP metrics: the standard methods by name, anything else
+/// `OTHER`, so a client inventing methods cannot grow the label set (and the memory of every
+/// series) without bound.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}

@@ -191,6 +191,12 @@ pub async fn serve_ask(
         Ok(_) => "200".to_string(),
         Err(error) => error.http_status().to_string(),
     };
+    // Message names come from the URL: an unknown one is labelled as such, so the label set
+    // stays the set of messages the services define.
+    let message = match &result {
+        Err(error) if error.code == "unknown_message" => "unknown".to_string(),
+        _ => message,
+    };
     metrics::histogram!("emporium_cluster_request_duration_seconds", "service" => service.clone(), "message" => message.clone())
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("emporium_cluster_requests_total", "service" => service, "message" => message, "status" => status_label)

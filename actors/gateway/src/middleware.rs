@@ -113,7 +113,7 @@ pub async fn edge(
         .and_then(TraceParent::parse)
         .map(|parent| parent.child())
         .unwrap_or_else(TraceParent::new_root);
-    let method = request.method().to_string();
+    let method = emporium_cluster::telemetry::method_label(request.method());
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let deadline = started + state.request_timeout;
     let meta = CallMeta { deadline: Some(deadline), trace: Some(trace) };
@@ -174,7 +174,7 @@ pub async fn edge(
         response.map_into_left_body()
     };
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "public", "route" => route.clone(), "method" => method.clone())
+    metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "public", "route" => route.clone(), "method" => method)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("emporium_http_requests_total", "listener" => "public", "route" => route, "method" => method, "status" => status)
         .increment(1);
