@@ -100,9 +100,10 @@ for who in admin customer; do
     [ "$who" = customer ] && token="$CUSTOMER_TOKEN"
     say "schemathesis as the $who: --checks all, $EXAMPLES examples per operation, at most $MINUTES min"
     set +e
-    timeout --signal=INT "${MINUTES}m" "$VENV/bin/st" run "$BASE/openapi.json" \
+    # From the work dir: schemathesis keeps its example database in ./.schemathesis.
+    (cd "$WORK" && timeout --signal=INT "${MINUTES}m" "$VENV/bin/st" run "$BASE/openapi.json" \
         --checks all --max-examples "$EXAMPLES" --seed 20261205 --workers 1 \
-        --header "Authorization: Bearer $token" --no-color >"$WORK/$who.txt" 2>&1
+        --header "Authorization: Bearer $token" --no-color >"$WORK/$who.txt" 2>&1)
     status=$?
     set -e
     sed -n '/SUMMARY/,$p' "$WORK/$who.txt" >&2
