@@ -259,3 +259,42 @@ async fn the_attack_corpus_gets_only_our_json_errors_and_no_5xx() {
     assert!(problems.is_empty(), "{} of {num_sent} answers are wrong:\n{}", problems.len(), problems.join("\n"));
     assert_eq!(api.get("/api/v1/auth/me", Some(&customer)).await.0, 200, "the node still serves");
 }
+
+/// A body over the limit sent without a Content-Length (chunked) is refused by actix-web while
+/// it is read; the answer is still our envelope, with the request id.
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413_in_the_envelope() {
+    use std::io::{Read, Write};
+    let data = DataDir::new();
+    let (node, _config) = start_single_node("attack-chunked", "registry,gateway,auth", &data, &[]);
+    let address = node.http("").trim_start_matches("http://").to_string();
+    let customer = Api::new(node.http("")).sign_up("chunky").await;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST /api/v1/auth/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {customer}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..40 {
+            if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+                || stream.write_all(&chunk).is_err()
+                || stream.write_all(b"\r\n").is_err()
+            {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let lower = answer.to_lowercase();
+    assert!(lower.contains("content-type: application/json") && lower.contains("x-request-id:"), "{answer}");
+    assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
+}

@@ -98,6 +98,33 @@ async fn authenticate(
     }
 }
 
+/// Whether `response` is an error whose body is not JSON (none of ours: actix-web's own).
+fn is_bare_error<B>(response: &ServiceResponse<B>) -> bool {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    response.status().as_u16() >= 400 && !is_json
+}
+
+/// The error envelope for a status actix-web answered with.
+fn envelope_for(status: actix_web::http::StatusCode) -> HttpResponse {
+    use emporium_contracts::{ErrorKind, ServiceError};
+    let (code, message) = match status.as_u16() {
+        413 => ("payload_too_large", "the body is larger than the limit"),
+        415 => ("unsupported_media_type", "send the body as application/json"),
+        404 => ("not_found", "no such resource"),
+        405 => ("method_not_allowed", "this path does not take this method"),
+        408 => ("request_timeout", "the request took too long to arrive"),
+        400..=499 => ("bad_request", "the request could not be read"),
+        _ => ("internal_error", "an unexpected error occurred"),
+    };
+    let mut response = error_response(&ServiceError::new(ErrorKind::from_http_status(status.as_u16()), code, message));
+    *response.status_mut() = status;
+    response
+}
+
 /// The middleware (for `actix_web::middleware::from_fn`).
 pub async fn edge(
     request: ServiceRequest,
@@ -163,7 +190,15 @@ pub async fn edge(
         );
         // The deadline travels with every ask made for this request (RequestContext), so a
         // slow dependency answers 504 on its own; no second timer is needed here.
-        let mut response = next.call(request).instrument(span).await?;
+        let response = next.call(request).instrument(span).await?;
+        let mut response = if is_bare_error(&response) {
+            // An error actix-web answered itself (a body over the limit without a
+            // Content-Length, say): the envelope, like every other error.
+            let (http_request, bare) = response.into_parts();
+            ServiceResponse::new(http_request, envelope_for(bare.status())).map_into_right_body()
+        } else {
+            response.map_into_left_body()
+        };
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             headers.insert(REQUEST_ID, value);
@@ -171,7 +206,7 @@ pub async fn edge(
         if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
             headers.insert(TRACEPARENT, value);
         }
-        response.map_into_left_body()
+        response
     };
     let status = response.status().as_u16().to_string();
     metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "public", "route" => route.clone(), "method" => method)
