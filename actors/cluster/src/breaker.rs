@@ -161,6 +161,15 @@ impl CircuitBreaker {
         }
     }
 
+    /// A new instance of the service came up: an open breaker lets one probe through now
+    /// instead of waiting out its open interval (a restarted node gets traffic as soon as it
+    /// is registered; if the probe fails, the breaker opens again for a whole interval).
+    pub fn probe_now(&mut self) {
+        if let Phase::Open { .. } = self.phase {
+            self.phase = Phase::HalfOpen { probe_in_flight: false };
+        }
+    }
+
     /// A call acquired earlier ended without telling anything about the target (for example
     /// the caller's own deadline was already spent): frees a half-open probe slot.
     pub fn release_without_outcome(&mut self) {
@@ -197,6 +206,24 @@ mod tests {
             window: Duration::from_secs(10),
             open_for: Duration::from_secs(5),
         }
+    }
+
+    #[test]
+    fn a_new_instance_lets_a_probe_through_an_open_breaker_at_once() {
+        let mut breaker = CircuitBreaker::new(policy());
+        let now = Instant::now();
+        breaker.probe_now();
+        assert_eq!(breaker.state(now), BreakerState::Closed, "a closed breaker stays closed");
+        for _ in 0..3 {
+            breaker.try_acquire(now).unwrap();
+            breaker.record(now, false);
+        }
+        assert!(breaker.try_acquire(now).is_err());
+        breaker.probe_now();
+        breaker.try_acquire(now).expect("one probe passes");
+        assert!(breaker.try_acquire(now).is_err(), "only one");
+        breaker.record(now, true);
+        assert_eq!(breaker.state(now), BreakerState::Closed);
     }
 
     #[test]

@@ -163,6 +163,17 @@ pub struct CallSites {
 }
 
 impl CallSites {
+    /// A new instance of `service` came up: its open breaker, if any, probes at once.
+    pub fn instance_came_up(&self, service: &str) {
+        if let Some(site) = self.sites.read().get(service) {
+            let mut breaker = site.breaker.lock();
+            if breaker.state(Instant::now()) == BreakerState::Open {
+                tracing::info!(service, "a new instance is up: the open circuit breaker lets a probe through now");
+                breaker.probe_now();
+            }
+        }
+    }
+
     /// The call site for `service`.
     pub fn get(&self, service: &str) -> Arc<CallSite> {
         if let Some(site) = self.sites.read().get(service) {

@@ -446,7 +446,7 @@ impl Node {
         let membership = Membership::start(self.registry_client.clone(), self.instances, heartbeat, draining_rx);
         let watcher = crate::watcher::start(
             self.registry_client.clone(),
-            self.cluster.directory().clone(),
+            self.cluster.clone(),
             self.config_version_tx.clone(),
             Duration::from_millis(settings.registry.watch_ping_millis),
         );

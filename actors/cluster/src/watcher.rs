@@ -3,23 +3,27 @@
 
 use std::time::Duration;
 
-use emporium_contracts::registry::WatchChange;
+use emporium_contracts::registry::{InstanceStatus, WatchChange};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::directory::Directory;
 use crate::registry_client::RegistryClient;
+use crate::service_ref::Cluster;
 
-/// Starts following the registry. `config_version_tx` receives every configuration version
-/// the registry announces.
+/// Starts following the registry into `cluster`'s directory. `config_version_tx` receives
+/// every configuration version the registry announces. A new instance that comes up lets the
+/// open circuit breaker of its service probe at once.
 pub fn start(
     client: RegistryClient,
-    directory: Directory,
+    cluster: Cluster,
     config_version_tx: watch::Sender<u64>,
     ping_interval: Duration,
 ) -> JoinHandle<()> {
+    let directory = cluster.directory().clone();
+    let call_sites = cluster.clone();
     tokio::spawn(async move {
+        let call_sites = call_sites.call_sites();
         let mut backoff = Duration::from_millis(50);
         let mut was_connected = false;
         loop {
@@ -39,7 +43,18 @@ pub fn start(
                                     WatchChange::ConfigChanged { config_version } => Some(*config_version),
                                     _ => None,
                                 };
+                                let came_up = match &event.change {
+                                    WatchChange::InstanceUpserted { instance }
+                                        if instance.status == InstanceStatus::Up && !directory.is_up(&instance.id) =>
+                                    {
+                                        Some(instance.service.clone())
+                                    }
+                                    _ => None,
+                                };
                                 directory.apply(event);
+                                if let Some(service) = came_up {
+                                    call_sites.instance_came_up(&service);
+                                }
                                 if let Some(version) = config_version {
                                     config_version_tx.send_if_modified(|current| {
                                         let changed = *current != version;
