@@ -7,6 +7,8 @@ use emporium_contracts::auth::SERVICE;
 use emporium_contracts::{ErrorKind, ServiceError};
 use emporium_store::StoreError;
 
+use crate::password::HasherBusy;
+
 /// Every failure of the auth service.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -97,6 +99,7 @@ impl AuthError {
                 (503, _) => (503, "auth_store_unavailable"),
                 _ => (500, "internal_error"),
             },
+            AuthError::Unexpected(error) if error.is::<HasherBusy>() => (503, "auth_busy"),
             AuthError::Store(_) | AuthError::Unexpected(_) => (500, "internal_error"),
         }
     }
@@ -108,6 +111,7 @@ impl AuthError {
         let kind = ErrorKind::from_http_status(status);
         match status {
             500 => internal_failure(SERVICE, self),
+            503 if code == "auth_busy" => unavailable_dependency(SERVICE, code, "the password hasher", self),
             503 => unavailable_dependency(SERVICE, code, "the auth store", self),
             _ => {
                 let mut error = ServiceError::new(kind, code, self.to_string());

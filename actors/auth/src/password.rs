@@ -8,8 +8,11 @@
 //! Hashing is CPU- and memory-heavy on purpose: every hash and every verification runs on
 //! tokio's blocking pool, and at most one per CPU runs at a time (the others wait for a
 //! permit), so a flood of sign-ins costs at most `CPUs x 19 MiB` and never blocks an actor.
+//! At most [`MAX_WAITING`] wait; one more is refused at once ([`HasherBusy`]: 503 `auth_busy`
+//! with `Retry-After`) rather than queued behind seconds of hashing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -48,9 +51,18 @@ pub struct PasswordHasher {
     inner: Arc<HasherInner>,
 }
 
+/// Hashes and verifications waiting for a permit beyond which another is refused.
+pub const MAX_WAITING: usize = 64;
+
+/// Refused: [`MAX_WAITING`] hashes already wait for the CPUs.
+#[derive(Debug, thiserror::Error)]
+#[error("{MAX_WAITING} password hashes are already waiting")]
+pub struct HasherBusy;
+
 struct HasherInner {
     params: Params,
     permits: Semaphore,
+    num_waiting: AtomicUsize,
     /// A hash of a random password, verified against when the account is unknown, so that an
     /// unknown account costs the same time as a wrong password.
     dummy_hash: String,
@@ -66,12 +78,19 @@ impl PasswordHasher {
         let dummy_hash = tokio::task::spawn_blocking(move || hash_blocking(&dummy_params, dummy_password.as_bytes()))
             .await
             .context("the dummy hash task failed")??;
-        Ok(PasswordHasher { inner: Arc::new(HasherInner { params, permits: Semaphore::new(permits), dummy_hash }) })
+        Ok(PasswordHasher {
+            inner: Arc::new(HasherInner {
+                params,
+                permits: Semaphore::new(permits),
+                num_waiting: AtomicUsize::new(0),
+                dummy_hash,
+            }),
+        })
     }
 
     /// The PHC string of `password`, salted at random.
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {
-        let _permit = self.inner.permits.acquire().await.context("the hasher is closed")?;
+        let _permit = self.permit().await?;
         let params = self.inner.params.clone();
         tokio::task::spawn_blocking(move || hash_blocking(&params, password.as_bytes()))
             .await
@@ -81,13 +100,29 @@ impl PasswordHasher {
     /// Whether `password` matches `stored` (a PHC string). With no stored hash (unknown account)
     /// it verifies against the dummy hash, so both take the same time, and answers `false`.
     pub async fn verify(&self, password: String, stored: Option<String>) -> anyhow::Result<bool> {
-        let _permit = self.inner.permits.acquire().await.context("the hasher is closed")?;
+        let _permit = self.permit().await?;
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let matches = tokio::task::spawn_blocking(move || verify_blocking(password.as_bytes(), &stored))
             .await
             .context("the verification task failed")??;
         Ok(known && matches)
+    }
+
+    /// A CPU permit, waiting behind at most [`MAX_WAITING`] others; [`HasherBusy`] beyond.
+    async fn permit(&self) -> anyhow::Result<tokio::sync::SemaphorePermit<'_>> {
+        if let Ok(permit) = self.inner.permits.try_acquire() {
+            return Ok(permit);
+        }
+        let num_waiting = &self.inner.num_waiting;
+        if num_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            num_waiting.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("emporium_auth_hashes_refused_total").increment(1);
+            return Err(anyhow::Error::new(HasherBusy));
+        }
+        let permit = self.inner.permits.acquire().await;
+        num_waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.context("the hasher is closed")
     }
 
     /// Whether `stored` was made with other parameters than the current ones (re-hash it at the
@@ -134,6 +169,29 @@ pub fn params_of(settings: PasswordHashing) -> anyhow::Result<Params> {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_the_waiting_bound_a_hash_is_refused_at_once() {
+        let hasher =
+            PasswordHasher::new(PasswordHashing { memory_kib: 8, iterations: 1, parallelism: 1 }).await.unwrap();
+        let held: Vec<_> = (0..hasher.inner.permits.available_permits())
+            .map(|_| hasher.inner.permits.try_acquire().unwrap())
+            .collect();
+        hasher.inner.num_waiting.store(MAX_WAITING, Ordering::SeqCst);
+        let refused = hasher.verify("x".to_string(), None).await.unwrap_err();
+        assert!(refused.is::<HasherBusy>());
+        assert_eq!(hasher.inner.num_waiting.load(Ordering::SeqCst), MAX_WAITING, "the refusal did not count");
+        let answer = crate::error::AuthError::from(refused).to_service_error();
+        assert_eq!((answer.http_status(), answer.code.as_str()), (503, "auth_busy"));
+        assert!(answer.retry_after_secs.is_some());
+        hasher.inner.num_waiting.store(0, Ordering::SeqCst);
+        let waiting = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.verify("x".to_string(), None).await }
+        });
+        drop(held);
+        assert!(!waiting.await.unwrap().unwrap(), "a waiting hash runs once a permit is free");
+    }
+
     use std::time::Instant;
 
     use super::*;
