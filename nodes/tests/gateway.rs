@@ -298,6 +298,15 @@ async fn admin_access_tokens_read_the_operator_endpoints() {
     }
     let (status, nodes) = api.get("/api/v1/cluster/nodes", Some(&admin)).await;
     assert_eq!(status, 200, "{nodes}");
+    assert_eq!(nodes["source"], "registry", "{nodes}");
+    // Heartbeat times are the registry's, fresh: they move on while nothing else changes.
+    let first_beat = nodes["nodes"][0]["instances"][0]["lastHeartbeatAt"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(10), "another lastHeartbeatAt", || async {
+        let (_, nodes) = api.get("/api/v1/cluster/nodes", Some(&admin)).await;
+        let beat = nodes["nodes"][0]["instances"][0]["lastHeartbeatAt"].as_str().map(str::to_string);
+        beat.filter(|beat| *beat != first_beat).map(|_| ())
+    })
+    .await;
     assert_eq!(api.get("/api/v1/cluster/nodes", Some(&customer)).await.0, 403);
     let refresh = client().post(node.url("/registry/v1/config/refresh")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(refresh.status().as_u16(), 401, "registry writes take the cluster credential only");

@@ -240,6 +240,11 @@ impl Node {
         &self.options.secret
     }
 
+    /// The client of the registry this node follows.
+    pub fn registry_client(&self) -> &RegistryClient {
+        &self.registry_client
+    }
+
     /// Who may read the operator endpoints: the cluster credential, and admin access tokens
     /// once a service (the gateway) installs its check.
     pub fn operator_access(&self) -> &OperatorAccess {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use emporium_contracts::ServiceError;
-use emporium_contracts::registry::{ConfigAck, ConfigDocument, Heartbeat, Lease, RegisterInstance, WatchEvent};
+use emporium_contracts::registry::{
+    ConfigAck, ConfigDocument, Heartbeat, InstanceInfo, Lease, RegisterInstance, WatchEvent,
+};
 use futures::{Stream, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -126,6 +128,12 @@ impl RegistryClient {
         let body = serde_json::to_value(ack).expect("acks serialize");
         let path = format!("/registry/v1/instances/{instance_id}/config-ack");
         self.call::<serde_json::Value>(Method::PUT, &path, Some(body)).await.map(|_| ())
+    }
+
+    /// Every registered instance as the registry sees it now (with fresh heartbeat times, which
+    /// the watch stream does not carry).
+    pub async fn instances(&self) -> Result<Vec<InstanceInfo>, RegistryError> {
+        self.call::<Vec<InstanceInfo>>(Method::GET, "/registry/v1/instances", None).await?.ok_or_else(empty_reply)
     }
 
     /// The merged configuration of `service` for `profile`.

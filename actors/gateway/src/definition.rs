@@ -28,6 +28,7 @@ fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>
             routes: setup.catalog().public_routes(),
             openapi: setup.catalog().public_openapi(),
             settings: setup.settings::<GatewaySettings>(),
+            registry: Some(setup.node().registry_client().clone()),
         };
         let gateway = start(setup.context(), options)?;
         // Public traffic is answered from the start (503 `auth_unavailable` with Retry-After

@@ -10,6 +10,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
 use emporium_cluster::edge::{AdminCaller, ApiError, error_response, json_config, path_config, query_config};
 use emporium_cluster::node::RouteMount;
+use emporium_cluster::registry_client::RegistryClient;
 use emporium_cluster::routes_kit::{BearerSecurity, EdgeResponses};
 use emporium_cluster::{Cluster, ServiceContext, ServiceHandle};
 use emporium_contracts::ServiceError;
@@ -35,6 +36,9 @@ pub struct GatewayOptions {
     pub openapi: Vec<utoipa::openapi::OpenApi>,
     /// The `[gateway]` section: limits, budgets and the user check's policy.
     pub settings: GatewaySettings,
+    /// The registry, asked for fresh heartbeat times by `/api/v1/cluster/nodes` (the
+    /// directory's copy is as of each instance's last change); `None`: the directory only.
+    pub registry: Option<RegistryClient>,
 }
 
 /// A running gateway.
@@ -92,6 +96,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     EdgeResponses.modify(&mut document);
     let document = web::Data::new(serde_json::to_value(&document)?);
     let cluster = web::Data::new(ctx.cluster.clone());
+    let registry = web::Data::new(options.registry.clone());
     let routes = options.routes;
     let body_limit = options.settings.body_limit_bytes;
     let address = options.listener.local_addr()?;
@@ -100,6 +105,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
             .wrap(middleware::from_fn(edge))
             .app_data(state.clone())
             .app_data(cluster.clone())
+            .app_data(registry.clone())
             .app_data(document.clone())
             .app_data(json_config(body_limit))
             .app_data(query_config())
@@ -204,6 +210,9 @@ struct ClusterNode {
 struct ClusterNodes {
     /// The registry could not be reached lately: this is the last directory it sent.
     stale: bool,
+    /// Where the instances come from: `registry` (asked now: heartbeat times are fresh) or
+    /// `directory` (this gateway's copy, when the registry did not answer within 500 ms).
+    source: &'static str,
     /// The version of the registry's state this directory reflects.
     registry_version: u64,
     /// The registry paused evictions because most leases lapsed at once.
@@ -224,10 +233,21 @@ struct ClusterNodes {
         (status = 403, description = "Not an admin"),
     )
 )]
-async fn cluster_nodes(_admin: AdminCaller, cluster: web::Data<Cluster>) -> Result<HttpResponse, ApiError> {
+async fn cluster_nodes(
+    _admin: AdminCaller,
+    cluster: web::Data<Cluster>,
+    registry: web::Data<Option<RegistryClient>>,
+) -> Result<HttpResponse, ApiError> {
     let directory = cluster.directory().snapshot();
+    let fresh = match registry.get_ref() {
+        Some(registry) => {
+            tokio::time::timeout(Duration::from_millis(500), registry.instances()).await.ok().and_then(Result::ok)
+        }
+        None => None,
+    };
+    let source = if fresh.is_some() { "registry" } else { "directory" };
     let mut nodes: BTreeMap<String, ClusterNode> = BTreeMap::new();
-    for instance in directory.instances {
+    for instance in fresh.unwrap_or(directory.instances) {
         let node = nodes.entry(instance.node_id.clone()).or_insert_with(|| ClusterNode {
             node_id: instance.node_id.clone(),
             address: instance.address.clone(),
@@ -239,6 +259,7 @@ async fn cluster_nodes(_admin: AdminCaller, cluster: web::Data<Cluster>) -> Resu
     }
     Ok(HttpResponse::Ok().json(ClusterNodes {
         stale: directory.stale,
+        source,
         registry_version: directory.version,
         self_preservation: directory.registry.self_preservation,
         nodes: nodes.into_values().collect(),

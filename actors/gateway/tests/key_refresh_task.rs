@@ -25,6 +25,7 @@ async fn the_key_refresh_is_a_supervised_task_that_ends_on_the_stop_signal() {
         routes: Vec::new(),
         openapi: Vec::new(),
         settings: emporium_gateway::GatewaySettings::default(),
+        registry: None,
     };
     let gateway = emporium_gateway::start(ctx.clone(), options).unwrap();
 
