@@ -156,7 +156,10 @@ async fn refresh(
     path = "/api/v1/auth/logout",
     operation_id = "auth_logout",
     tag = "auth",
-    request_body(content = Option<LogoutRequest>, description = "Optional: the refresh token to revoke"),
+    request_body(
+        content = ref("#/components/schemas/LogoutRequest"),
+        description = "Optional (no body, or a JSON object): the refresh token to revoke"
+    ),
     responses(
         (status = 204, description = "Signed out"),
         (status = 400, description = "`malformed_json`, `invalid_body`", body = ErrorBody),
@@ -225,6 +228,7 @@ async fn jwks(cluster: web::Data<Cluster>, context: RequestContext) -> ApiResult
         (status = 401, description = "`missing_token` or an invalid access token", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`last_admin`: the only admin account cannot be deleted", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -250,6 +254,7 @@ async fn delete_user(
         (status = 200, description = "The new key id and every key id still verifying", body = SigningKeyRotated),
         (status = 401, description = "`missing_token` or an invalid access token", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 429, description = "`rotation_too_soon`: at most one rotation per `auth.key_rotation_min_interval_secs` (Retry-After)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -22,30 +22,56 @@ pub struct RegisterRequest {
     /// 3 to 32 characters: letters, digits, `.`, `_`, `-`; unique regardless of case.
     #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9._-]{3,32}$", example = "ada")]
     pub username: String,
-    /// An email address (at most 254 characters); unique regardless of case.
-    #[schema(max_length = 254, example = "ada@example.com")]
+    /// An email address (at most 254 characters); unique regardless of case: one `@` after a
+    /// non-empty local part, then a domain of at least two non-empty dot-separated labels; no
+    /// whitespace or control characters anywhere (surrounding whitespace is trimmed).
+    #[schema(
+        min_length = 5,
+        max_length = 254,
+        pattern = r"^[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^.@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+(\.[^.@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)+$",
+        example = "ada@example.com"
+    )]
     pub email: String,
-    /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100, example = "Ada Lovelace")]
+    /// 1 to 100 characters (surrounding whitespace trimmed), not blank, without control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Ada Lovelace"
+    )]
     pub full_name: String,
-    /// 8 to 1024 bytes.
-    #[schema(format = Password, min_length = 8, max_length = 1024)]
+    /// 8 to 1024 bytes of UTF-8. Documented as 8 to 256 characters, so that every documented
+    /// password fits in 1024 bytes (a character takes up to 4).
+    #[schema(format = Password, min_length = 8, max_length = 256)]
     pub password: String,
 }
 
 /// `POST /api/v1/auth/login` body: `email` or `username`, and the password.
+///
+/// The service takes either name: a non-blank `email` wins, else a non-blank `username`, and
+/// neither is 400 `invalid_login`. A schema cannot say "one of the two", so it documents the
+/// simplest form that always works: `username` required; `email` optional.
 #[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
-    /// The email address to sign in with (wins when both are given).
+    /// The email address to sign in with (wins over `username` when not blank).
     #[serde(default)]
-    #[schema(example = "ada@example.com")]
     pub email: Option<String>,
-    /// Or the username.
+    /// The username (as registered: 3 to 32 letters, digits, `.`, `_`, `-`; any case); may be
+    /// left out when `email` is given.
     #[serde(default)]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9._-]{3,32}$",
+        example = "ada"
+    )]
     pub username: Option<String>,
-    /// The password.
-    #[schema(format = Password)]
+    /// The password (as registered: at least 8 bytes).
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
     pub password: String,
 }
 

@@ -42,17 +42,20 @@ pub struct Availability {
     pub in_stock: bool,
 }
 
-/// `PUT /api/v1/inventory/{sku}` body.
+/// `PUT /api/v1/inventory/{sku}` body: each level 0 to 1,000,000,000,000.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetStockRequest {
-    /// Units that can be sold.
+    /// Units that can be sold (0 to 1,000,000,000,000).
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub available: i64,
-    /// Reorder level.
+    /// Reorder level (0 to 1,000,000,000,000; default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub reorder_level: i64,
-    /// Reorder quantity.
+    /// Reorder quantity (0 to 1,000,000,000,000; default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub reorder_quantity: i64,
 }
 
@@ -60,9 +63,18 @@ pub struct SetStockRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdjustStockRequest {
-    /// Units to add (positive) or remove (negative).
+    /// Units to add (positive) or remove (negative): non-zero, at most 1,000,000,000,000 either
+    /// way. A schema cannot say "non-zero", so the document lists the additions only
+    /// (1 to 1,000,000,000,000); removals (-1,000,000,000,000 to -1) are taken as well.
+    #[schema(minimum = 1, maximum = 1000000000000_i64)]
     pub delta: i64,
-    /// Why (recorded with the change).
+    /// Why (recorded with the change): 1 to 200 characters once trimmed, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+        example = "restock"
+    )]
     pub reason: String,
 }
 

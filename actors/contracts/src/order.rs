@@ -47,9 +47,11 @@ impl OrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderItemRequest {
-    /// The SKU.
+    /// The SKU (1 to 64 letters, digits, `.`, `_`, `-`, starting with a letter or a digit).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "MUG-01")]
     pub sku: String,
     /// How many (1 to 1,000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
@@ -58,8 +60,11 @@ pub struct OrderItemRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentRequest {
     /// `card`.
+    #[schema(schema_with = payment_method_schema)]
     pub method: String,
-    /// The card token from the payment provider (`tok_visa` with the simulated processor).
+    /// The card token from the payment provider (`tok_visa` with the simulated processor): 1 to
+    /// 128 visible ASCII characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$", example = "tok_visa")]
     pub token: String,
 }
 
@@ -67,12 +72,32 @@ pub struct PaymentRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderRequest {
-    /// The lines (1 to 50, each SKU once).
+    /// The lines: 1 to 50, each SKU on one line only (a SKU on two lines is 400
+    /// `duplicate_sku`; a schema can only say that the lines differ, not that their SKUs do).
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderItemRequest>,
     /// ISO 4217 code; every product must be priced in it.
+    #[schema(schema_with = order_currency_schema)]
     pub currency: String,
     /// How to pay.
     pub payment: PaymentRequest,
+}
+
+/// The OpenAPI schema of [`PlaceOrderRequest::currency`]: every currency Emporium prices in.
+fn order_currency_schema() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["USD", "EUR", "GBP", "CHF", "CAD", "JPY"]))
+        .description(Some("ISO 4217 code; every product must be priced in it."))
+        .examples([serde_json::json!("USD")])
+}
+
+/// The OpenAPI schema of [`PaymentRequest::method`]: the only method taken.
+fn payment_method_schema() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["card"]))
+        .description(Some("`card`."))
 }
 
 /// One line of an order, with the price it was taken at.

@@ -40,26 +40,87 @@ pub struct ProductView {
 }
 
 /// `POST /api/v1/products` and `PUT /api/v1/products/{id}` body.
+///
+/// `price` must be an amount of `currency` (digits, at most as many decimals as the currency
+/// has, at most a billion). The service also takes `JPY` (whole amounts only, up to
+/// 100000000000); a schema cannot tie the decimals of `price` to `currency`, so the document
+/// lists only the currencies with 2 decimals, for which every documented price is valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductRequest {
-    /// Stock keeping unit (1 to 64 letters, digits, `.`, `_`, `-`).
+    /// Stock keeping unit (1 to 64 letters, digits, `.`, `_`, `-`, starting with a letter or a
+    /// digit).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "MUG-01")]
     pub sku: String,
-    /// Name (1 to 200 characters).
+    /// Name (1 to 200 characters, not blank, without control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Coffee mug"
+    )]
     pub name: String,
     /// Description (at most 5,000 characters).
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
-    /// Price, a decimal string.
+    /// Price, a decimal string: up to 12 digits (at most 1000000000), then at most 2 decimals
+    /// (`19.99`); no sign, no exponent.
+    #[schema(pattern = r"^(0{0,3}[0-9]{1,9}(\.[0-9]{1,2})?|0{0,2}1000000000(\.0{1,2})?)$", example = "19.99")]
     pub price: String,
-    /// ISO 4217 code.
+    /// ISO 4217 code: `USD`, `EUR`, `GBP`, `CHF` or `CAD` (and `JPY` with a whole amount, see
+    /// above).
+    #[schema(schema_with = product_currency_schema)]
     pub currency: String,
-    /// Category (1 to 64 characters).
+    /// Category (1 to 64 characters, not blank, without control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "kitchen"
+    )]
     pub category: String,
-    /// Free attributes.
+    /// Free attributes: at most 50; keys of 1 to 64 letters, digits, `_`, `-`; values strings
+    /// (at most 1,000 characters), numbers or booleans.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = attributes_schema)]
     pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+/// The OpenAPI schema of [`ProductRequest::currency`]: the currencies with 2 decimals.
+fn product_currency_schema() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["USD", "EUR", "GBP", "CHF", "CAD"]))
+        .description(Some(
+            "ISO 4217 code: `USD`, `EUR`, `GBP`, `CHF` or `CAD` (`JPY` is also taken, with a whole `price`).",
+        ))
+        .examples([serde_json::json!("USD")])
+}
+
+/// The OpenAPI schema of [`ProductRequest::attributes`], as `check_attributes` of the product
+/// service reads them.
+fn attributes_schema() -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .pattern(Some("^[A-Za-z0-9_-]{1,64}$"));
+    let value = ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Number, Type::Boolean]))
+        .max_length(Some(1000))
+        .maximum(Some(utoipa::Number::Int(i64::MAX as isize)));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(key))
+        .additional_properties(Some(value))
+        .max_properties(Some(50))
+        .description(Some(
+            "Free attributes: at most 50; keys of 1 to 64 letters, digits, `_`, `-`; values strings (at most 1,000 \
+             characters), numbers (integers at most 9223372036854775807) or booleans.",
+        ))
+        .examples([serde_json::json!({"color": "red", "capacityMl": 350, "dishwasherSafe": true})])
 }
 
 /// Sort orders of the product list (a fixed list: anything else is refused).

@@ -42,7 +42,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// Set a SKU's stock (admin). Only for a SKU the catalog knows: stock of a product nobody can
 /// order would be a typo nobody sees (422 `unknown_sku`; 503 while the catalog is away).
 #[utoipa::path(put, path = "/api/v1/inventory/{sku}", tag = "inventory", request_body = SetStockRequest,
-    params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The SKU (1 to 64 letters, digits, `.`, `_`, `-`, starting with a letter or a digit)",
+        min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), security(("bearer" = [])),
     responses((status = 200, description = "The stock of the SKU", body = StockView), (status = 400, description = "Invalid values"),
         (status = 401, description = "No or bad token"), (status = 403, description = "Not an admin"),
         (status = 422, description = "No product has this SKU (unknown_sku)"),
@@ -66,7 +67,8 @@ async fn set_stock(
 
 /// Add or remove units of a SKU with a reason (admin); never below zero.
 #[utoipa::path(post, path = "/api/v1/inventory/{sku}/adjust", tag = "inventory", request_body = AdjustStockRequest,
-    params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The SKU (1 to 64 letters, digits, `.`, `_`, `-`, starting with a letter or a digit)",
+        min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), security(("bearer" = [])),
     responses((status = 200, description = "The stock of the SKU", body = StockView), (status = 404, description = "Unknown SKU"),
         (status = 409, description = "Would go below zero (insufficient_stock)"), (status = 403, description = "Not an admin")))]
 async fn adjust_stock(
@@ -82,7 +84,8 @@ async fn adjust_stock(
 
 /// One SKU's stock.
 #[utoipa::path(get, path = "/api/v1/inventory/{sku}", tag = "inventory",
-    params(("sku" = String, Path, description = "The SKU")), security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The SKU (1 to 64 letters, digits, `.`, `_`, `-`, starting with a letter or a digit)",
+        min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), security(("bearer" = [])),
     responses((status = 200, description = "The stock of the SKU", body = StockView), (status = 404, description = "Unknown SKU")))]
 async fn get_stock(
     _caller: AuthenticatedCaller,
@@ -117,7 +120,9 @@ async fn list_stock(
 
 /// Availability of SKUs: `?sku=A&sku=B` (1 to 100).
 #[utoipa::path(get, path = "/api/v1/inventory/availability", tag = "inventory",
-    params(("sku" = Vec<String>, Query, description = "A SKU; repeat for several")), security(("bearer" = [])),
+    params(("sku" = Vec<String>, Query, description = "A SKU (1 to 64 letters, digits, `.`, `_`, `-`, starting with a \
+        letter or a digit); repeat for several, 1 to 100", min_items = 1, max_items = 100, min_length = 1, max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), security(("bearer" = [])),
     responses((status = 200, description = "Availability of each SKU asked for", body = [Availability]), (status = 400, description = "No or bad SKU")))]
 async fn availability(
     _caller: AuthenticatedCaller,

@@ -52,7 +52,8 @@ async fn ask<M: Request>(cluster: &Cluster, message: M, context: &RequestContext
 /// Place an order. The same `Idempotency-Key` with the same body answers the same order;
 /// with another body, 422.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 128 characters")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 128 visible ASCII characters",
+        nullable = false, min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$")),
     security(("bearer" = [])),
     responses(
         (status = 201, body = OrderView, description = "Placed (also the answer to a repeated request)"),
@@ -121,10 +122,13 @@ async fn cancel_order(
 #[into_params(parameter_in = Query)]
 pub struct OrderListQuery {
     /// `PENDING_PAYMENT`, `CONFIRMED` or `CANCELLED`.
+    #[param(value_type = Option<OrderStatus>)]
     pub status: Option<String>,
-    /// Placed at or after: RFC 3339 or `YYYY-MM-DD`.
+    /// Placed at or after: RFC 3339 (documented) or `YYYY-MM-DD` (also taken).
+    #[param(format = DateTime)]
     pub from: Option<String>,
-    /// Placed before: RFC 3339 or `YYYY-MM-DD`.
+    /// Placed before: RFC 3339 (documented) or `YYYY-MM-DD` (also taken).
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 

@@ -36,7 +36,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PaymentListQuery {
-    /// Only the payment of this order.
+    /// Only the payment of this order (an order id: 1 to 64 visible ASCII characters).
+    #[param(min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
     pub order_id: Option<String>,
 }
 
@@ -56,7 +57,8 @@ async fn list_payments(
 
 /// One payment; 404 `payment_not_found` for someone else's (unless admin).
 #[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
-    params(("id" = String, Path, description = "The payment's id")), security(("bearer" = [])),
+    params(("id" = String, Path, description = "The payment's id (1 to 64 visible ASCII characters)", min_length = 1,
+        max_length = 64, pattern = "^[!-~]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "The payment", body = PaymentView), (status = 404, description = "No such payment of the caller (payment_not_found)"),
         (status = 401, description = "No or bad token")))]
 async fn get_payment(

@@ -68,17 +68,36 @@ async fn create_product(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ProductListQuery {
-    /// Exact category.
+    /// Exact category (1 to 64 characters, not blank, without control characters); empty means
+    /// any.
+    #[param(
+        max_length = 64,
+        pattern = r"^([^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*)?$"
+    )]
     pub category: Option<String>,
     /// Words that must all appear, as whole words, in the name or description (case and
-    /// accents ignored; anything but letters, digits and `_` separates words).
+    /// accents ignored; anything but letters, digits and `_` separates words): at most 200
+    /// characters and 10 different words. The pattern documents a subset that always fits:
+    /// ASCII, at most 10 runs of letters, digits and `_`.
+    #[param(
+        max_length = 200,
+        pattern = r"^[ -/:-@\[-^`{-~]*([A-Za-z0-9_]+[ -/:-@\[-^`{-~]+){0,9}[A-Za-z0-9_]*[ -/:-@\[-^`{-~]*$"
+    )]
     pub q: Option<String>,
-    /// Lowest price, a decimal (`9.99`), in each product's own currency.
+    /// Lowest price, a decimal (`9.99`: digits, at most 2 decimals, no sign), in each product's
+    /// own currency; empty means none. It must not be above `maxPrice` (400
+    /// `invalid_price_range`): a schema cannot compare two parameters, so the document lists
+    /// the bounds below 1000 here and those from 1000 for `maxPrice`, every pair of which is
+    /// accepted. Any amount up to 1000000000 is taken for either bound.
+    #[param(pattern = r"^([0-9]{1,3}(\.[0-9]{1,2})?)?$", example = "9.99")]
     pub min_price: Option<String>,
-    /// Highest price, a decimal.
+    /// Highest price, a decimal (digits, at most 2 decimals, no sign, at most 1000000000);
+    /// empty means none. Documented from 1000 (see `minPrice`).
+    #[param(pattern = r"^([1-9][0-9]{3,8}(\.[0-9]{1,2})?|1000000000(\.0{1,2})?)?$", example = "1000")]
     pub max_price: Option<String>,
     /// `price,asc`, `price,desc`, `name,asc`, `name,desc`, `createdAt,desc` (default) or
-    /// `createdAt,asc`.
+    /// `createdAt,asc`; empty means the default.
+    #[param(pattern = "^(price,asc|price,desc|name,asc|name,desc|createdAt,desc|createdAt,asc)?$")]
     pub sort: Option<String>,
 }
 
