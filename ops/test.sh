@@ -54,6 +54,13 @@ ensure_smtp_test_server() {
     ops/smtp/install.sh >/dev/null || die "could not install the test SMTP server (ops/smtp/install.sh)"
 }
 
+ensure_debian_package() { # ensure_debian_package COMMAND PACKAGE: apt-get install when missing
+    command -v "$1" >/dev/null 2>&1 && return 0
+    say "installing $2 (apt-get)"
+    { apt-get install -y -q "$2" || { apt-get update -q && apt-get install -y -q "$2"; }; } >/dev/null 2>&1 \
+        || die "$1 is needed and apt-get could not install $2"
+}
+
 ensure_mariadb
 ensure_rabbitmq
 ensure_smtp_test_server
@@ -62,6 +69,11 @@ ensure_mongodb_compatible_server
 export EMPORIUM_TEST_MYSQL_URL="${EMPORIUM_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306}"
 export EMPORIUM_TEST_AMQP_URL="${EMPORIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 say "services: MariaDB, RabbitMQ, a MongoDB-compatible server ($EMPORIUM_TEST_MONGODB_URL) and the test SMTP server are ready"
+
+say "docker-compose.yml (docker-compose config, and against API.md)"
+ensure_debian_package docker-compose docker-compose
+# Debian's python3, which has PyYAML since docker-compose depends on it.
+/usr/bin/python3 ops/compose_check.py
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Checks docker-compose.yml (issue 13, item 7) without a Docker engine: `docker-compose config`
+must accept it, and what it says about Emporium must agree with ../shared/API.md and the code:
+
+  - every role API.md lists (except `all`) runs as its own service from the one image, with
+    `--role <role>`, a health check on the node listener's /health/ready, and `depends_on` the
+    registry being healthy (the registry itself excepted);
+  - the gateway publishes API.md's default public port (8080), the registry its node port (8761);
+  - every variable the Emporium services get is an `EMPORIUM_*` variable API.md documents, and
+    every store URL points at a service of the file;
+  - the stores, the broker and the mail catcher the URLs name have health checks.
+
+    /usr/bin/python3 ops/compose_check.py    # exit 1 with the reasons when something disagrees
+
+ops/test.sh runs it with Debian's python3 (docker-compose depends on python3-yaml).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+API = ROOT.parent / "shared" / "API.md"
+
+
+def main() -> int:
+    rendered = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+                              capture_output=True, text=True, cwd=ROOT)
+    if rendered.returncode != 0:
+        print(f"docker-compose config refused docker-compose.yml:\n{rendered.stderr}", file=sys.stderr)
+        return 1
+    services = yaml.safe_load(rendered.stdout)["services"]
+    api = API.read_text() if API.exists() else (ROOT / "README.md").read_text()
+    role_row = next(line for line in api.splitlines() if line.startswith("| `--role`"))
+    roles = [role.strip() for role in role_row.split("|")[4].split(":")[1].split(",") if role.strip() != "all"]
+    problems: list[str] = []
+
+    emporium = {name: service for name, service in services.items() if service.get("image") == "emporium:local"}
+    for role in roles:
+        service = emporium.get(role)
+        if service is None:
+            problems.append(f"no service runs the {role} role")
+            continue
+        command = service.get("command", [])
+        if command[:2] != ["--role", role]:
+            problems.append(f"{role}: command {command} does not start with --role {role}")
+        test = " ".join(service.get("healthcheck", {}).get("test", []))
+        if "/health/ready" not in test:
+            problems.append(f"{role}: no health check on /health/ready")
+        depends = service.get("depends_on", {})
+        if role != "registry" and depends.get("registry", {}).get("condition") != "service_healthy":
+            problems.append(f"{role}: does not wait for a healthy registry")
+    for name in emporium:
+        if name not in roles:
+            problems.append(f"service {name} runs the image but is no role of API.md")
+
+    published = {name: [str(port.get("published")) for port in service.get("ports", [])]
+                 for name, service in emporium.items()}
+    if "8080" not in published.get("gateway", []):
+        problems.append("the gateway does not publish 8080")
+    if "8761" not in published.get("registry", []):
+        problems.append("the registry does not publish 8761")
+
+    for name, service in emporium.items():
+        for variable, value in (service.get("environment") or {}).items():
+            if not variable.startswith("EMPORIUM_"):
+                problems.append(f"{name}: {variable} is not an Emporium variable")
+            elif not re.search(rf"`{re.escape(variable)}`", api):
+                problems.append(f"{name}: {variable} is not documented in API.md")
+            for url_variable, host_service in [("EMPORIUM_MYSQL_URL", "mariadb"), ("EMPORIUM_MONGODB_URL", "mongodb"),
+                                               ("EMPORIUM_AMQP_URL", "rabbitmq"), ("EMPORIUM_SMTP_URL", "mailpit")]:
+                if variable == url_variable:
+                    if f"@{host_service}:" not in str(value) and f"//{host_service}:" not in str(value):
+                        problems.append(f"{name}: {variable} does not point at the {host_service} service")
+                    if "healthcheck" not in services.get(host_service, {}):
+                        problems.append(f"{host_service} has no health check")
+
+    if problems:
+        print("docker-compose.yml disagrees with API.md:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print(f"docker-compose.yml: {len(services)} services, the {len(roles)} roles agree with API.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
