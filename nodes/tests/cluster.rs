@@ -341,10 +341,13 @@ async fn metrics_show_asks_actors_breakers_and_leases() {
         "emporium_ask_duration_seconds_bucket{service=\"echo\",message=\"Echo\",path=\"remote\"",
         "emporium_breaker_state{service=\"echo\"} 0",
         "emporium_actor_mailbox_depth{actor=\"probe/caller\"}",
-        "emporium_actor_restarts{actor=\"probe/caller\"} 0",
+        "emporium_actor_restarts_total{actor=\"probe/caller\"} 0",
         "emporium_cluster_requests_total{service=\"probe\",message=\"RelayEcho\",status=\"200\"}",
         "emporium_http_requests_total{listener=\"cluster\",route=\"/cluster/v1/ask/{service}/{message}\"",
         "emporium_directory_stale 0",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "emporium_build_info{version=",
     ] {
         assert!(probe_metrics.contains(expected), "missing {expected} in:\n{probe_metrics}");
     }

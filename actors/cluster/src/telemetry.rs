@@ -51,10 +51,68 @@ impl Telemetry {
         self.filter.reload(filter).map_err(|error| error.to_string())
     }
 
-    /// The Prometheus text of every metric.
+    /// The Prometheus text of every metric, the process's own (`process_*`, read from /proc
+    /// now) and `emporium_build_info` included.
     pub fn render_metrics(&self) -> String {
+        export_process_metrics();
+        metrics::gauge!("emporium_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         self.metrics.run_upkeep();
         self.metrics.render()
+    }
+}
+
+/// The standard process metrics of the Prometheus client libraries, from /proc/self (Linux;
+/// nothing elsewhere): CPU seconds, resident and virtual memory, open file descriptors, threads
+/// and the start time.
+fn export_process_metrics() {
+    let Some(process) = ProcessStats::read() else { return };
+    // A gauge because this recorder's counters are whole numbers: `rate()` reads it all the same.
+    metrics::gauge!("process_cpu_seconds_total").set(process.cpu_seconds);
+    metrics::gauge!("process_resident_memory_bytes").set(process.resident_bytes as f64);
+    metrics::gauge!("process_virtual_memory_bytes").set(process.virtual_bytes as f64);
+    metrics::gauge!("process_open_fds").set(process.open_fds as f64);
+    metrics::gauge!("process_threads").set(process.threads as f64);
+    metrics::gauge!("process_start_time_seconds").set(process.start_time_seconds);
+}
+
+/// What /proc says about this process.
+#[derive(Debug, Clone, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    open_fds: usize,
+    threads: u64,
+    start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime ").and_then(|seconds| seconds.trim().parse::<f64>().ok()))?;
+        let open_fds = std::fs::read_dir("/proc/self/fd").map(|entries| entries.count()).unwrap_or(0);
+        Self::parse(&stat, boot_time, open_fds)
+    }
+
+    /// From the text of /proc/self/stat (fields after the command name, which may hold spaces),
+    /// with clock ticks of 100 Hz and pages of 4 KiB, as on every Linux this runs on.
+    fn parse(stat: &str, boot_time: f64, open_fds: usize) -> Option<ProcessStats> {
+        const TICKS_PER_SECOND: f64 = 100.0;
+        const PAGE_BYTES: u64 = 4096;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // After the command: state is field 3, so field N of proc(5) is fields[N - 3].
+        let field = |n: usize| fields.get(n - 3).and_then(|value| value.parse::<u64>().ok());
+        Some(ProcessStats {
+            cpu_seconds: (field(14)? + field(15)?) as f64 / TICKS_PER_SECOND,
+            threads: field(20)?,
+            start_time_seconds: boot_time + field(22)? as f64 / TICKS_PER_SECOND,
+            virtual_bytes: field(23)?,
+            resident_bytes: field(24)? * PAGE_BYTES,
+            open_fds,
+        })
     }
 }
 /// The `method` label of the HTTP metrics: the standard methods by name, anything else
@@ -73,5 +131,30 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
         Method::TRACE => "TRACE",
         Method::CONNECT => "CONNECT",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod process_tests {
+    use super::ProcessStats;
+
+    #[test]
+    fn proc_self_stat_is_read_field_by_field() {
+        let stat = "4242 (emporium (node)) S 1 4242 4242 0 -1 4194560 2000 0 0 0 250 50 0 0 20 0 7 0 \
+                    123400 104857600 2560 18446744073709551615";
+        let stats = ProcessStats::parse(stat, 1_800_000_000.0, 12).unwrap();
+        assert_eq!(
+            stats,
+            ProcessStats {
+                cpu_seconds: 3.0,
+                resident_bytes: 2560 * 4096,
+                virtual_bytes: 104_857_600,
+                open_fds: 12,
+                threads: 7,
+                start_time_seconds: 1_800_001_234.0,
+            }
+        );
+        assert!(ProcessStats::parse("garbage", 0.0, 0).is_none());
+        assert!(ProcessStats::read().is_some(), "this test runs on Linux");
     }
 }

@@ -183,7 +183,6 @@ impl<B: Behavior> Supervised for Cell<B> {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.behavior = (self.factory)();
         self.monitor.record_restart();
-        metrics::counter!("emporium_actor_restarts_total", "actor" => self.monitor.path().to_string()).increment(1);
         self.restart_window.admit(Instant::now());
         let attempt = self.restart_window.num_recent().saturating_sub(1) as u32;
         self.pending_backoff = Some(self.backoff.delay(attempt));

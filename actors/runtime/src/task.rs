@@ -217,7 +217,6 @@ impl TaskCell {
     fn schedule_restart(&mut self, ctx: &mut Context<Self>) {
         let monitor = self.setup.monitor.clone();
         monitor.record_restart();
-        metrics::counter!("emporium_actor_restarts_total", "actor" => monitor.path().to_string()).increment(1);
         self.setup.restart_window.admit(Instant::now());
         let attempt = self.setup.restart_window.num_recent().saturating_sub(1) as u32;
         let delay = self.setup.backoff.delay(attempt);

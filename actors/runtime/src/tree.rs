@@ -105,7 +105,8 @@ impl SupervisionTree {
         self.inner.services.write().push(service);
     }
 
-    /// Publishes actor gauges (mailbox depth, in flight) to the metrics recorder.
+    /// Publishes the actors' gauges (mailbox depth, in flight) and restart counters to the
+    /// metrics recorder.
     pub fn export_gauges(&self) {
         for service in self.inner.services.read().iter() {
             for monitor in &service.monitors {
@@ -114,7 +115,9 @@ impl SupervisionTree {
                     .set(snapshot.mailbox_depth as f64);
                 metrics::gauge!("emporium_actor_in_flight", "actor" => snapshot.path.clone())
                     .set(snapshot.num_in_flight as f64);
-                metrics::gauge!("emporium_actor_restarts", "actor" => snapshot.path).set(snapshot.num_restarts as f64);
+                // A counter from 0 for every actor, so `increase()` sees the first restart too.
+                metrics::counter!("emporium_actor_restarts_total", "actor" => snapshot.path)
+                    .absolute(snapshot.num_restarts);
             }
         }
     }
