@@ -129,11 +129,6 @@ impl Directory {
         self.version_tx.send_replace(event.version);
     }
 
-    /// Whether instance `id` is known and UP.
-    pub fn is_up(&self, id: &str) -> bool {
-        self.state.read().endpoints.get(id).is_some_and(|endpoint| endpoint.instance.status == InstanceStatus::Up)
-    }
-
     /// The watch stream broke: keep the instances, flag them stale.
     pub fn mark_stale(&self) {
         self.state.write().stale = true;

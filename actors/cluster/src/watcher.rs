@@ -12,8 +12,8 @@ use crate::registry_client::RegistryClient;
 use crate::service_ref::Cluster;
 
 /// Starts following the registry into `cluster`'s directory. `config_version_tx` receives
-/// every configuration version the registry announces. A new instance that comes up lets the
-/// open circuit breaker of its service probe at once.
+/// every configuration version the registry announces. An instance that (re-)registers UP lets
+/// the open circuit breaker of its service probe at once.
 pub fn start(
     client: RegistryClient,
     cluster: Cluster,
@@ -43,9 +43,11 @@ pub fn start(
                                     WatchChange::ConfigChanged { config_version } => Some(*config_version),
                                     _ => None,
                                 };
+                                // Registered (first time, or again after a restart under the
+                                // same id) or back UP: heartbeats do not emit upserts.
                                 let came_up = match &event.change {
                                     WatchChange::InstanceUpserted { instance }
-                                        if instance.status == InstanceStatus::Up && !directory.is_up(&instance.id) =>
+                                        if instance.status == InstanceStatus::Up =>
                                     {
                                         Some(instance.service.clone())
                                     }
