@@ -78,10 +78,10 @@ pub struct ProductListQuery {
     /// Words that must all appear, as whole words, in the name or description (case and
     /// accents ignored; anything but letters, digits and `_` separates words): at most 200
     /// characters and 10 different words. The pattern documents a subset that always fits:
-    /// ASCII, at most 10 runs of letters, digits and `_`.
+    /// Latin script (up to U+024F), at most 10 runs of letters, digits and `_`.
     #[param(
         max_length = 200,
-        pattern = r"^[ -/:-@\[-^`{-~]*([A-Za-z0-9_]+[ -/:-@\[-^`{-~]+){0,9}[A-Za-z0-9_]*[ -/:-@\[-^`{-~]*$"
+        pattern = r"^[\x00-/:-@\[-^`{-\xa9\xab-\xb1\xb4\xb6-\xb8\xbb\xbf\xd7\xf7]*([0-9A-Z_a-z\xaa\xb2\xb3\xb5\xb9\xba\xbc-\xbe\xc0-\xd6\xd8-\xf6\xf8-\u024f]+[\x00-/:-@\[-^`{-\xa9\xab-\xb1\xb4\xb6-\xb8\xbb\xbf\xd7\xf7]+){0,9}[0-9A-Z_a-z\xaa\xb2\xb3\xb5\xb9\xba\xbc-\xbe\xc0-\xd6\xd8-\xf6\xf8-\u024f]*[\x00-/:-@\[-^`{-\xa9\xab-\xb1\xb4\xb6-\xb8\xbb\xbf\xd7\xf7]*$"
     )]
     pub q: Option<String>,
     /// Lowest price, a decimal (`9.99`: digits, at most 2 decimals, no sign), in each product's
