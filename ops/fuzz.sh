@@ -16,7 +16,8 @@
 #    document, an undocumented status, a schema-valid request refused, a non-JSON error ...)
 #    and when the two runs together sent fewer than FUZZ_MIN_REQUESTS (default 5000) requests.
 #
-# ops/test.sh runs it after the test suite. The node's log is kept in the work dir on failure.
+# Not in ops/test.sh yet (see docs/OPERATIONS.md, "The API under abuse"). The node's log is kept in
+# the work dir on failure.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
