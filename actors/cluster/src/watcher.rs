@@ -44,17 +44,24 @@ pub fn start(
                                     _ => None,
                                 };
                                 // Registered (first time, or again after a restart under the
-                                // same id) or back UP: heartbeats do not emit upserts.
-                                let came_up = match &event.change {
+                                // same id) or back UP: heartbeats do not emit upserts. A
+                                // snapshot counts too: a node that just started may have opened
+                                // breakers while it knew no instance yet.
+                                let came_up: Vec<String> = match &event.change {
                                     WatchChange::InstanceUpserted { instance }
                                         if instance.status == InstanceStatus::Up =>
                                     {
-                                        Some(instance.service.clone())
+                                        vec![instance.service.clone()]
                                     }
-                                    _ => None,
+                                    WatchChange::Snapshot { instances, .. } => instances
+                                        .iter()
+                                        .filter(|instance| instance.status == InstanceStatus::Up)
+                                        .map(|instance| instance.service.clone())
+                                        .collect(),
+                                    _ => Vec::new(),
                                 };
                                 directory.apply(event);
-                                if let Some(service) = came_up {
+                                for service in came_up {
                                     call_sites.instance_came_up(&service);
                                 }
                                 if let Some(version) = config_version {
