@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Checks docker-compose.yml (issue 13, item 7) without a Docker engine: `docker-compose config`
-must accept it, and what it says about Emporium must agree with ../shared/API.md and the code:
+must accept it, and what it says about Emporium must agree with the documentation (README.md,
+whose roles table a test checks against the code, and ../shared/API.md when it is next to the
+repository):
 
-  - every role API.md lists (except `all`) runs as its own service from the one image, with
+  - every role of the README's roles table (except `all`) runs as its own service from the one image, with
     `--role <role>`, a health check on the node listener's /health/ready, and `depends_on` the
     registry being healthy (the registry itself excepted);
-  - the gateway publishes API.md's default public port (8080), the registry its node port (8761);
-  - every variable the Emporium services get is an `EMPORIUM_*` variable API.md documents, and
+  - the gateway publishes the default public port (8080), the registry its node port (8761);
+  - every variable the Emporium services get is an `EMPORIUM_*` variable the README or API.md
+    documents (or the variable of a documented flag), and
     every store URL points at a service of the file;
   - the stores, the broker and the mail catcher the URLs name have health checks.
 
@@ -35,10 +38,17 @@ def main() -> int:
         print(f"docker-compose config refused docker-compose.yml:\n{rendered.stderr}", file=sys.stderr)
         return 1
     services = yaml.safe_load(rendered.stdout)["services"]
-    api = API.read_text() if API.exists() else (ROOT / "README.md").read_text()
-    role_row = next(line for line in api.splitlines() if line.startswith("| `--role`"))
-    roles = [role.strip() for role in role_row.split("|")[4].split(":")[1].split(",") if role.strip() != "all"]
+    readme = (ROOT / "README.md").read_text()
+    # The contract when it sits next to the repository (../shared/API.md), and the README always:
+    # its roles table is checked against the code's Role::ALL by a test in nodes/src/services.rs.
+    api = API.read_text() if API.exists() else ""
+    documented = readme + api
+    roles_section = readme.split("## Roles", 1)[1].split("\n## ", 1)[0]
+    roles = [name for name in re.findall(r"^\| `([a-z]+)` \|", roles_section, re.MULTILINE) if name != "all"]
+    flag_variables = {"EMPORIUM_" + flag.upper().replace("-", "_") for flag in re.findall(r"\[--([a-z-]+)", readme)}
     problems: list[str] = []
+    if not roles:
+        problems.append("no roles table found in README.md")
 
     emporium = {name: service for name, service in services.items() if service.get("image") == "emporium:local"}
     for role in roles:
@@ -70,8 +80,8 @@ def main() -> int:
         for variable, value in (service.get("environment") or {}).items():
             if not variable.startswith("EMPORIUM_"):
                 problems.append(f"{name}: {variable} is not an Emporium variable")
-            elif not re.search(rf"`{re.escape(variable)}`", api):
-                problems.append(f"{name}: {variable} is not documented in API.md")
+            elif variable not in flag_variables and not re.search(rf"`{re.escape(variable)}`", documented):
+                problems.append(f"{name}: {variable} is documented neither in README.md nor in API.md")
             for url_variable, host_service in [("EMPORIUM_MYSQL_URL", "mariadb"), ("EMPORIUM_MONGODB_URL", "mongodb"),
                                                ("EMPORIUM_AMQP_URL", "rabbitmq"), ("EMPORIUM_SMTP_URL", "mailpit")]:
                 if variable == url_variable:
@@ -81,9 +91,10 @@ def main() -> int:
                         problems.append(f"{host_service} has no health check")
 
     if problems:
-        print("docker-compose.yml disagrees with API.md:\n  " + "\n  ".join(problems), file=sys.stderr)
+        print("docker-compose.yml disagrees with the documentation:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    print(f"docker-compose.yml: {len(services)} services, the {len(roles)} roles agree with API.md")
+    checked = "README.md and API.md" if api else "README.md (no ../shared/API.md here)"
+    print(f"docker-compose.yml: {len(services)} services, the {len(roles)} roles agree with {checked}")
     return 0
 
 

@@ -70,7 +70,7 @@ export EMPORIUM_TEST_MYSQL_URL="${EMPORIUM_TEST_MYSQL_URL:-mysql://root@127.0.0.
 export EMPORIUM_TEST_AMQP_URL="${EMPORIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 say "services: MariaDB, RabbitMQ, a MongoDB-compatible server ($EMPORIUM_TEST_MONGODB_URL) and the test SMTP server are ready"
 
-say "docker-compose.yml (docker-compose config, and against API.md)"
+say "docker-compose.yml (docker-compose config, and against the documentation)"
 ensure_debian_package docker-compose docker-compose
 # Debian's python3, which has PyYAML since docker-compose depends on it.
 /usr/bin/python3 ops/compose_check.py
