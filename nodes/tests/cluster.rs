@@ -216,6 +216,28 @@ async fn malformed_and_unknown_asks_get_clear_errors() {
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unknown_service")));
     let (status, body) = get_json(&echo.url("/no/such/route")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    // A body over the node listener's limit (8 MiB), refused by actix-web from its
+    // Content-Length before any of it is sent: the envelope all the same.
+    let address = echo.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST /cluster/v1/ask/echo/Echo HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            auth(),
+            9 * 1024 * 1024
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
 }
 
 #[tokio::test]

@@ -88,6 +88,33 @@ pub fn error_response(error: &ServiceError) -> HttpResponse {
     request_error_response(error, None)
 }
 
+/// Whether `response` is an error whose body is not JSON: none of ours, actix-web's own (a body
+/// over the limit while it is read, say). Both listeners rewrite those with [`envelope_for`].
+pub fn is_bare_error<B>(response: &actix_web::dev::ServiceResponse<B>) -> bool {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    response.status().as_u16() >= 400 && !is_json
+}
+
+/// The error envelope for a status actix-web answered with on its own.
+pub fn envelope_for(status: StatusCode) -> HttpResponse {
+    let (code, message) = match status.as_u16() {
+        413 => ("payload_too_large", "the body is larger than the limit"),
+        415 => ("unsupported_media_type", "send the body as application/json"),
+        404 => ("not_found", "no such resource"),
+        405 => ("method_not_allowed", "this path does not take this method"),
+        408 => ("request_timeout", "the request took too long to arrive"),
+        400..=499 => ("bad_request", "the request could not be read"),
+        _ => ("internal_error", INTERNAL_ERROR_MESSAGE),
+    };
+    let mut response = error_response(&ServiceError::new(ErrorKind::from_http_status(status.as_u16()), code, message));
+    *response.status_mut() = status;
+    response
+}
+
 /// The JSON response for `error`, answering the request `request_id_opt`, by the module's error
 /// policy: 429 and 503 carry `Retry-After`; a bug (500) is answered as `internal_error` with a
 /// fixed message and `requestId`, and logged at error level.

@@ -414,6 +414,14 @@ impl Node {
                     let response = service.call(request);
                     async move {
                         let response = response.await?;
+                        // An error actix-web answered itself gets the envelope too.
+                        let response = if crate::edge::is_bare_error(&response) {
+                            let (http_request, bare) = response.into_parts();
+                            let envelope = crate::edge::envelope_for(bare.status());
+                            actix_web::dev::ServiceResponse::new(http_request, envelope).map_into_right_body()
+                        } else {
+                            response.map_into_left_body()
+                        };
                         let status = response.status().as_u16().to_string();
                         metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "cluster", "route" => route, "method" => method)
                             .record(started.elapsed().as_secs_f64());

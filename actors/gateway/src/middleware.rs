@@ -9,7 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
-use emporium_cluster::edge::{RequestContext, error_response};
+use emporium_cluster::edge::{RequestContext, envelope_for, error_response, is_bare_error};
 use emporium_runtime::{CallMeta, LocalRoute, TraceParent};
 use tracing::Instrument;
 
@@ -96,33 +96,6 @@ async fn authenticate(
         UserCheck::Gone => Err(GatewayError::UnknownUser),
         UserCheck::Unanswered => Err(GatewayError::UserCheckUnanswered),
     }
-}
-
-/// Whether `response` is an error whose body is not JSON (none of ours: actix-web's own).
-fn is_bare_error<B>(response: &ServiceResponse<B>) -> bool {
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    response.status().as_u16() >= 400 && !is_json
-}
-
-/// The error envelope for a status actix-web answered with.
-fn envelope_for(status: actix_web::http::StatusCode) -> HttpResponse {
-    use emporium_contracts::{ErrorKind, ServiceError};
-    let (code, message) = match status.as_u16() {
-        413 => ("payload_too_large", "the body is larger than the limit"),
-        415 => ("unsupported_media_type", "send the body as application/json"),
-        404 => ("not_found", "no such resource"),
-        405 => ("method_not_allowed", "this path does not take this method"),
-        408 => ("request_timeout", "the request took too long to arrive"),
-        400..=499 => ("bad_request", "the request could not be read"),
-        _ => ("internal_error", "an unexpected error occurred"),
-    };
-    let mut response = error_response(&ServiceError::new(ErrorKind::from_http_status(status.as_u16()), code, message));
-    *response.status_mut() = status;
-    response
 }
 
 /// The middleware (for `actix_web::middleware::from_fn`).
