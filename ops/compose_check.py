@@ -31,6 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 API = ROOT.parent / "shared" / "API.md"
 
 
+def documented_variable(variable: str, documented: str) -> bool:
+    """`NAME` is named in the documentation; `NAME_FILE` is when `NAME` is (API.md section 6)."""
+    names = [variable] + ([variable.removesuffix("_FILE")] if variable.endswith("_FILE") else [])
+    return any(re.search(rf"`{re.escape(name)}`", documented) for name in names)
+
+
 def main() -> int:
     rendered = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
                               capture_output=True, text=True, cwd=ROOT)
@@ -80,7 +86,7 @@ def main() -> int:
         for variable, value in (service.get("environment") or {}).items():
             if not variable.startswith("EMPORIUM_"):
                 problems.append(f"{name}: {variable} is not an Emporium variable")
-            elif variable not in flag_variables and not re.search(rf"`{re.escape(variable)}`", documented):
+            elif variable not in flag_variables and not documented_variable(variable, documented):
                 problems.append(f"{name}: {variable} is documented neither in README.md nor in API.md")
             for url_variable, host_service in [("EMPORIUM_MYSQL_URL", "mariadb"), ("EMPORIUM_MONGODB_URL", "mongodb"),
                                                ("EMPORIUM_AMQP_URL", "rabbitmq"), ("EMPORIUM_SMTP_URL", "mailpit")]:

@@ -75,6 +75,17 @@ ensure_debian_package docker-compose docker-compose
 # Debian's python3, which has PyYAML since docker-compose depends on it.
 /usr/bin/python3 ops/compose_check.py
 
+say "Prometheus configuration and alert rules (promtool; nodes/tests/prometheus.rs runs the server)"
+ensure_debian_package prometheus prometheus
+promtool check config ops/prometheus/prometheus.yml
+promtool test rules ops/prometheus/rules_test.yml
+
+say "Kubernetes manifests (ops/k8s: schemas, file list, references)"
+ops/check_k8s.sh
+
+say "Grafana provisioning and dashboards (every query names a metric the nodes export)"
+/usr/bin/python3 ops/check_grafana.py
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 

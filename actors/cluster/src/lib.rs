@@ -24,6 +24,7 @@ pub mod directory;
 pub mod edge;
 pub use emporium_runtime::input_errors;
 pub mod live_config;
+pub mod log_format;
 pub mod membership;
 pub mod node;
 pub mod registry_client;

@@ -1,5 +1,6 @@
 //! One telemetry set-up per node: JSON logs on stdout through `tracing` (each line carries
-//! the fields of its span, `trace_id` and `span_id` included), a log filter that the live
+//! the fields of its span, and `trace_id` and `span_id` at the top level: [`crate::log_format`]),
+//! a log filter that the live
 //! configuration can change, and the Prometheus recorder behind `/metrics`.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -24,15 +25,11 @@ impl Telemetry {
     pub fn init(level: &str) -> Result<Telemetry, String> {
         let filter = EnvFilter::try_new(level).map_err(|error| format!("invalid log level {level:?}: {error}"))?;
         let (filter, handle) = reload::Layer::new(filter);
-        let format = tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_target(true)
-            .with_writer(std::io::stdout);
+        let format =
+            tracing_subscriber::fmt::layer().event_format(crate::log_format::JsonLines).with_writer(std::io::stdout);
         tracing_subscriber::registry()
             .with(filter)
+            .with(crate::log_format::SpanFieldsLayer)
             .with(format)
             .try_init()
             .map_err(|error| format!("telemetry already set up: {error}"))?;

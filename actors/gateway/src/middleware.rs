@@ -1,5 +1,6 @@
 //! The edge middleware every public request passes: request id, trace, deadline, body limit,
-//! token check, RED metrics, and the `x-request-id` and `traceparent` response headers.
+//! token check, RED metrics, the access log line, and the `x-request-id` and `traceparent`
+//! response headers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,18 @@ fn request_id_of(request: &ServiceRequest) -> String {
         .filter(|value| !value.is_empty() && value.len() <= 128 && value.bytes().all(|byte| byte.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn decorate(response: &mut HttpResponse, request_id: &str, trace: &TraceParent) {
@@ -114,6 +127,8 @@ pub async fn edge(
         .map(|parent| parent.child())
         .unwrap_or_else(TraceParent::new_root);
     let method = emporium_cluster::telemetry::method_label(request.method());
+    let request_method = request.method().clone();
+    let request_path = truncated(request.path(), 256).to_string();
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let deadline = started + state.request_timeout;
     let meta = CallMeta { deadline: Some(deadline), trace: Some(trace) };
@@ -124,10 +139,12 @@ pub async fn edge(
         }
         _ => None,
     };
+    let mut user_id = None;
     let refusal = match refusal {
         Some(refusal) => Some(refusal),
         None => match authenticate(&state, &request, &meta).await {
             Ok(Some(caller)) => {
+                user_id = Some(caller.user_id.clone());
                 request.extensions_mut().insert(caller);
                 None
             }
@@ -181,9 +198,25 @@ pub async fn edge(
         }
         response
     };
+    let elapsed = started.elapsed();
+    // The access log: one line per public request. `emporium::access=warn` in the log level
+    // silences it.
+    tracing::info!(
+        target: "emporium::access",
+        method = %request_method,
+        route = %route,
+        path = %request_path,
+        status = response.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        request_id = %request_id,
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        user_id = user_id.as_deref(),
+        "request"
+    );
     let status = response.status().as_u16().to_string();
     metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "public", "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     metrics::counter!("emporium_http_requests_total", "listener" => "public", "route" => route, "method" => method, "status" => status)
         .increment(1);
     Ok(response)

@@ -11,6 +11,7 @@
 //! - [`config_store::ConfigStore`]: the layered, validated, versioned `config/` files.
 //! - [`messages`]: `Register`, `RenewLease`, `Deregister`, `ListInstances`, `GetState`,
 //!   `Subscribe`, `GetConfig`, `RefreshConfig`, `AckConfig`, `ListConfigAcks`.
+//! - [`scrape_targets`]: the directory as Prometheus HTTP service-discovery target groups.
 //! - [`error::RegistryError`]: every failure, with its HTTP status and stable code.
 //!
 //! Metrics: `emporium_registry_instances{service,status}`, `emporium_registry_evictions_total`,
@@ -24,6 +25,7 @@ pub mod error;
 mod handle;
 pub mod messages;
 pub mod routes;
+pub mod scrape_targets;
 pub mod state;
 #[cfg(test)]
 mod test_dir;

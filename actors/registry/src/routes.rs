@@ -55,6 +55,7 @@ impl Registry {
                 .service(web::resource("/config/acks").get(config_acks))
                 .service(web::resource("/config/refresh").post(refresh_config))
                 .service(web::resource("/config/{service}").get(config))
+                .service(web::resource("/prometheus/targets").get(prometheus_targets))
                 .default_service(web::to(|request: HttpRequest| async move {
                     RegistryError::RouteNotFound(format!("{} {}", request.method(), request.path())).error_response()
                 })),
@@ -145,6 +146,14 @@ async fn list_instances(
 ) -> Result<HttpResponse, RegistryError> {
     let instances = registry.addr.send(ListInstances { service: query.into_inner().service }).await??;
     Ok(HttpResponse::Ok().json(instances))
+}
+
+/// `GET /registry/v1/prometheus/targets`: every node's metrics endpoint in the Prometheus HTTP
+/// service-discovery format, one target group per node (see `ops/prometheus/prometheus.yml`).
+#[tracing::instrument(skip_all)]
+async fn prometheus_targets(registry: web::Data<Registry>) -> Result<HttpResponse, RegistryError> {
+    let instances = registry.addr.send(ListInstances { service: None }).await??;
+    Ok(HttpResponse::Ok().json(crate::scrape_targets::target_groups(&instances)))
 }
 
 #[tracing::instrument(skip_all)]

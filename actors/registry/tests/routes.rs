@@ -433,6 +433,38 @@ async fn configuration_is_served_refreshed_and_acked() {
 }
 
 #[actix_web::test]
+async fn prometheus_discovers_one_target_per_node_with_the_credential() {
+    let dir = ConfigDir::new(&[("application.toml", QUIET_APPLICATION)]);
+    let registry = start_registry(&dir);
+    let app = app!(registry);
+    let targets = || test::TestRequest::get().uri("/registry/v1/prometheus/targets");
+
+    let (status, body) = call!(app, targets());
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "cluster_credential_required");
+    let (status, body) = call!(app, authorized(targets()));
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+
+    let mut second_node = registration("ord-1", "order");
+    second_node["nodeId"] = json!("node-b");
+    second_node["address"] = json!("127.0.0.1:9200");
+    second_node["roles"] = json!(["order", "gateway"]);
+    for body in [registration("inv-1", "inventory"), registration("pay-1", "payment"), second_node] {
+        let (status, _) =
+            call!(app, authorized(test::TestRequest::post().uri("/registry/v1/instances").set_json(body)));
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = call!(app, authorized(targets()));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!([
+            {"targets": ["127.0.0.1:9100"], "labels": {"node": "node-a", "roles": "inventory,payment"}},
+            {"targets": ["127.0.0.1:9200"], "labels": {"node": "node-b", "roles": "gateway,order"}},
+        ])
+    );
+}
+
+#[actix_web::test]
 async fn file_edits_are_picked_up_by_the_poller_and_announced() {
     let dir = ConfigDir::new(&[("application.toml", "[registry]\nconfig_poll_millis = 50\n")]);
     let registry = start_registry(&dir);

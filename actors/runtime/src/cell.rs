@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use emporium_contracts::{Request, ServiceError};
 use futures::future::LocalBoxFuture;
+use tracing::Instrument;
 
 use crate::fault::{CatchPanic, Fault, FaultKind, FaultLog, catch_panic};
 use crate::monitor::{ActorMonitor, ActorStatus, Outcome};
@@ -221,8 +222,21 @@ where
         let trace = meta.trace;
         let seq = self.monitor.record_started(M::NAME, message.summary(), trace.map(|trace| trace.trace_id_hex()));
         let started = Instant::now();
-        let future = match catch_panic(|| self.behavior.handle(message, &meta)) {
-            Ok(future) => CatchPanic::new(future),
+        // Every line logged while a traced message is handled carries its trace (log_format.rs
+        // in emporium-cluster lifts the ids to the top level of the line).
+        let span = match trace {
+            Some(trace) => tracing::info_span!(
+                "handle",
+                actor = %self.monitor.path(),
+                message = M::NAME,
+                trace_id = %trace.trace_id_hex(),
+                span_id = %trace.span_id_hex(),
+            ),
+            None => tracing::Span::none(),
+        };
+        let future = match catch_panic(|| span.in_scope(|| self.behavior.handle(message, &meta))) {
+            Ok(future) if span.is_none() => CatchPanic::new(future),
+            Ok(future) => CatchPanic::new(Box::pin(future.instrument(span))),
             Err(panic) => {
                 let error =
                     self.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace);
