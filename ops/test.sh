@@ -95,5 +95,8 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 say "cargo test"
 cargo test --workspace --all-features --locked -- --test-threads 4
 
+say "fuzzing the public API (ops/fuzz.sh: schemathesis, every check, as the admin and as a customer)"
+EMPORIUM_BIN="$CARGO_TARGET_DIR/debug/emporium" ops/fuzz.sh
+
 say "chaos, short mode (ops/chaos.py: every role killed once, the broker and the registry down)"
 EMPORIUM_BIN="$CARGO_TARGET_DIR/debug/emporium" python3 ops/chaos.py

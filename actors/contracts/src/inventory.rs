@@ -48,13 +48,14 @@ pub struct Availability {
 pub struct SetStockRequest {
     /// Units that can be sold (0 to 1,000,000,000,000).
     #[schema(minimum = 0, maximum = 1000000000000_i64)]
+    #[serde(deserialize_with = "crate::whole_number::i64")]
     pub available: i64,
     /// Reorder level (0 to 1,000,000,000,000; default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole_number::i64")]
     #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub reorder_level: i64,
     /// Reorder quantity (0 to 1,000,000,000,000; default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole_number::i64")]
     #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub reorder_quantity: i64,
 }
@@ -67,6 +68,7 @@ pub struct AdjustStockRequest {
     /// way. A schema cannot say "non-zero", so the document lists the additions only
     /// (1 to 1,000,000,000,000); removals (-1,000,000,000,000 to -1) are taken as well.
     #[schema(minimum = 1, maximum = 1000000000000_i64)]
+    #[serde(deserialize_with = "crate::whole_number::i64")]
     pub delta: i64,
     /// Why (recorded with the change): 1 to 200 characters once trimmed, not blank.
     #[schema(

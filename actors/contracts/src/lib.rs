@@ -35,6 +35,7 @@ pub mod payment;
 pub mod product;
 pub mod registry;
 pub mod request;
+pub mod whole_number;
 
 pub use error::{ErrorKind, ServiceError};
 pub use events::EventEnvelope;

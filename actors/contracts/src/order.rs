@@ -52,6 +52,7 @@ pub struct OrderItemRequest {
     pub sku: String,
     /// How many (1 to 1,000).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "crate::whole_number::i64")]
     pub quantity: i64,
 }
 
@@ -72,7 +73,7 @@ pub struct PaymentRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderRequest {
-    /// The lines: 1 to 50, each SKU on one line only (a SKU on two lines is 400
+    /// The lines: 1 to 50, each SKU on one line only (a SKU on two lines is 422
     /// `duplicate_sku`; a schema can only say that the lines differ, not that their SKUs do).
     #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderItemRequest>,

@@ -23,6 +23,9 @@ pub enum OrderError {
     /// Some SKUs are not in the catalog.
     #[error("unknown skus: {}", .0.join(", "))]
     UnknownSkus(Vec<String>),
+    /// A SKU is on two lines: well-formed, but not an order (422, like an unknown SKU).
+    #[error("{0} appears twice; put it on one line")]
+    DuplicateSku(String),
     /// A product is not priced in the order's currency.
     #[error("{sku} is priced in {product_currency}, not {order_currency}")]
     CurrencyMismatch {
@@ -83,6 +86,8 @@ impl From<OrderError> for ServiceError {
                 .with_details(serde_json::json!(
                     skus.iter().map(|sku| serde_json::json!({"sku": sku})).collect::<Vec<_>>()
                 )),
+            OrderError::DuplicateSku(sku) => ServiceError::new(ErrorKind::Unprocessable, "duplicate_sku", message)
+                .with_details(serde_json::json!([{"sku": sku}])),
             OrderError::CurrencyMismatch { .. } => {
                 ServiceError::new(ErrorKind::Unprocessable, "currency_mismatch", message)
             }

@@ -42,7 +42,7 @@ pub fn check_request(request: &PlaceOrderRequest) -> Result<(), OrderError> {
             ));
         }
         if !seen.insert(item.sku.as_str()) {
-            return Err(invalid("duplicate_sku", format!("{} appears twice; put it on one line", item.sku)));
+            return Err(OrderError::DuplicateSku(item.sku.clone()));
         }
     }
     if decimals_of(&request.currency).is_none() {
@@ -79,6 +79,7 @@ pub fn request_hash(request: &PlaceOrderRequest) -> String {
 
 #[cfg(test)]
 mod tests {
+    use emporium_contracts::ServiceError;
     use emporium_contracts::order::{OrderItemRequest, PaymentRequest};
 
     use super::*;
@@ -105,7 +106,8 @@ mod tests {
         assert_eq!(code(&request(vec![("A", 0)])), "invalid_quantity");
         assert_eq!(code(&request(vec![("A", -3)])), "invalid_quantity");
         assert_eq!(code(&request(vec![("A", 1001)])), "invalid_quantity");
-        assert_eq!(code(&request(vec![("A", 1), ("A", 1)])), "duplicate_sku");
+        let twice = ServiceError::from(check_request(&request(vec![("A", 1), ("A", 1)])).unwrap_err());
+        assert_eq!((twice.http_status(), twice.code.as_str()), (422, "duplicate_sku"));
         assert_eq!(code(&request(vec![("'; DROP TABLE orders; --", 1)])), "invalid_sku");
         let mut euro = request(vec![("A", 1)]);
         euro.currency = "XYZ".into();

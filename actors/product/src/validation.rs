@@ -25,7 +25,7 @@ pub const MAX_ATTRIBUTE_KEY_CHARS: usize = 64;
 pub const MAX_ATTRIBUTE_STRING_CHARS: usize = 1_000;
 /// Longest text query (`q`), in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
-/// Most words in one text query.
+/// Most words of one text query that are searched for; later ones are ignored.
 pub const MAX_SEARCH_WORDS: usize = 10;
 /// Most SKUs in one [`emporium_contracts::product::GetProducts`].
 pub const MAX_SKUS: usize = 100;
@@ -149,7 +149,8 @@ pub fn parse_sort(text: &str) -> Result<ProductSort, ProductError> {
 }
 
 /// The words of a text query: runs of letters, digits and `_`; everything else separates words
-/// and is never syntax (quotes, `-`, `$`, `.`, `*` ...). Empty when `q` has no word.
+/// and is never syntax (quotes, `-`, `$`, `.`, `*` ...). The first [`MAX_SEARCH_WORDS`]
+/// different words count; empty when `q` has no word.
 pub fn search_words(query: &str) -> Result<Vec<String>, ProductError> {
     if query.chars().count() > MAX_QUERY_CHARS {
         return Err(ProductError::invalid("invalid_query", format!("q is at most {MAX_QUERY_CHARS} characters")));
@@ -159,11 +160,9 @@ pub fn search_words(query: &str) -> Result<Vec<String>, ProductError> {
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .filter(|word| !word.is_empty())
         .filter(|word| seen.insert(word.to_lowercase()))
+        .take(MAX_SEARCH_WORDS)
         .map(str::to_string)
         .collect();
-    if words.len() > MAX_SEARCH_WORDS {
-        return Err(ProductError::invalid("invalid_query", format!("q has at most {MAX_SEARCH_WORDS} words")));
-    }
     Ok(words)
 }
 
@@ -177,6 +176,9 @@ pub fn parse_price_bound(parameter: &str, text: &str) -> Result<i64, ProductErro
             format!("{parameter} must be a plain decimal amount such as 19.99 (got {text:?})"),
         )
     };
+    if !is_price_bound_text(text) {
+        return Err(invalid());
+    }
     let currency = emporium_contracts::money::CURRENCIES
         .iter()
         .find(|(_, decimals)| *decimals == PRICE_DECIMALS)
@@ -184,6 +186,20 @@ pub fn parse_price_bound(parameter: &str, text: &str) -> Result<i64, ProductErro
         .ok_or_else(invalid)?;
     let money = Money::parse(text, currency).map_err(|_| invalid())?;
     Ok(scaled_amount(money))
+}
+
+/// The shape the OpenAPI document gives both price bounds (the `minPrice` pattern in
+/// routes.rs): 1 to 9 digits or 1000000000, then at most 2 decimals.
+fn is_price_bound_text(text: &str) -> bool {
+    let (whole, decimals) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    let whole_fits = (1..=9).contains(&whole.len()) || whole == "1000000000";
+    let decimals_fit = if text.contains('.') { (1..=2).contains(&decimals.len()) } else { decimals.is_empty() };
+    digits(whole)
+        && digits(decimals)
+        && whole_fits
+        && decimals_fit
+        && (whole.len() < 10 || decimals.bytes().all(|byte| byte == b'0'))
 }
 
 /// Checks a list request. `None` when its text query has no word at all (`q=.*`): such a query
@@ -202,10 +218,11 @@ pub fn check_list(
     }
     let min_price = non_empty(filter.min_price).map(|text| parse_price_bound("minPrice", &text)).transpose()?;
     let max_price = non_empty(filter.max_price).map(|text| parse_price_bound("maxPrice", &text)).transpose()?;
+    // A range with no price in it is a question with no answer, not a mistake: no product.
     if let (Some(min), Some(max)) = (min_price, max_price)
         && min > max
     {
-        return Err(ProductError::invalid("invalid_price_range", "minPrice is above maxPrice"));
+        return Ok(None);
     }
     let words = match non_empty(filter.text) {
         Some(text) => {
@@ -325,9 +342,22 @@ mod tests {
         assert!(search_words(".*").unwrap().is_empty());
         assert!(search_words("\"\" -").unwrap().is_empty());
         let eleven_words = (0..11).map(|index| format!("w{index}")).collect::<Vec<_>>().join(" ");
-        assert_eq!(code_of(search_words(&eleven_words)), "invalid_query");
+        let first_ten: Vec<String> = (0..10).map(|index| format!("w{index}")).collect();
+        assert_eq!(search_words(&eleven_words).unwrap(), first_ten, "words after the tenth are ignored");
         assert_eq!(search_words(&"a ".repeat(11)).unwrap(), vec!["a"], "a repeated word counts once");
         assert_eq!(code_of(search_words(&"a".repeat(201))), "invalid_query");
+    }
+
+    #[test]
+    fn price_bounds_have_the_documented_shape_only() {
+        for text in ["0", "0.5", "19.99", "000000001", "999999999.99", "1000000000", "1000000000.00"] {
+            assert!(is_price_bound_text(text), "{text}");
+        }
+        for text in
+            ["", ".5", "5.", "1.234", "0000000001", "1000000000.01", "1000000001", "-1", "1e3", "+1", "1,5", " 1"]
+        {
+            assert!(!is_price_bound_text(text), "{text}");
+        }
     }
 
     #[test]
@@ -353,7 +383,7 @@ mod tests {
         assert_eq!(query.sort, DEFAULT_SORT);
         assert!(check_list(filter(Some(".*"), None, None), None, PageRequest::default()).unwrap().is_none());
         let reversed = check_list(filter(None, Some("5"), Some("4")), None, PageRequest::default());
-        assert_eq!(code_of(reversed), "invalid_price_range");
+        assert!(reversed.unwrap().is_none(), "a range with no price in it matches nothing");
         let too_big = check_list(filter(None, None, None), None, PageRequest { page: 0, size: 100_000 });
         assert_eq!(code_of(too_big), "invalid_page");
     }

@@ -251,15 +251,8 @@ on_both_stores!(list_filters_by_category_words_and_price, |catalog| {
     )
     .await;
     assert_eq!(skus(&combined), vec!["LAMP-1"]);
-    let error = catalog
-        .ask(ListProducts {
-            filter: filter(None, None, Some("50"), Some("10")),
-            sort: None,
-            page: PageRequest::default(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!((error.http_status(), error.code.as_str()), (400, "invalid_price_range"));
+    let reversed = list(catalog, filter(None, None, Some("50"), Some("10")), None, 0, 20).await;
+    assert_eq!(reversed.total_elements, 0, "a range with no price in it matches nothing");
 });
 
 on_both_stores!(list_sorts_both_ways_and_pages, |catalog| {
@@ -369,7 +362,7 @@ on_both_stores!(hostile_filters_are_literal_or_refused_never_widened, |catalog| 
         .await
         .unwrap_err();
     assert_eq!((error.http_status(), error.code.as_str()), (400, "invalid_page"));
-    let long = (0..11).map(|index| format!("w{index}")).collect::<Vec<_>>().join(" ");
+    let long = "a".repeat(201);
     let error = catalog
         .ask(ListProducts { filter: filter(None, Some(&long), None, None), sort: None, page: PageRequest::default() })
         .await
