@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use emporium_cluster::service::{Environment, NodePaths};
+use emporium_cluster::trace_export::{TraceExport, TraceExportSettings};
 use emporium_cluster::{ClusterSecret, Node, NodeOptions, NodeSetup, Telemetry};
 
 use crate::cli::Cli;
@@ -65,6 +66,11 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(10),
         settings_schema: catalog.settings_schema(),
     };
+    let trace_export =
+        match TraceExportSettings::from_environment(&environment, &options.roles).map_err(anyhow::Error::msg)? {
+            Some(settings) => Some(TraceExport::start(&settings, &options.node_id).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
     let node = Node::bind(options, telemetry)?;
     if !has_registry {
         node.prefetch_config(Duration::from_secs(1)).await;
@@ -79,7 +85,12 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         http: cli.http,
     };
     let node = NodeSetup::new(node, catalog, roles, paths, environment).start_all().await?;
-    node.run(shutdown_signal()).await?;
+    let outcome = node.run(shutdown_signal()).await;
+    if let Some(trace_export) = trace_export {
+        // Sends the spans still queued; blocking, so off the async threads.
+        let _ = tokio::task::spawn_blocking(move || trace_export.shutdown(Duration::from_secs(2))).await;
+    }
+    outcome?;
     Ok(())
 }
 

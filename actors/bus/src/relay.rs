@@ -9,11 +9,12 @@
 //! as an error of the relay actor in the supervision tree and the driver tries again after a
 //! backoff.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_runtime::{Behavior, CallMeta, HandlerError, Reply, ServiceHandler};
+use emporium_runtime::spans::{SpanKind, SpanTimer};
+use emporium_runtime::{Behavior, CallMeta, HandlerError, Reply, ServiceHandler, TraceParent};
 use lapin::Channel;
 use parking_lot::Mutex;
 
@@ -59,10 +60,11 @@ impl RelayContext {
 
     #[tracing::instrument(skip(self), fields(service = %self.service))]
     async fn publish_pending(&self, max_rows: usize) -> Result<PublishProgress, BusError> {
-        let rows = outbox::fetch_pending(&self.database, &self.service, max_rows).await?;
+        let mut rows = outbox::fetch_pending(&self.database, &self.service, max_rows).await?;
         if rows.is_empty() {
             return Ok(PublishProgress { num_published: 0, more_pending: false });
         }
+        let mut publish_spans = self.start_publish_spans(&mut rows);
         let unroutable_ids = match &self.transport {
             Transport::Amqp { publish, .. } => {
                 let cached = self.publish_channel.lock().clone().filter(|channel| channel.status().connected());
@@ -89,6 +91,9 @@ impl RelayContext {
                         }
                         metrics::counter!("emporium_outbox_publish_failures_total", "service" => self.service.clone())
                             .increment(1);
+                        for (_, span) in publish_spans.drain() {
+                            span.finish(Some(error.to_string()));
+                        }
                         return Err(error);
                     }
                 }
@@ -103,6 +108,9 @@ impl RelayContext {
         };
         let (unroutable, sent): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
             rows.iter().partition(|row| unroutable_ids.contains(&row.id));
+        for (row_id, span) in publish_spans.drain() {
+            span.finish(unroutable_ids.contains(&row_id).then(|| "the event reached no queue".to_string()));
+        }
         let sent_ids: Vec<i64> = sent.iter().map(|row| row.id).collect();
         outbox::mark_sent(&self.database, &sent_ids).await?;
         self.state.record_published(sent_ids.len());
@@ -113,6 +121,38 @@ impl RelayContext {
             return Err(self.keep_unroutable(&unroutable, first).await);
         }
         Ok(PublishProgress { num_published: sent_ids.len(), more_pending: rows.len() == max_rows })
+    }
+
+    /// Starts a PRODUCER span per traced row (when spans are recorded) and makes it the
+    /// `traceparent` the message carries, so that its consumers are its children.
+    fn start_publish_spans(&self, rows: &mut [OutboxRow]) -> HashMap<i64, SpanTimer> {
+        let mut spans = HashMap::new();
+        if !emporium_runtime::spans::enabled() {
+            return spans;
+        }
+        let system = match self.transport {
+            Transport::Amqp { .. } => "rabbitmq",
+            Transport::InProcess(_) => "emporium_in_process",
+        };
+        for row in rows.iter_mut() {
+            let Some(writer) = row.traceparent.as_deref().and_then(TraceParent::parse) else { continue };
+            let publish = writer.child();
+            let exchange = self.config.exchange_name(&row.exchange);
+            let Some(mut span) =
+                SpanTimer::start(format!("publish {exchange}"), SpanKind::Producer, publish, Some(writer.span_id))
+            else {
+                continue;
+            };
+            span.attribute("messaging.system", system)
+                .attribute("messaging.operation.type", "send")
+                .attribute("messaging.operation.name", "publish")
+                .attribute("messaging.destination.name", exchange)
+                .attribute("messaging.rabbitmq.destination.routing_key", row.routing_key.as_str())
+                .attribute("messaging.message.id", row.event_id.as_str());
+            row.traceparent = Some(publish.to_string());
+            spans.insert(row.id, span);
+        }
+        spans
     }
 
     /// Counts `unroutable` (left pending in the outbox) everywhere an operator looks, and

@@ -13,7 +13,8 @@
 //! - [`service`]: how a service declares itself ([`ServiceDefinition`]) and what its start
 //!   function gets from the node ([`NodeSetup`]).
 //! - [`context`]: what a service's `start` receives ([`ServiceContext`]) and returns.
-//! - [`telemetry`]: JSON logs and Prometheus metrics.
+//! - [`telemetry`]: JSON logs and Prometheus metrics; [`trace_export`]: spans to an OTLP
+//!   collector.
 #![warn(missing_docs)]
 
 pub mod breaker;
@@ -33,6 +34,7 @@ pub mod service;
 pub mod service_ref;
 pub mod settings;
 pub mod telemetry;
+pub mod trace_export;
 pub mod transport;
 pub mod watcher;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use emporium_contracts::{ErrorKind, Request, ServiceError};
+use emporium_runtime::spans::{SpanKind, SpanTimer};
 use emporium_runtime::{CallMeta, LocalEndpoint};
 use parking_lot::RwLock;
 
@@ -191,11 +192,25 @@ impl Cluster {
             };
             let _in_flight = endpoint.track();
             let trace = meta.trace.map(|trace| trace.child());
+            let client_span = trace.and_then(|trace| {
+                let name = format!("{}/{}", M::SERVICE, M::NAME);
+                let mut span =
+                    SpanTimer::start(name, SpanKind::Client, trace, meta.trace.map(|caller| caller.span_id))?;
+                span.attribute("rpc.system", "emporium")
+                    .attribute("rpc.service", M::SERVICE)
+                    .attribute("rpc.method", M::NAME)
+                    .attribute("server.address", endpoint.instance.address.as_str())
+                    .attribute("emporium.instance", endpoint.instance.id.as_str());
+                Some(span)
+            });
             let outcome = self
                 .inner
                 .transport
                 .send(&endpoint.instance.address, M::SERVICE, M::NAME, body.clone(), deadline, trace)
                 .await;
+            if let Some(span) = client_span {
+                span.finish(outcome.as_ref().err().and_then(span_error));
+            }
             let error = match outcome {
                 Ok(reply) => return Ok(reply),
                 Err(error) => error,
@@ -297,6 +312,16 @@ impl ServiceRef {
             return Err(ServiceError::internal(format!("{} is not a message of {}", M::NAME, self.service)));
         }
         self.cluster.ask(message, meta).await
+    }
+}
+
+/// What marks a client span failed: the call never got an answer, or the answer was a
+/// server-side error (5xx); a refusal (4xx) is an answer.
+fn span_error(error: &AttemptError) -> Option<String> {
+    match error {
+        AttemptError::Connect(reason) | AttemptError::Transport(reason) => Some(reason.clone()),
+        AttemptError::Reply(error) if error.http_status() >= 500 => Some(error.code.clone()),
+        AttemptError::Reply(_) => None,
     }
 }
 

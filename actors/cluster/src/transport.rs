@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use emporium_contracts::{ErrorKind, ServiceError};
+use emporium_runtime::spans::{SpanKind, SpanTimer};
 use emporium_runtime::{CallMeta, TraceParent};
 use tracing::Instrument;
 
@@ -154,12 +155,9 @@ pub async fn serve_ask(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok())
         .map(|millis| started + Duration::from_millis(millis));
-    let trace = request
-        .headers()
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map(|parent| parent.child());
+    let caller_trace =
+        request.headers().get("traceparent").and_then(|value| value.to_str().ok()).and_then(TraceParent::parse);
+    let trace = caller_trace.map(|caller| caller.child());
     let Some(endpoint) = cluster.local(&service) else {
         return error_response(&ServiceError::unavailable(
             "unknown_service",
@@ -176,6 +174,14 @@ pub async fn serve_ask(
         trace_id = trace.map(|trace| trace.trace_id_hex()).unwrap_or_default(),
         span_id = trace.map(|trace| trace.span_id_hex()).unwrap_or_default(),
     );
+    let server_span = trace.and_then(|trace| {
+        let name = format!("{service}/{message}");
+        let mut span = SpanTimer::start(name, SpanKind::Server, trace, caller_trace.map(|caller| caller.span_id))?;
+        span.attribute("rpc.system", "emporium")
+            .attribute("rpc.service", service.as_str())
+            .attribute("rpc.method", message.as_str());
+        Some(span)
+    });
     let meta = CallMeta { deadline, trace };
     let answer = endpoint.ask_json(&message, body.to_vec(), meta);
     let result = match deadline {
@@ -187,6 +193,9 @@ pub async fn serve_ask(
         },
         None => answer.instrument(span).await,
     };
+    if let Some(span) = server_span {
+        span.finish(result.as_ref().err().filter(|error| error.http_status() >= 500).map(|error| error.code.clone()));
+    }
     let status_label = match &result {
         Ok(_) => "200".to_string(),
         Err(error) => error.http_status().to_string(),

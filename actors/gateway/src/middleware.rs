@@ -11,6 +11,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
 use emporium_cluster::edge::{RequestContext, envelope_for, error_response, is_bare_error};
+use emporium_runtime::spans::{SpanKind, SpanTimer};
 use emporium_runtime::{CallMeta, LocalRoute, TraceParent};
 use tracing::Instrument;
 
@@ -119,17 +120,19 @@ pub async fn edge(
     let started = Instant::now();
     let state = request.app_data::<web::Data<EdgeState>>().cloned().expect("the gateway installs its state");
     let request_id = request_id_of(&request);
-    let trace = request
-        .headers()
-        .get(&TRACEPARENT)
-        .and_then(|value| value.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map(|parent| parent.child())
-        .unwrap_or_else(TraceParent::new_root);
+    let caller_trace =
+        request.headers().get(&TRACEPARENT).and_then(|value| value.to_str().ok()).and_then(TraceParent::parse);
+    let trace = caller_trace.map(|caller| caller.child()).unwrap_or_else(TraceParent::new_root);
     let method = emporium_cluster::telemetry::method_label(request.method());
     let request_method = request.method().clone();
     let request_path = truncated(request.path(), 256).to_string();
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let mut server_span = emporium_runtime::spans::enabled()
+        .then(|| {
+            let name = if route == "unmatched" { method.to_string() } else { format!("{method} {route}") };
+            SpanTimer::start(name, SpanKind::Server, trace, caller_trace.map(|caller| caller.span_id))
+        })
+        .flatten();
     let deadline = started + state.request_timeout;
     let meta = CallMeta { deadline: Some(deadline), trace: Some(trace) };
 
@@ -214,6 +217,18 @@ pub async fn edge(
         user_id = user_id.as_deref(),
         "request"
     );
+    if let Some(mut span) = server_span.take() {
+        let status = response.status().as_u16();
+        span.attribute("http.request.method", method)
+            .attribute("http.route", route.as_str())
+            .attribute("url.path", request_path.as_str())
+            .attribute("http.response.status_code", i64::from(status))
+            .attribute("emporium.request_id", request_id.as_str());
+        if let Some(user_id) = &user_id {
+            span.attribute("enduser.id", user_id.as_str());
+        }
+        span.finish((status >= 500).then(|| status.to_string()));
+    }
     let status = response.status().as_u16().to_string();
     metrics::histogram!("emporium_http_request_duration_seconds", "listener" => "public", "route" => route.clone(), "method" => method)
         .record(elapsed.as_secs_f64());

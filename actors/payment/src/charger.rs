@@ -157,7 +157,7 @@ async fn charge_order(
         }
     }
     .map_err(|error| EventError::Permanent(format!("the payment event could not be written: {error}")))?;
-    let traceparent = event.trace().map(|trace| trace.child().to_string());
+    let traceparent = event.traceparent.clone();
     outbox::enqueue(&mut tx, SERVICE, &envelope, traceparent).await?;
     tracing::info!(
         payment_id = %payment_id,

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::fault::{CatchPanic, Fault, FaultKind, FaultLog, catch_panic};
 use crate::monitor::{ActorMonitor, ActorStatus, Outcome};
 use crate::policy::{Backoff, Intensity, RestartWindow};
+use crate::spans::{SpanKind, SpanTimer};
 use crate::supervisor::{ChildFaulted, RestartChild};
 use crate::trace_context::TraceParent;
 
@@ -219,9 +220,17 @@ where
             self.monitor.record_dropped_before_delivery();
             return ActorResponse::reply(Err(ServiceError::timeout("deadline passed before handling")));
         }
-        let trace = meta.trace;
+        // The handling is a span of its own, child of the caller's: the handler's asks and
+        // events carry it on.
+        let trace = meta.trace.map(|caller| caller.child());
+        let caller_span_id = meta.trace.map(|caller| caller.span_id);
+        let meta = CallMeta { deadline: meta.deadline, trace };
         let seq = self.monitor.record_started(M::NAME, message.summary(), trace.map(|trace| trace.trace_id_hex()));
         let started = Instant::now();
+        let mut timer = trace.and_then(|trace| SpanTimer::start(M::NAME, SpanKind::Internal, trace, caller_span_id));
+        if let Some(timer) = timer.as_mut() {
+            timer.attribute("emporium.actor", self.monitor.path()).attribute("emporium.message", M::NAME);
+        }
         // Every line logged while a traced message is handled carries its trace (log_format.rs
         // in emporium-cluster lifts the ids to the top level of the line).
         let span = match trace {
@@ -240,24 +249,37 @@ where
             Err(panic) => {
                 let error =
                     self.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace);
+                finish_span(timer, Some(&error));
                 return ActorResponse::reply(Err(error));
             }
         };
-        ActorResponse::r#async(future.into_actor(self).map(move |result, cell, ctx| match result {
-            Ok(Ok(reply)) => {
-                cell.monitor.record_finished(seq, Outcome::Ok, started.elapsed());
-                Ok(reply)
-            }
-            Ok(Err(HandlerError::Reply(error))) => {
-                cell.monitor.record_finished(seq, Outcome::Error, started.elapsed());
-                Err(error)
-            }
-            Ok(Err(HandlerError::Fatal(error))) => {
-                Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Error, error, None, trace))
-            }
-            Err(panic) => {
-                Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace))
-            }
+        ActorResponse::r#async(future.into_actor(self).map(move |result, cell, ctx| {
+            let answer = match result {
+                Ok(Ok(reply)) => {
+                    cell.monitor.record_finished(seq, Outcome::Ok, started.elapsed());
+                    Ok(reply)
+                }
+                Ok(Err(HandlerError::Reply(error))) => {
+                    cell.monitor.record_finished(seq, Outcome::Error, started.elapsed());
+                    Err(error)
+                }
+                Ok(Err(HandlerError::Fatal(error))) => {
+                    Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Error, error, None, trace))
+                }
+                Err(panic) => {
+                    Err(cell.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace))
+                }
+            };
+            finish_span(timer, answer.as_ref().err());
+            answer
         }))
+    }
+}
+
+/// Records the handling span: failed when the answer is a server-side error (5xx), not when
+/// the caller was refused (4xx).
+fn finish_span(timer: Option<SpanTimer>, error: Option<&ServiceError>) {
+    if let Some(timer) = timer {
+        timer.finish(error.filter(|error| error.http_status() >= 500).map(|error| error.code.to_string()));
     }
 }

@@ -12,7 +12,8 @@
 //!   and errors recorded as faults and followed by restarts like an actor's.
 //! - [`endpoint::LocalEndpoint`]: message name to cell, typed for local callers and JSON for
 //!   the cluster transport.
-//! - [`trace_context::TraceParent`]: W3C trace context carried by every call.
+//! - [`trace_context::TraceParent`]: W3C trace context carried by every call; [`spans`]: the
+//!   finished spans of those traces, for export.
 #![warn(missing_docs)]
 
 pub mod cell;
@@ -21,6 +22,7 @@ pub mod fault;
 pub mod input_errors;
 pub mod monitor;
 pub mod policy;
+pub mod spans;
 pub mod supervisor;
 pub mod task;
 pub mod trace_context;

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use emporium_contracts::EventEnvelope;
 use emporium_runtime::TraceParent;
+use emporium_runtime::spans::{SpanKind, SpanTimer};
 
 use super::delivery::{self, Incoming, Source};
 use super::retry::{self, BatchFailureDecision, FailureDecision};
@@ -16,17 +17,22 @@ use crate::ask::ask;
 use crate::error::BusError;
 use crate::handler::ReceivedEvent;
 use crate::messages::{ApplyEvents, EventOutcome, PendingEvent};
+use crate::transport::Transport;
 
 impl ConsumerDriver {
     /// Applies one batch and settles every delivery of it. An error means the session broke.
     pub(crate) async fn process(&mut self, batch: Vec<Incoming>, source: &Source) -> Result<(), BusError> {
         let mut pending = Vec::with_capacity(batch.len());
+        let mut process_spans: HashMap<u64, SpanTimer> = HashMap::new();
         let mut held: HashMap<u64, (Incoming, String)> = HashMap::with_capacity(batch.len());
         for incoming in batch {
             match EventEnvelope::from_json(&incoming.body) {
                 Ok(envelope) => {
                     let attempt = self.shared.retry_book.lock().attempt_of(&envelope.id);
-                    let traceparent = incoming.traceparent.clone();
+                    let (traceparent, span) = self.start_process_span(&incoming, &envelope);
+                    if let Some(span) = span {
+                        process_spans.insert(incoming.delivery_id, span);
+                    }
                     pending.push(PendingEvent {
                         delivery_id: incoming.delivery_id,
                         event: ReceivedEvent { envelope: envelope.clone(), traceparent, attempt },
@@ -48,6 +54,14 @@ impl ConsumerDriver {
         match ask(&self.setup.cell, ApplyEvents { events: pending }, trace).await {
             Ok(outcomes) => {
                 self.shared.retry_book.lock().batch_answered(batch_size);
+                for outcome in &outcomes {
+                    if let Some(span) = process_spans.remove(&outcome.delivery_id) {
+                        span.finish(match &outcome.outcome {
+                            EventOutcome::Failed { reason, .. } => Some(reason.clone()),
+                            EventOutcome::Applied | EventOutcome::Duplicate => None,
+                        });
+                    }
+                }
                 for outcome in outcomes {
                     let Some((incoming, event_id)) = held.remove(&outcome.delivery_id) else { continue };
                     match outcome.outcome {
@@ -73,6 +87,9 @@ impl ConsumerDriver {
                 }
             }
             Err(error) => {
+                for (_, span) in process_spans.drain() {
+                    span.finish(Some(error.to_string()));
+                }
                 let prefetch = self.setup.config.prefetch;
                 let decision = self.shared.retry_book.lock().batch_failed(error.kind, batch_size, prefetch);
                 if decision == BatchFailureDecision::CountAgainstTheEvent
@@ -94,6 +111,34 @@ impl ConsumerDriver {
             }
         }
         Ok(())
+    }
+
+    /// The CONSUMER span of one delivery (when spans are recorded), child of the publisher's
+    /// span, and the `traceparent` the handler sees: the span's own, so that what the handler
+    /// publishes in turn is its child.
+    fn start_process_span(&self, incoming: &Incoming, envelope: &EventEnvelope) -> (Option<String>, Option<SpanTimer>) {
+        let publisher = incoming.traceparent.as_deref().and_then(TraceParent::parse);
+        let Some(publisher) = publisher.filter(|_| emporium_runtime::spans::enabled()) else {
+            return (incoming.traceparent.clone(), None);
+        };
+        let process = publisher.child();
+        let queue = &self.setup.names.queue;
+        let Some(mut span) =
+            SpanTimer::start(format!("process {queue}"), SpanKind::Consumer, process, Some(publisher.span_id))
+        else {
+            return (incoming.traceparent.clone(), None);
+        };
+        let system = match self.setup.transport {
+            Transport::Amqp { .. } => "rabbitmq",
+            Transport::InProcess(_) => "emporium_in_process",
+        };
+        span.attribute("messaging.system", system)
+            .attribute("messaging.operation.type", "process")
+            .attribute("messaging.operation.name", "process")
+            .attribute("messaging.destination.name", queue.as_str())
+            .attribute("messaging.message.id", envelope.id.as_str())
+            .attribute("cloudevents.event_type", envelope.event_type.as_str());
+        (Some(process.to_string()), Some(span))
     }
 
     /// Counts a handler failure; retries later, or dead-letters after `max_attempts` (or at
