@@ -32,8 +32,8 @@ API = ROOT.parent / "shared" / "API.md"
 
 
 def documented_variable(variable: str, documented: str) -> bool:
-    """`NAME` is named in the documentation; `NAME_FILE` is when `NAME` is (API.md section 6)."""
-    names = [variable] + ([variable.removesuffix("_FILE")] if variable.endswith("_FILE") else [])
+    """`NAME` is named in the documentation; `NAME_FILE` and `NAME_VAULT` are when `NAME` is."""
+    names = [variable] + [variable.removesuffix(suffix) for suffix in ("_FILE", "_VAULT") if variable.endswith(suffix)]
     return any(re.search(rf"`{re.escape(name)}`", documented) for name in names)
 
 
@@ -82,8 +82,24 @@ def main() -> int:
     if "8761" not in published.get("registry", []):
         problems.append("the registry does not publish 8761")
 
+    # What vault-seed puts into Vault (`vault kv put secret/emporium key=value ...`).
+    seed_command = (services.get("vault-seed") or {}).get("command") or []
+    seeded = {f"{seed_command[3]}#{item.split('=', 1)[0]}": item.split("=", 1)[1]
+              for item in seed_command[4:] if "=" in item} if seed_command[:3] == ["vault", "kv", "put"] else {}
+
     for name, service in emporium.items():
-        for variable, value in (service.get("environment") or {}).items():
+        environment = dict(service.get("environment") or {})
+        for variable, location in list(environment.items()):
+            if variable.endswith("_VAULT"):
+                if location not in seeded:
+                    problems.append(f"{name}: {variable}={location} but vault-seed does not put that key")
+                else:
+                    environment[variable.removesuffix("_VAULT")] = seeded[location]
+        if any(variable.endswith("_VAULT") for variable in environment):
+            depends = service.get("depends_on", {})
+            if depends.get("vault-seed", {}).get("condition") != "service_completed_successfully":
+                problems.append(f"{name}: reads secrets from Vault but does not wait for vault-seed")
+        for variable, value in environment.items():
             if not variable.startswith("EMPORIUM_"):
                 problems.append(f"{name}: {variable} is not an Emporium variable")
             elif variable not in flag_variables and not documented_variable(variable, documented):

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use emporium_cluster::service::{Environment, NodePaths};
+use emporium_cluster::service::NodePaths;
 use emporium_cluster::trace_export::{TraceExport, TraceExportSettings};
 use emporium_cluster::{ClusterSecret, Node, NodeOptions, NodeSetup, Telemetry};
 
@@ -17,13 +17,12 @@ fn generated_node_id() -> String {
 
 /// Runs one node with the roles of `cli` until SIGTERM or Ctrl-C.
 pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
-    let environment = Environment::new(std::env::vars().collect());
+    let initial_level = std::env::var("EMPORIUM__LOG__LEVEL").ok().filter(|level| !level.trim().is_empty());
+    let telemetry = Telemetry::init(initial_level.as_deref().unwrap_or("info")).map_err(anyhow::Error::msg)?;
+    // Secrets from Vault are read before anything uses a secret; the session renews the token
+    // until the node stops.
+    let (environment, mut vault) = emporium_cluster::vault::process_environment().await?;
     let env_overrides = environment.config_overrides();
-    let initial_level = env_overrides
-        .iter()
-        .find(|(name, _)| name == "EMPORIUM__LOG__LEVEL")
-        .map_or("info", |(_, level)| level.as_str());
-    let telemetry = Telemetry::init(initial_level).map_err(anyhow::Error::msg)?;
 
     let roles = cli.role.0.clone();
     let catalog = services::catalog();
@@ -89,6 +88,9 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
     if let Some(trace_export) = trace_export {
         // Sends the spans still queued; blocking, so off the async threads.
         let _ = tokio::task::spawn_blocking(move || trace_export.shutdown(Duration::from_secs(2))).await;
+    }
+    if let Some(vault) = vault.as_mut() {
+        vault.stop();
     }
     outcome?;
     Ok(())

@@ -17,11 +17,13 @@ use crate::cli::Cli;
 
 /// Seeds the catalog, then sets the stock of every demo product.
 pub async fn seed(cli: Cli) -> anyhow::Result<()> {
-    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let store = ProductStore::open_for_node(env("EMPORIUM_MONGODB_URL"), &cli.data_dir).await?;
+    let (environment, _vault) = emporium_cluster::vault::process_environment().await?;
+    let store = ProductStore::open_for_node(environment.secret("EMPORIUM_MONGODB_URL")?, &cli.data_dir).await?;
     let stock = emporium_product::seed_demo_catalog(&store, |line| println!("{line}")).await?;
 
-    let database = Database::open_for_service("inventory", env("EMPORIUM_MYSQL_URL").as_deref(), &cli.data_dir).await?;
+    let database =
+        Database::open_for_service("inventory", environment.secret("EMPORIUM_MYSQL_URL")?.as_deref(), &cli.data_dir)
+            .await?;
     let (_settings_tx, settings_rx) = watch::channel(Arc::new(Settings::default()));
     let ctx = ServiceContext::standalone("seed", settings_rx);
     let inventory =

@@ -13,6 +13,7 @@
 //! - [`service`]: how a service declares itself ([`ServiceDefinition`]) and what its start
 //!   function gets from the node ([`NodeSetup`]).
 //! - [`context`]: what a service's `start` receives ([`ServiceContext`]) and returns.
+//! - [`vault`]: secrets from Vault's KV v2 engine, read at start.
 //! - [`telemetry`]: JSON logs and Prometheus metrics; [`trace_export`]: spans to an OTLP
 //!   collector.
 #![warn(missing_docs)]
@@ -36,6 +37,7 @@ pub mod settings;
 pub mod telemetry;
 pub mod trace_export;
 pub mod transport;
+pub mod vault;
 pub mod watcher;
 
 pub use context::{Lifecycle, ServiceContext, ServiceHandle};

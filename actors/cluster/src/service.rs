@@ -155,12 +155,25 @@ pub struct NodePaths {
 #[derive(Clone, Default)]
 pub struct Environment {
     variables: Vec<(String, String)>,
+    /// Secrets read from Vault at start: `NAME` -> (value, where).
+    from_vault: std::sync::Arc<std::collections::BTreeMap<String, (String, String)>>,
 }
 
 impl Environment {
     /// An environment of `variables` (the process's, or a test's).
     pub fn new(variables: Vec<(String, String)>) -> Environment {
-        Environment { variables }
+        Environment { variables, from_vault: Default::default() }
+    }
+
+    /// The same environment, with the secrets read from Vault ([`crate::vault::read_secrets`]).
+    pub fn with_vault_secrets(mut self, secrets: std::collections::BTreeMap<String, (String, String)>) -> Environment {
+        self.from_vault = std::sync::Arc::new(secrets);
+        self
+    }
+
+    /// Every variable, in the order given.
+    pub fn variables(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.variables.iter().map(|(name, value)| (name.as_str(), value.as_str()))
     }
 
     /// The non-empty value of `name`, the last one when set twice.
@@ -172,11 +185,23 @@ impl Environment {
             .map(|(_, value)| value.as_str())
     }
 
-    /// A value the operator provides in the environment (`NAME`) or in a file (`NAME_FILE`,
-    /// as Docker and Kubernetes mount secrets); `None` when neither is set, an error when both
-    /// are or the file cannot be read. The value is never logged: only where it came from.
+    /// A value the operator provides in the environment (`NAME`), in a file (`NAME_FILE`, as
+    /// Docker and Kubernetes mount secrets) or in Vault (`NAME_VAULT`, read at start: see
+    /// [`crate::vault`]); `None` when none is set, an error when two are or the file cannot be
+    /// read. The value is never logged: only where it came from.
     pub fn secret(&self, name: &str) -> anyhow::Result<Option<String>> {
         let file_variable = format!("{name}_FILE");
+        let vault_variable = format!("{name}{}", crate::vault::VAULT_SUFFIX);
+        if self.get(&vault_variable).is_some() {
+            if self.get(name).is_some() || self.get(&file_variable).is_some() {
+                anyhow::bail!("set one of {name}, {file_variable} and {vault_variable}, not several");
+            }
+            let (value, _) = self
+                .from_vault
+                .get(name)
+                .with_context(|| format!("{vault_variable} is set but the secret was not read from Vault"))?;
+            return Ok(Some(value.clone()));
+        }
         match (self.get(name), self.get(&file_variable)) {
             (Some(_), Some(_)) => anyhow::bail!("set {name} or {file_variable}, not both"),
             (Some(value), None) => {
