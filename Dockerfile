@@ -3,22 +3,43 @@
 #   docker build -t emporium .
 #   docker run --rm -p 8080:8080 emporium              # the whole system on embedded stores
 #
-# Stage 1 fetches the dependencies from the lock file alone (a cached layer that changes only
-# with Cargo.lock), stage 2 builds the release binary, stage 3 is a small runtime image with the
-# stripped binary, the default configuration and a non-root user.
+# Stage 1 builds the dependencies from the manifests and Cargo.lock alone, with an empty
+# stand-in for every crate of the workspace (ops/docker/stub-workspace.sh): that layer is
+# rebuilt only when a manifest or the lock file changes. Stage 2 builds the release binary from
+# the real sources; the profile keeps its debug info in a separate file (emporium.dwp, left in
+# the build stage for whoever needs symbols). Stage 3 is a small runtime image with the binary,
+# the default configuration and a non-root user.
 
 FROM rust:1.95-bookworm AS dependencies
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY actors actors
-COPY nodes nodes
-RUN cargo fetch --locked
+COPY actors/auth/Cargo.toml actors/auth/
+COPY actors/bus/Cargo.toml actors/bus/
+COPY actors/cluster/Cargo.toml actors/cluster/
+COPY actors/contracts/Cargo.toml actors/contracts/
+COPY actors/echo/Cargo.toml actors/echo/
+COPY actors/gateway/Cargo.toml actors/gateway/
+COPY actors/inventory/Cargo.toml actors/inventory/
+COPY actors/notification/Cargo.toml actors/notification/
+COPY actors/order/Cargo.toml actors/order/
+COPY actors/payment/Cargo.toml actors/payment/
+COPY actors/product/Cargo.toml actors/product/
+COPY actors/registry/Cargo.toml actors/registry/
+COPY actors/runtime/Cargo.toml actors/runtime/
+COPY actors/store/Cargo.toml actors/store/
+COPY actors/testkit/Cargo.toml actors/testkit/
+COPY nodes/Cargo.toml nodes/
+COPY ops/docker/stub-workspace.sh /usr/local/bin/stub-workspace
+RUN stub-workspace . && cargo build --release --locked -p emporium
 
 FROM dependencies AS build
+COPY actors actors
+COPY nodes nodes
 COPY config config
-RUN cargo build --release --locked -p emporium \
- && objcopy --only-keep-debug target/release/emporium target/release/emporium.debug \
- && strip --strip-debug target/release/emporium
+# The real sources replace the stand-ins: newer modification times make cargo rebuild them.
+RUN find actors nodes -name '*.rs' -exec touch {} + \
+ && cargo build --release --locked -p emporium \
+ && ls -l target/release/emporium target/release/emporium.dwp
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

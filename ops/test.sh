@@ -92,6 +92,9 @@ cargo fmt --all -- --check
 say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+say "Dockerfile dependency stage (ops/docker/check.sh)"
+ops/docker/check.sh
+
 say "cargo test"
 cargo test --workspace --all-features --locked -- --test-threads 4
 
