@@ -298,3 +298,60 @@ async fn a_chunked_body_over_the_limit_is_413_in_the_envelope() {
     assert!(lower.contains("content-type: application/json") && lower.contains("x-request-id:"), "{answer}");
     assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
 }
+
+/// Sends `request` as raw bytes to `address` and reads the answer until the server closes.
+fn raw_exchange(address: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    // The server may answer and close before it read everything: a failed write is fine.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// What actix-http refuses before any route runs (too large a header block, bytes that are not
+/// HTTP, bad framing, control bytes) is answered with our envelope on both listeners, not an
+/// empty body.
+#[tokio::test]
+async fn requests_the_http_parser_refuses_get_the_envelope_on_both_listeners() {
+    let data = DataDir::new();
+    let (node, _config) = start_single_node("attack-parser", "registry,gateway,auth", &data, &[]);
+    let gateway = node.http("").trim_start_matches("http://").to_string();
+    let listener = node.listen.clone();
+    let big_header = format!("GET /api/v1/products HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(200 * 1024));
+    let long_query = format!("GET /api/v1/products?q={} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100 * 1024));
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("a 200 KB header", big_header.into_bytes(), &["431"]),
+        ("a 100 KB query string", long_query.into_bytes(), &["400", "414", "431"]),
+        ("not HTTP", b"HELLO THERE\r\n\r\n".to_vec(), &["400"]),
+        ("a control byte in the path", b"GET /api/v1/pro\x01ducts HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &["400"]),
+        (
+            "Transfer-Encoding with Content-Length",
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            &["400"],
+        ),
+        ("a bad header line", b"GET / HTTP/1.1\r\nHost x\r\n\r\n".to_vec(), &["400"]),
+    ];
+    for address in [gateway.as_str(), listener.as_str()] {
+        for (what, request, statuses) in &cases {
+            let address = address.to_string();
+            let request = request.clone();
+            let answer = tokio::task::spawn_blocking(move || raw_exchange(&address, &request)).await.unwrap();
+            let status = answer.get(9..12).unwrap_or("");
+            assert!(statuses.contains(&status), "{what} on {}: {answer}", node.listen);
+            let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{what}: {answer}"));
+            let head = head.to_lowercase();
+            assert!(head.contains("content-type: application/json"), "{what}: {answer}");
+            assert!(head.contains("x-request-id: "), "{what}: {answer}");
+            let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{what}: not JSON: {answer}"));
+            let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("{what}: {body}"));
+            assert!(!code.is_empty() && body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        }
+    }
+    // Both listeners still serve.
+    assert_eq!(Api::new(node.http("")).get("/openapi.json", None).await.0, 200);
+    assert_eq!(get_json(&node.url("/health/live")).await.0, 200);
+}

@@ -99,17 +99,25 @@ pub fn is_bare_error<B>(response: &actix_web::dev::ServiceResponse<B>) -> bool {
     response.status().as_u16() >= 400 && !is_json
 }
 
-/// The error envelope for a status actix-web answered with on its own.
-pub fn envelope_for(status: StatusCode) -> HttpResponse {
-    let (code, message) = match status.as_u16() {
+/// The code and message of the envelope for a status actix-web or actix-http answered with on
+/// its own.
+pub fn bare_error_words(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
         413 => ("payload_too_large", "the body is larger than the limit"),
         415 => ("unsupported_media_type", "send the body as application/json"),
         404 => ("not_found", "no such resource"),
         405 => ("method_not_allowed", "this path does not take this method"),
         408 => ("request_timeout", "the request took too long to arrive"),
-        400..=499 => ("bad_request", "the request could not be read"),
+        414 => ("uri_too_long", "the request's path and query are longer than the limit"),
+        431 => ("headers_too_large", "the request's headers are larger than the limit"),
+        400..=499 => ("bad_request", "the request could not be read as HTTP"),
         _ => ("internal_error", INTERNAL_ERROR_MESSAGE),
-    };
+    }
+}
+
+/// The error envelope for a status actix-web answered with on its own.
+pub fn envelope_for(status: StatusCode) -> HttpResponse {
+    let (code, message) = bare_error_words(status);
     let mut response = error_response(&ServiceError::new(ErrorKind::from_http_status(status.as_u16()), code, message));
     *response.status_mut() = status;
     response

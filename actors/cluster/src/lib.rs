@@ -24,6 +24,7 @@ pub mod context;
 pub mod credential;
 pub mod directory;
 pub mod edge;
+pub mod edge_server;
 pub use emporium_runtime::input_errors;
 pub mod live_config;
 pub mod log_format;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::Arbiter;
 use actix_web::dev::Service;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use emporium_contracts::registry::{InstanceStatus, RegisterInstance};
 use emporium_contracts::{ErrorKind, ServiceError};
 use emporium_runtime::{ServiceGroup, ServiceHealth, ServiceSupervision, SupervisionTree, TaskContext, TaskHandle};
@@ -405,7 +405,13 @@ impl Node {
         let cluster_data = web::Data::new(self.cluster.clone());
         let secret_data = web::Data::new(self.options.secret.clone());
         let mounts = self.mounts.clone();
-        let server = HttpServer::new(move || {
+        let server_options = crate::edge_server::EdgeServerOptions {
+            name: "cluster",
+            workers: 2,
+            client_request_timeout: Duration::from_secs(5),
+            shutdown_timeout: self.options.drain_timeout,
+        };
+        let server = crate::edge_server::serve(self.listener, server_options, move || {
             let mut app = App::new()
                 .wrap_fn(|request, service| {
                     let started = std::time::Instant::now();
@@ -445,12 +451,7 @@ impl Node {
             }
             app.default_service(web::to(not_found))
         })
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(self.options.drain_timeout.as_secs().max(1))
-        .listen(self.listener)
-        .map_err(|error| NodeError::Start(format!("cannot serve the cluster listener: {error}")))?
-        .run();
+        .map_err(|error| NodeError::Start(format!("cannot serve the cluster listener: {error}")))?;
         let server_handle = server.handle();
         let server_task = actix_web::rt::spawn(server);
 

@@ -54,8 +54,14 @@ impl Telemetry {
         export_process_metrics();
         metrics::gauge!("emporium_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         self.metrics.run_upkeep();
-        self.metrics.render()
+        counters_typed_as_counters(self.metrics.render())
     }
+}
+
+/// The recorder's counters hold whole numbers, so the CPU seconds are set as a gauge; the text
+/// says what the series is, a counter (as the Prometheus client libraries export it).
+fn counters_typed_as_counters(text: String) -> String {
+    text.replacen("# TYPE process_cpu_seconds_total gauge", "# TYPE process_cpu_seconds_total counter", 1)
 }
 
 /// The standard process metrics of the Prometheus client libraries, from /proc/self (Linux;
@@ -63,7 +69,8 @@ impl Telemetry {
 /// and the start time.
 fn export_process_metrics() {
     let Some(process) = ProcessStats::read() else { return };
-    // A gauge because this recorder's counters are whole numbers: `rate()` reads it all the same.
+    // Set as a gauge because this recorder's counters are whole numbers; typed as the counter
+    // it is in the text (`counters_typed_as_counters`).
     metrics::gauge!("process_cpu_seconds_total").set(process.cpu_seconds);
     metrics::gauge!("process_resident_memory_bytes").set(process.resident_bytes as f64);
     metrics::gauge!("process_virtual_memory_bytes").set(process.virtual_bytes as f64);
@@ -133,7 +140,7 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
 
 #[cfg(test)]
 mod process_tests {
-    use super::ProcessStats;
+    use super::{ProcessStats, counters_typed_as_counters};
 
     #[test]
     fn proc_self_stat_is_read_field_by_field() {
@@ -153,5 +160,15 @@ mod process_tests {
         );
         assert!(ProcessStats::parse("garbage", 0.0, 0).is_none());
         assert!(ProcessStats::read().is_some(), "this test runs on Linux");
+    }
+
+    #[test]
+    fn cpu_seconds_are_typed_as_a_counter() {
+        let text =
+            "# TYPE process_cpu_seconds_total gauge\nprocess_cpu_seconds_total 1.5\n# TYPE process_threads gauge\n";
+        assert_eq!(
+            counters_typed_as_counters(text.to_string()),
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n# TYPE process_threads gauge\n"
+        );
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
+use actix_web::{App, HttpRequest, HttpResponse, middleware, web};
 use emporium_cluster::edge::{AdminCaller, ApiError, error_response, json_config, path_config, query_config};
+use emporium_cluster::edge_server::{self, EdgeServerOptions};
 use emporium_cluster::node::RouteMount;
 use emporium_cluster::registry_client::RegistryClient;
 use emporium_cluster::routes_kit::{BearerSecurity, EdgeResponses};
@@ -100,7 +101,13 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     let routes = options.routes;
     let body_limit = options.settings.body_limit_bytes;
     let address = options.listener.local_addr()?;
-    let server = HttpServer::new(move || {
+    let server_options = EdgeServerOptions {
+        name: "gateway",
+        workers: 2,
+        client_request_timeout: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(10),
+    };
+    let server = edge_server::serve(options.listener, server_options, move || {
         let mut app = App::new()
             .wrap(middleware::from_fn(edge))
             .app_data(state.clone())
@@ -119,13 +126,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
             app = app.configure(move |config| mount(config));
         }
         app.default_service(web::to(not_found))
-    })
-    .workers(2)
-    .disable_signals()
-    .client_request_timeout(Duration::from_secs(5))
-    .shutdown_timeout(10)
-    .listen(options.listener)?
-    .run();
+    })?;
     let server_handle = server.handle();
     actix_web::rt::spawn(server);
 
