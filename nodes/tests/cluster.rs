@@ -47,6 +47,66 @@ async fn a_killed_node_leaves_the_registry_within_the_lease() {
     assert!(took < Duration::from_secs(6), "evicted after {took:?}");
 }
 
+/// Waits until `node` follows the registry's watch stream (the connection the registry ties
+/// to it).
+async fn watching(node: &NodeProcess) {
+    eventually(Duration::from_secs(10), "the node follows the watch stream", || async {
+        node.output().contains("following the registry's watch stream").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_process_leaves_the_registry_long_before_its_lease() {
+    let registry = start_registry("reg-gone");
+    let mut echo = start_node("echo-gone", "echo", &registry.url);
+    eventually(Duration::from_secs(10), "echo registered", || async {
+        (instances(&registry.node, "echo").await.len() == 1).then_some(())
+    })
+    .await;
+    watching(&echo).await;
+    echo.kill9();
+    let killed_at = Instant::now();
+    eventually(Duration::from_secs(8), "echo evicted", || async {
+        instances(&registry.node, "echo").await.is_empty().then_some(())
+    })
+    .await;
+    let took = killed_at.elapsed();
+    // The lease is 3 s: far below it, the closed watch connection and the refused listener did
+    // it (ops/bench/eviction.py measures the figure: tens of milliseconds).
+    assert!(took < Duration::from_millis(2000), "evicted after {took:?}");
+    assert!(registry.node.output().contains("listener refuses connections"), "{}", registry.node.output());
+}
+
+#[tokio::test]
+async fn a_process_stopped_for_a_second_is_not_evicted() {
+    let registry = start_registry("reg-stall");
+    let echo = start_node("echo-stall", "echo", &registry.url);
+    eventually(Duration::from_secs(10), "echo registered", || async {
+        (instances(&registry.node, "echo").await.len() == 1).then_some(())
+    })
+    .await;
+    watching(&echo).await;
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, &echo.pid().to_string()]).status().unwrap();
+        assert!(status.success());
+    };
+    // A pause like a long GC: the process holds its connections but answers nothing.
+    signal("-STOP");
+    let stopped_at = Instant::now();
+    while stopped_at.elapsed() < Duration::from_secs(1) {
+        assert_eq!(instances(&registry.node, "echo").await.len(), 1, "evicted while stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal("-CONT");
+    // It renews its lease again and stays.
+    let resumed_at = Instant::now();
+    while resumed_at.elapsed() < Duration::from_secs(3) {
+        assert_eq!(instances(&registry.node, "echo").await.len(), 1, "evicted after resuming");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn sigterm_deregisters_at_once_and_exits_zero() {
     let registry = start_registry("reg-term");

@@ -3,7 +3,7 @@
 
 Measures, on a release build with the `test-services` feature:
 
-  1. eviction after kill -9 of a single-role echo node (registry lists it no more)
+  1. eviction after kill -9 of a single-role echo node (registry lists it no more; worst case)
   2. a config edit applied and acked on every instance (file poll, and explicit refresh)
   3. remote ask on loopback (probe node -> echo node): p50/p99 at concurrency 1,
      asks/s at concurrency 32 and 64
@@ -106,14 +106,14 @@ def figure_eviction(bench: Bench) -> dict:
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{instance} still listed 20 s after kill -9")
-            tick += 0.020
+            tick += 0.005
             time.sleep(max(0.0, tick - time.monotonic()))
         echo.proc.wait(timeout=10)
         times.append(took)
         log(f"  eviction run {run + 1}: {took:.3f} s")
     bench.stop_all()
     result = summary(times)
-    result["met"] = result["median"] <= 3.0
+    result["met"] = result["max"] <= 0.5
     return result
 
 
@@ -392,8 +392,8 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     n = results.get("runs", 5)
     if "eviction" in results:
         r = results["eviction"]
-        out.append((f"1. Eviction after kill -9 (median of {n}; min-max)", "<= 3 s",
-                    f"{r['median']:.2f} s ({r['min']:.2f}-{r['max']:.2f})", yes(r["met"])))
+        out.append((f"1. Eviction after kill -9 (worst of {n}; median, min)", "worst <= 0.5 s",
+                    f"{ms(r['max'])} (median {ms(r['median'])}, min {ms(r['min'])})", yes(r["met"])))
     if "config" in results:
         for mode, label in (("poll", "file edit, registry's 500 ms poll"), ("refresh", "file edit + POST refresh")):
             r = results["config"][mode]
@@ -458,10 +458,10 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
     lines += [
         "1. A single-role `echo` node starts at a random point of the registry's eviction sweep and registers; "
         "1-2 s later (a random point of its 1 s heartbeat) it gets SIGKILL; "
-        "`GET /registry/v1/instances?service=echo` is polled every 20 ms until the instance is gone. "
-        "With lease 3 s, heartbeat 1 s and a sweep every lease/20 = 150 ms (`config/application.toml`), "
-        "the time from kill to eviction is 3 s - (time since the last renewal, 0-1 s) + (wait for the next "
-        "sweep, 0-0.15 s): between 2.0 and 3.15 s, 2.575 s on average.",
+        "`GET /registry/v1/instances?service=echo` is polled every 5 ms until the instance is gone. "
+        "The kernel closes the dead process's sockets: the registry sees the node's watch connection close, "
+        "finds its listener refusing connections, and evicts it at once (the lease, 3 s, stays the fallback "
+        "for a host that vanishes without closing anything).",
         "2. Registry + 2 `echo` + 2 `probe` nodes (5 instances). `timeout_millis` in the registry's copy "
         "of `application.toml` is changed (temp file + rename) at a random point of the registry's 500 ms "
         "file poll; `GET /registry/v1/config/acks` is polled every 10 ms until every instance's "

@@ -36,6 +36,9 @@ pub struct EdgeServerOptions {
     pub client_request_timeout: Duration,
     /// How long in-flight requests may finish at a graceful stop.
     pub shutdown_timeout: Duration,
+    /// Whether a client may close its sending side and still read the answer; `false` ends a
+    /// connection (and drops a streaming answer) as soon as the client's end of file arrives.
+    pub allow_half_closed: bool,
 }
 
 /// Serves the app `factory` makes (one per worker) on `listener`, every connection through an
@@ -55,6 +58,7 @@ where
     let local_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let client_request_timeout = options.client_request_timeout;
+    let allow_half_closed = options.allow_half_closed;
     Ok(Server::build()
         .workers(options.workers.max(1))
         .disable_signals()
@@ -64,6 +68,7 @@ where
             let http = HttpService::<EdgeStream<TcpStream>, _, _>::build()
                 .client_request_timeout(client_request_timeout)
                 .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(allow_half_closed)
                 .local_addr(local_addr)
                 .h1(map_config(app, move |_| AppConfig::default()));
             fn_service(|stream: TcpStream| async move {

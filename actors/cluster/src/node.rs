@@ -410,6 +410,9 @@ impl Node {
             workers: 2,
             client_request_timeout: Duration::from_secs(5),
             shutdown_timeout: self.options.drain_timeout,
+            // A peer's end of file ends its connection at once: the registry learns that a
+            // node's watch connection closed without waiting for the next ping to fail.
+            allow_half_closed: false,
         };
         let server = crate::edge_server::serve(self.listener, server_options, move || {
             let mut app = App::new()
@@ -463,6 +466,7 @@ impl Node {
             self.cluster.clone(),
             self.config_version_tx.clone(),
             Duration::from_millis(settings.registry.watch_ping_millis),
+            self.options.node_id.clone(),
         );
         let config_follower = self.live_config.follow(self.config_version_tx.subscribe());
         let tree = self.tree.clone();

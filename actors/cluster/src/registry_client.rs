@@ -17,6 +17,9 @@ use serde::de::DeserializeOwned;
 
 use crate::credential::ClusterSecret;
 
+/// The header by which a node's watch connection names the node.
+pub const WATCHER_NODE_HEADER: &str = "x-emporium-node";
+
 /// Why a registry call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -148,6 +151,7 @@ impl RegistryClient {
         &self,
         since: Option<u64>,
         silence_limit: Duration,
+        node_id: Option<&str>,
     ) -> Result<impl Stream<Item = Result<WatchEvent, String>> + Send + 'static, RegistryError> {
         let mut last_error = String::new();
         let start = self.current.load(Ordering::Relaxed);
@@ -157,13 +161,17 @@ impl RegistryClient {
             if let Some(since) = since {
                 url.push_str(&format!("?since={since}"));
             }
-            let response = self
+            let mut request = self
                 .watch_http
                 .get(url)
                 .header(reqwest::header::AUTHORIZATION, self.secret.header_value())
-                .header(reqwest::header::ACCEPT, "text/event-stream")
-                .send()
-                .await;
+                .header(reqwest::header::ACCEPT, "text/event-stream");
+            if let Some(node_id) = node_id {
+                // The registry ties this connection to the node: when it closes and the node's
+                // listener refuses connections, the node's instances leave at once.
+                request = request.header(WATCHER_NODE_HEADER, node_id);
+            }
+            let response = request.send().await;
             let response = match response {
                 Ok(response) => response,
                 Err(error) => {

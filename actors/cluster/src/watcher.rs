@@ -19,6 +19,7 @@ pub fn start(
     cluster: Cluster,
     config_version_tx: watch::Sender<u64>,
     ping_interval: Duration,
+    node_id: String,
 ) -> JoinHandle<()> {
     let directory = cluster.directory().clone();
     let call_sites = cluster.clone();
@@ -27,7 +28,7 @@ pub fn start(
         let mut backoff = Duration::from_millis(50);
         let mut was_connected = false;
         loop {
-            match client.watch(None, ping_interval * 3).await {
+            match client.watch(None, ping_interval * 3, Some(&node_id)).await {
                 Ok(events) => {
                     let mut events = std::pin::pin!(events);
                     if !was_connected {

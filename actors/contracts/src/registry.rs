@@ -100,6 +100,9 @@ pub enum RemovalReason {
     Deregistered,
     /// Its lease lapsed.
     LeaseExpired,
+    /// Its node's watch connection closed and its node listener refuses connections: the
+    /// process is gone (killed, crashed), well before its lease would lapse.
+    ProcessGone,
 }
 
 /// The registry's own state, beside its instances.

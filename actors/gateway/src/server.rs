@@ -106,6 +106,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
         workers: 2,
         client_request_timeout: Duration::from_secs(5),
         shutdown_timeout: Duration::from_secs(10),
+        allow_half_closed: true,
     };
     let server = edge_server::serve(options.listener, server_options, move || {
         let mut app = App::new()

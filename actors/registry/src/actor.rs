@@ -18,8 +18,8 @@ use tokio::sync::broadcast;
 use crate::config_store::ConfigStore;
 use crate::error::RegistryError;
 use crate::messages::{
-    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, RefreshConfig, RefreshOutcome, Register,
-    RenewLease, Subscribe, Subscription,
+    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, NodeGone, RefreshConfig, RefreshOutcome,
+    Register, RenewLease, Subscribe, Subscription, WatcherClosed,
 };
 use crate::state::{EVENT_LOG_CAPACITY, InstanceTable};
 
@@ -226,6 +226,62 @@ impl Handler<Deregister> for RegistryActor {
         tracing::info!(instance_id = %instance.id, service = %instance.service, "instance deregistered");
         self.publish();
         Ok(())
+    }
+}
+
+/// When a node's listener is probed after its watch connection closed: at once, then twice
+/// more, since the kernel closes a dying process's sockets one after the other.
+const GONE_PROBE_DELAYS: [Duration; 3] = [Duration::ZERO, Duration::from_millis(100), Duration::from_millis(300)];
+/// How long one probe waits for a connection before leaving the node to its lease.
+const GONE_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
+impl Handler<WatcherClosed> for RegistryActor {
+    type Result = ();
+
+    /// A watch connection that closes is either a node that reconnects (its listener still
+    /// accepts) or a process that died (the kernel closed its sockets: its listener refuses).
+    /// A node that is only slow keeps its connection open, and a host that vanished refuses
+    /// nothing: both are left to the lease.
+    fn handle(&mut self, message: WatcherClosed, ctx: &mut Self::Context) {
+        let registry = ctx.address();
+        for address in self.table.addresses_of_node(&message.node_id) {
+            let registry = registry.clone();
+            let node_id = message.node_id.clone();
+            actix::spawn(async move {
+                for delay in GONE_PROBE_DELAYS {
+                    tokio::time::sleep(delay).await;
+                    match tokio::time::timeout(GONE_PROBE_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+                        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                            registry.do_send(NodeGone { node_id, address });
+                            return;
+                        }
+                        Ok(Ok(_)) => continue,
+                        // A timeout or another error says nothing for sure: the lease decides.
+                        _ => return,
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Handler<NodeGone> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, message: NodeGone, _: &mut Self::Context) {
+        let removed = self.table.remove_node(&message.node_id, &message.address);
+        for instance in &removed {
+            tracing::info!(
+                instance_id = %instance.id,
+                service = %instance.service,
+                node_id = %instance.node_id,
+                "watch connection closed and the node's listener refuses connections; instance evicted"
+            );
+        }
+        if !removed.is_empty() {
+            metrics::counter!("emporium_registry_evictions_total").increment(removed.len() as u64);
+            self.publish();
+        }
     }
 }
 

@@ -32,6 +32,25 @@ pub struct Deregister {
     pub instance_id: String,
 }
 
+/// A node's watch connection closed: the registry checks whether the node is gone.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WatcherClosed {
+    /// The node the connection named.
+    pub node_id: String,
+}
+
+/// A node's listener refused connections after its watch connection closed: its instances
+/// leave at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct NodeGone {
+    /// The node.
+    pub node_id: String,
+    /// The listener address that refused.
+    pub address: String,
+}
+
 /// List the registered instances, of one service or all.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<InstanceInfo>, RegistryError>")]

@@ -3,6 +3,7 @@
 //! read.
 
 use emporium_cluster::input_errors::{describe_json_error, describe_serde_message};
+use emporium_cluster::registry_client::WATCHER_NODE_HEADER;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use crate::error::RegistryError;
 use crate::handle::Registry;
 use crate::messages::{
     AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, RefreshConfig, Register, RenewLease,
-    Subscribe, Subscription,
+    Subscribe, Subscription, WatcherClosed,
 };
 
 /// The largest JSON body a registry route accepts.
@@ -218,11 +219,30 @@ async fn watch(
         .or_else(|| request.headers().get("last-event-id").and_then(|value| value.to_str().ok()?.trim().parse().ok()));
     let subscription = registry.addr.send(Subscribe { since }).await??;
     let ping_period = Duration::from_millis(registry.settings.read().registry.watch_ping_millis.max(1));
+    let watcher = request
+        .headers()
+        .get(WATCHER_NODE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|node_id| !node_id.is_empty() && node_id.len() <= 128)
+        .map(|node_id| WatcherGuard { registry: registry.get_ref().clone(), node_id: node_id.to_string() });
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(watch_stream(subscription, since.unwrap_or(0), ping_period)))
+        .streaming(watch_stream(subscription, since.unwrap_or(0), ping_period, watcher)))
+}
+
+/// Lives as long as a node's watch stream; when the connection closes (the node reconnects,
+/// or its process died), tells the registry, which checks which of the two it was.
+struct WatcherGuard {
+    registry: Registry,
+    node_id: String,
+}
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.registry.addr.do_send(WatcherClosed { node_id: std::mem::take(&mut self.node_id) });
+    }
 }
 
 /// Where a watch stream is.
@@ -231,12 +251,14 @@ struct WatchCursor {
     events_rx: broadcast::Receiver<WatchEvent>,
     ping: tokio::time::Interval,
     last_version: u64,
+    _watcher: Option<WatcherGuard>,
 }
 
 fn watch_stream(
     subscription: Subscription,
     since: u64,
     ping_period: Duration,
+    watcher: Option<WatcherGuard>,
 ) -> impl futures::Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_period, ping_period);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,6 +267,7 @@ fn watch_stream(
         events_rx: subscription.events_rx,
         ping,
         last_version: since,
+        _watcher: watcher,
     };
     futures::stream::unfold(cursor, |mut cursor| async move {
         if let Some(event) = cursor.pending.pop_front() {

@@ -160,6 +160,43 @@ impl InstanceTable {
         Ok(registration.info)
     }
 
+    /// The listener addresses of `node_id`'s instances.
+    pub fn addresses_of_node(&self, node_id: &str) -> Vec<String> {
+        let mut addresses: Vec<String> = self
+            .instances
+            .values()
+            .filter(|registration| registration.info.node_id == node_id)
+            .map(|registration| registration.info.address.clone())
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+
+    /// Removes the instances of `node_id` at `address` (its process is gone). Positive evidence,
+    /// so self-preservation does not hold it back. Returns the removed.
+    pub fn remove_node(&mut self, node_id: &str, address: &str) -> Vec<InstanceInfo> {
+        let ids: Vec<String> = self
+            .instances
+            .values()
+            .filter(|registration| registration.info.node_id == node_id && registration.info.address == address)
+            .map(|registration| registration.info.id.clone())
+            .collect();
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(registration) = self.instances.remove(&id) {
+                self.acks.remove(&id);
+                self.emit(WatchChange::InstanceRemoved {
+                    id,
+                    service: registration.info.service.clone(),
+                    reason: RemovalReason::ProcessGone,
+                });
+                removed.push(registration.info);
+            }
+        }
+        removed
+    }
+
     /// Registered instances, of one service or all, sorted by service then id.
     pub fn list(&self, service: Option<&str>) -> Vec<InstanceInfo> {
         let mut instances: Vec<InstanceInfo> = self
