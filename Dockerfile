@@ -6,8 +6,8 @@
 # Stage 1 builds the dependencies from the manifests and Cargo.lock alone, with an empty
 # stand-in for every crate of the workspace (ops/docker/stub-workspace.sh): that layer is
 # rebuilt only when a manifest or the lock file changes. Stage 2 builds the release binary from
-# the real sources; the profile keeps its debug info in a separate file (emporium.dwp, left in
-# the build stage for whoever needs symbols). Stage 3 is a small runtime image with the binary,
+# the real sources (the release profile leaves debug info out; `--profile release-symbols`
+# builds the same binary with line tables). Stage 3 is a small runtime image with the binary,
 # the default configuration and a non-root user.
 
 FROM rust:1.95-bookworm AS dependencies
@@ -39,7 +39,7 @@ COPY config config
 # The real sources replace the stand-ins: newer modification times make cargo rebuild them.
 RUN find actors nodes -name '*.rs' -exec touch {} + \
  && cargo build --release --locked -p emporium \
- && ls -l target/release/emporium target/release/emporium.dwp
+ && ls -l target/release/emporium
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -29,28 +29,13 @@ cd "$(dirname "$0")/.."
 CACHE="${EMPORIUM_CACHE:-$HOME/.cache/emporium}"
 VENV="${EMPORIUM_K8S_VENV:-$CACHE/k8s-venv}"
 REQS=(kubernetes-validate==1.37.0)
-STAMP="$VENV/.emporium-k8s"
 VERSIONS="${EMPORIUM_K8S_VERSIONS:-1.30.0 1.37.0}"
 
 say() { printf 'ops/check_k8s.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-install_venv() {
-    mkdir -p "$(dirname "$VENV")"
-    exec 8>"$VENV.lock"
-    flock 8
-    if [ -x "$VENV/bin/kubernetes-validate" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "${REQS[*]}" ]; then
-        return 0
-    fi
-    say "installing ${REQS[*]} into $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --quiet "${REQS[@]}" \
-        || { rm -rf "$VENV"; die "pip could not install ${REQS[*]} (is PyPI reachable?)"; }
-    printf '%s\n' "${REQS[*]}" >"$STAMP"
-}
 
-install_venv
+ops/lib/pip_venv.sh "$(basename "$0")" "$VENV" kubernetes-validate "${REQS[@]}" || exit 1
 
 # The real render, when kubectl is here: its output, or its error for the checks to report.
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/emporium-k8s.XXXXXX")"

@@ -25,7 +25,6 @@ cd "$(dirname "$0")/.."
 CACHE="${EMPORIUM_CACHE:-$HOME/.cache/emporium}"
 VENV="${EMPORIUM_FUZZ_VENV:-$CACHE/fuzz-venv}"
 REQS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
-STAMP="$VENV/.emporium-fuzz"
 BIN="${EMPORIUM_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/emporium/target}/debug/emporium}"
 EXAMPLES="${FUZZ_EXAMPLES:-100}"
 MINUTES="${FUZZ_MINUTES:-6}"
@@ -37,20 +36,6 @@ die() { say "$*"; exit 1; }
 
 [ -x "$BIN" ] || die "no emporium binary at $BIN (cargo build, or set EMPORIUM_BIN)"
 
-install_venv() {
-    mkdir -p "$(dirname "$VENV")"
-    exec 8>"$VENV.lock"
-    flock 8
-    if [ -x "$VENV/bin/st" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "${REQS[*]}" ]; then
-        return 0
-    fi
-    say "installing ${REQS[*]} into $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --quiet "${REQS[@]}" \
-        || { rm -rf "$VENV"; die "pip could not install ${REQS[*]} (is PyPI reachable?)"; }
-    printf '%s\n' "${REQS[*]}" >"$STAMP"
-}
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -60,7 +45,7 @@ json_field() { # json_field FIELD: reads JSON on stdin
     python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
 
-install_venv
+ops/lib/pip_venv.sh "$(basename "$0")" "$VENV" st "${REQS[@]}" || exit 1
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/emporium-fuzz.XXXXXX")"
 NODE_PID=""

@@ -31,10 +31,7 @@ async fn registration_is_visible_and_the_node_is_ready() {
 async fn a_killed_node_leaves_the_registry_within_the_lease() {
     let registry = start_registry("reg-kill");
     let mut echo = start_node("echo-kill", "echo", &registry.url);
-    eventually(Duration::from_secs(10), "echo registered", || async {
-        (instances(&registry.node, "echo").await.len() == 1).then_some(())
-    })
-    .await;
+    until_listed(&registry.node, "echo", 1).await;
     echo.kill9();
     let killed_at = Instant::now();
     eventually(Duration::from_secs(8), "echo evicted", || async {
@@ -60,10 +57,7 @@ async fn watching(node: &NodeProcess) {
 async fn a_killed_process_leaves_the_registry_long_before_its_lease() {
     let registry = start_registry("reg-gone");
     let mut echo = start_node("echo-gone", "echo", &registry.url);
-    eventually(Duration::from_secs(10), "echo registered", || async {
-        (instances(&registry.node, "echo").await.len() == 1).then_some(())
-    })
-    .await;
+    until_listed(&registry.node, "echo", 1).await;
     watching(&echo).await;
     echo.kill9();
     let killed_at = Instant::now();
@@ -82,10 +76,7 @@ async fn a_killed_process_leaves_the_registry_long_before_its_lease() {
 async fn a_process_stopped_for_a_second_is_not_evicted() {
     let registry = start_registry("reg-stall");
     let echo = start_node("echo-stall", "echo", &registry.url);
-    eventually(Duration::from_secs(10), "echo registered", || async {
-        (instances(&registry.node, "echo").await.len() == 1).then_some(())
-    })
-    .await;
+    until_listed(&registry.node, "echo", 1).await;
     watching(&echo).await;
     let signal = |name: &str| {
         let status = std::process::Command::new("kill").args([name, &echo.pid().to_string()]).status().unwrap();
@@ -111,10 +102,7 @@ async fn a_process_stopped_for_a_second_is_not_evicted() {
 async fn sigterm_deregisters_at_once_and_exits_zero() {
     let registry = start_registry("reg-term");
     let mut echo = start_node("echo-term", "echo", &registry.url);
-    eventually(Duration::from_secs(10), "echo registered", || async {
-        (instances(&registry.node, "echo").await.len() == 1).then_some(())
-    })
-    .await;
+    until_listed(&registry.node, "echo", 1).await;
     let status = echo.sigterm(Duration::from_secs(15));
     assert!(status.success(), "exit status {status:?}:\n{}", echo.output());
     // Deregistration happened before exit: no waiting for the lease.

@@ -187,26 +187,16 @@ impl Cluster {
         let mongodb_url = format!("{}/{prefix}_{gateway_port}", mongodb.trim_end_matches('/'));
         for role in ["auth", "product", "inventory", "order", "payment", "notification", "gateway"] {
             let dir = DataDir::new();
-            let data_dir = dir.path.to_str().unwrap().to_string();
             let http = format!("127.0.0.1:{gateway_port}");
-            let node = NodeProcess::start(
+            let node = start_cluster_node(
                 &format!("{prefix}-{role}"),
-                &[
-                    "--role",
-                    role,
-                    "--registry",
-                    &registry.url,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--data-dir",
-                    &data_dir,
-                    "--http",
-                    &http,
-                ],
+                role,
+                &registry.url,
+                &dir,
+                &http,
                 &[
                     ("EMPORIUM_MYSQL_URL", database.url.as_str()),
                     ("EMPORIUM_AMQP_URL", vhost.url.as_str()),
-                    ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
                     ("EMPORIUM_MONGODB_URL", mongodb_url.as_str()),
                 ],
             );

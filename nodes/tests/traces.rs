@@ -136,25 +136,15 @@ impl TracedCluster {
         let mut data = Vec::new();
         for roles in ["gateway,auth", "product,inventory", "order", "payment,notification"] {
             let dir = DataDir::new();
-            let data_dir = dir.path.to_str().unwrap().to_string();
-            nodes.push(NodeProcess::start(
+            nodes.push(start_cluster_node(
                 &format!("traces-{}", roles.replace(',', "-")),
-                &[
-                    "--role",
-                    roles,
-                    "--registry",
-                    &registry.url,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--data-dir",
-                    &data_dir,
-                    "--http",
-                    &gateway_http,
-                ],
+                roles,
+                &registry.url,
+                &dir,
+                &gateway_http,
                 &[
                     ("EMPORIUM_MYSQL_URL", database.url.as_str()),
                     ("EMPORIUM_AMQP_URL", vhost.url.as_str()),
-                    ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
                     ("EMPORIUM_OTLP_ENDPOINT", otlp),
                 ],
             ));

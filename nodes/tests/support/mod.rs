@@ -341,6 +341,46 @@ pub fn start_node_with_data(name: &str, roles: &str, registry_url: &str, data: &
     )
 }
 
+/// A node with `roles` of a cluster on real stores: the registry at `registry_url`, its own data
+/// directory, the gateway (if it runs one) on `http`, and `env` (store URLs, ...) besides the
+/// bootstrap admin's password.
+pub fn start_cluster_node(
+    name: &str,
+    roles: &str,
+    registry_url: &str,
+    data: &DataDir,
+    http: &str,
+    env: &[(&str, &str)],
+) -> NodeProcess {
+    let data_dir = data.path.to_str().unwrap().to_string();
+    let mut all_env = vec![("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    all_env.extend_from_slice(env);
+    NodeProcess::start(
+        name,
+        &[
+            "--role",
+            roles,
+            "--registry",
+            registry_url,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir,
+            "--http",
+            http,
+        ],
+        &all_env,
+    )
+}
+
+/// Waits until the registry lists `count` instances of `service`.
+pub async fn until_listed(registry: &NodeProcess, service: &str, count: usize) {
+    eventually(Duration::from_secs(10), &format!("{count} {service} instance(s) listed"), || async {
+        (instances(registry, service).await.len() == count).then_some(())
+    })
+    .await;
+}
+
 /// The bootstrap admin's password in tests.
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
