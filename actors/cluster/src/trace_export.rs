@@ -11,6 +11,9 @@
 //! and the others are kept when their trace id falls under the ratio, the same decision on every
 //! node.
 //!
+//! The protocol is OTLP/HTTP with protobuf; `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (or `http/json`)
+//! is refused at start with the fix, not ignored: gRPC export is not built in.
+//!
 //! Export never holds up a request: spans are queued (2048 at most) and sent in batches by the
 //! processor's own thread. A batch the collector does not take is dropped and counted in
 //! `emporium_trace_spans_dropped_total`.
@@ -49,6 +52,17 @@ impl TraceExportSettings {
             .any(|name| environment.get(name).is_some_and(|value| !value.trim().is_empty()));
         if ours.is_none() && !standard {
             return Ok(None);
+        }
+        for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
+            match environment.get(name).map(str::trim) {
+                None | Some("http/protobuf") => {}
+                Some(other) => {
+                    return Err(format!(
+                        "{name}={other}: this build exports traces over OTLP/HTTP with protobuf only \
+                         (set http/protobuf and the collector's HTTP port, 4318)"
+                    ));
+                }
+            }
         }
         let endpoint = ours.map(|base| {
             let base = base.trim().trim_end_matches('/');
@@ -277,6 +291,11 @@ mod tests {
             &[],
         );
         assert!(refused.unwrap_err().contains("OTEL_TRACES_SAMPLER_ARG"));
+        let grpc = TraceExportSettings::from_environment(
+            &environment(&[("EMPORIUM_OTLP_ENDPOINT", "http://x:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            &[],
+        );
+        assert!(grpc.unwrap_err().contains("OTLP/HTTP with protobuf only"));
     }
 
     #[test]
