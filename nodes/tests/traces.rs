@@ -283,3 +283,54 @@ async fn one_order_is_one_trace_from_the_gateway_to_the_notification() {
     assert_eq!(process.attributes.get("messaging.operation.type").map(String::as_str), Some("process"));
     assert!(*receiver.num_requests.lock().unwrap() >= 1);
 }
+
+/// The spans a gRPC OTLP receiver got, by name.
+#[derive(Default, Clone)]
+struct GrpcReceiver {
+    names: Arc<Mutex<Vec<(String, SpanKind)>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        let spans = received_spans(request.into_inner());
+        self.names.lock().unwrap().extend(spans.into_iter().map(|span| (span.name, span.kind)));
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test]
+async fn spans_go_over_grpc_when_the_protocol_says_so() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let receiver = GrpcReceiver::default();
+    let port = free_port();
+    let server = tonic::transport::Server::builder()
+        .serve(([127, 0, 0, 1], port).into(), TraceServiceServer::new(receiver.clone()));
+    let server = tokio::spawn(server);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let data = DataDir::new();
+    let (node, _config) = start_single_node(
+        "traces-grpc",
+        "registry,gateway,auth",
+        &data,
+        &[("EMPORIUM_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+    );
+    let api = Api::new(node.http(""));
+    api.admin_token().await;
+    eventually(Duration::from_secs(20), "the sign-in's spans over gRPC", || async {
+        let names = receiver.names.lock().unwrap().clone();
+        let server_span =
+            names.iter().any(|(name, kind)| name == "POST /api/v1/auth/login" && *kind == SpanKind::Server);
+        let handled = names.iter().any(|(_, kind)| *kind == SpanKind::Internal);
+        (server_span && handled).then_some(())
+    })
+    .await;
+    assert!(node.output().contains("\"protocol\":\"Grpc\""), "{}", node.output());
+    server.abort();
+}

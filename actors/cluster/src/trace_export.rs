@@ -1,9 +1,9 @@
-//! Trace export over OTLP/HTTP (protobuf): the spans the node records
+//! Trace export over OTLP (HTTP with protobuf, or gRPC): the spans the node records
 //! ([`emporium_runtime::spans`]) go to a collector (Jaeger, Tempo, the OpenTelemetry
 //! Collector) through OpenTelemetry's batch span processor.
 //!
-//! Enabled by `EMPORIUM_OTLP_ENDPOINT` (the collector's base URL, `http://jaeger:4318`; the
-//! `/v1/traces` path is added) or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
+//! Enabled by `EMPORIUM_OTLP_ENDPOINT` (the collector's base URL: `http://jaeger:4318`, to which
+//! `/v1/traces` is added; for gRPC `http://jaeger:4317` as it is) or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. The resource is `service.name` (`OTEL_SERVICE_NAME`, else
 //! `emporium-<roles>`), `service.instance.id` (the node id), `service.version`, and whatever
 //! `OTEL_RESOURCE_ATTRIBUTES` adds. Sampling is parent-based with a ratio
@@ -11,8 +11,8 @@
 //! and the others are kept when their trace id falls under the ratio, the same decision on every
 //! node.
 //!
-//! The protocol is OTLP/HTTP with protobuf; `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (or `http/json`)
-//! is refused at start with the fix, not ignored: gRPC export is not built in.
+//! The transport is OTLP/HTTP with protobuf, or gRPC when `OTEL_EXPORTER_OTLP_PROTOCOL` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`) is `grpc`; `http/json` is refused at start.
 //!
 //! Export never holds up a request: spans are queued (2048 at most) and sent in batches by the
 //! processor's own thread. A batch the collector does not take is dropped and counted in
@@ -31,12 +31,23 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanData,
 
 use crate::service::Environment;
 
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// HTTP with protobuf bodies (`http/protobuf`, port 4318): the default.
+    HttpProtobuf,
+    /// gRPC (`grpc`, port 4317).
+    Grpc,
+}
+
 /// How the node exports its traces, read from the environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceExportSettings {
-    /// The OTLP/HTTP traces URL when given by `EMPORIUM_OTLP_ENDPOINT`; `None` lets the exporter
-    /// read the standard `OTEL_EXPORTER_OTLP_*` variables.
+    /// The collector's traces URL when given by `EMPORIUM_OTLP_ENDPOINT`; `None` lets the
+    /// exporter read the standard `OTEL_EXPORTER_OTLP_*` variables.
     pub endpoint: Option<String>,
+    /// HTTP or gRPC (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub protocol: OtlpProtocol,
     /// `service.name` of the resource.
     pub service_name: String,
     /// Share of traces kept, 0.0 to 1.0.
@@ -53,20 +64,25 @@ impl TraceExportSettings {
         if ours.is_none() && !standard {
             return Ok(None);
         }
-        for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
-            match environment.get(name).map(str::trim) {
-                None | Some("http/protobuf") => {}
-                Some(other) => {
-                    return Err(format!(
-                        "{name}={other}: this build exports traces over OTLP/HTTP with protobuf only \
-                         (set http/protobuf and the collector's HTTP port, 4318)"
-                    ));
-                }
+        let protocol_setting = ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
+            .iter()
+            .find_map(|name| environment.get(name).map(|value| (*name, value.trim())));
+        let protocol = match protocol_setting {
+            None | Some((_, "http/protobuf")) => OtlpProtocol::HttpProtobuf,
+            Some((_, "grpc")) => OtlpProtocol::Grpc,
+            Some((name, other)) => {
+                return Err(format!(
+                    "{name}={other}: traces are exported with http/protobuf (port 4318) or grpc (port 4317)"
+                ));
             }
-        }
+        };
         let endpoint = ours.map(|base| {
             let base = base.trim().trim_end_matches('/');
-            if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
+            match protocol {
+                OtlpProtocol::Grpc => base.to_string(),
+                OtlpProtocol::HttpProtobuf if base.ends_with("/v1/traces") => base.to_string(),
+                OtlpProtocol::HttpProtobuf => format!("{base}/v1/traces"),
+            }
         });
         let service_name = environment
             .get("OTEL_SERVICE_NAME")
@@ -80,7 +96,7 @@ impl TraceExportSettings {
                 _ => return Err(format!("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1, not {text:?}")),
             },
         };
-        Ok(Some(TraceExportSettings { endpoint, service_name, sample_ratio }))
+        Ok(Some(TraceExportSettings { endpoint, protocol, service_name, sample_ratio }))
     }
 }
 
@@ -93,22 +109,7 @@ impl TraceExport {
     /// Builds the exporter and installs the process's span sink. Call once, before the node
     /// handles anything.
     pub fn start(settings: &TraceExportSettings, node_id: &str) -> Result<TraceExport, String> {
-        // The blocking HTTP client must not be made (nor dropped) on an async runtime's thread.
-        let endpoint = settings.endpoint.clone();
-        let exporter = std::thread::spawn(move || {
-            let builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_timeout(Duration::from_secs(5));
-            let builder = match endpoint {
-                Some(endpoint) => builder.with_endpoint(endpoint),
-                None => builder,
-            };
-            builder.build().map_err(|error| format!("the OTLP trace exporter could not be set up: {error}"))
-        })
-        .join()
-        .map_err(|_| "the OTLP trace exporter could not be set up".to_string())??;
-
+        let exporter = OtlpExporter::build(settings)?;
         let resource = Resource::builder()
             .with_service_name(settings.service_name.clone())
             .with_attributes([
@@ -121,7 +122,7 @@ impl TraceExport {
             .with_max_export_batch_size(512)
             .with_scheduled_delay(Duration::from_millis(500))
             .build();
-        let mut processor = BatchSpanProcessor::builder(CountingExporter(exporter)).with_batch_config(batch).build();
+        let mut processor = BatchSpanProcessor::builder(exporter).with_batch_config(batch).build();
         processor.set_resource(&resource);
         let processor = std::sync::Arc::new(processor);
 
@@ -140,7 +141,8 @@ impl TraceExport {
             service_name = %settings.service_name,
             endpoint = settings.endpoint.as_deref().unwrap_or("from OTEL_EXPORTER_OTLP_*"),
             sample_ratio = settings.sample_ratio,
-            "exporting traces over OTLP/HTTP"
+            protocol = ?settings.protocol,
+            "exporting traces over OTLP"
         );
         Ok(TraceExport { processor })
     }
@@ -219,14 +221,68 @@ fn span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
     }
 }
 
-/// The OTLP exporter, counting the spans of every batch the collector did not take.
+/// The OTLP exporter of either transport, counting the spans of every batch the collector did
+/// not take. It runs on the batch processor's own thread: the blocking HTTP client as it is, the
+/// gRPC client on a small runtime of its own (tonic needs one; the processor's thread has none).
 #[derive(Debug)]
-struct CountingExporter<E>(E);
+struct OtlpExporter {
+    inner: opentelemetry_otlp::SpanExporter,
+    runtime: Option<tokio::runtime::Runtime>,
+}
 
-impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
+impl OtlpExporter {
+    fn build(settings: &TraceExportSettings) -> Result<OtlpExporter, String> {
+        let settings = settings.clone();
+        // Neither client may be made (nor the runtime started) on the node's async threads.
+        std::thread::spawn(move || {
+            let failed = |error: opentelemetry_otlp::ExporterBuildError| {
+                format!("the OTLP trace exporter could not be set up: {error}")
+            };
+            match settings.protocol {
+                OtlpProtocol::HttpProtobuf => {
+                    let builder = opentelemetry_otlp::SpanExporter::builder()
+                        .with_http()
+                        .with_protocol(Protocol::HttpBinary)
+                        .with_timeout(Duration::from_secs(5));
+                    let builder = match settings.endpoint {
+                        Some(endpoint) => builder.with_endpoint(endpoint),
+                        None => builder,
+                    };
+                    Ok(OtlpExporter { inner: builder.build().map_err(failed)?, runtime: None })
+                }
+                OtlpProtocol::Grpc => {
+                    let runtime = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .thread_name("otlp-grpc")
+                        .enable_all()
+                        .build()
+                        .map_err(|error| format!("cannot start the OTLP gRPC runtime: {error}"))?;
+                    let inner = runtime.block_on(async {
+                        let builder = opentelemetry_otlp::SpanExporter::builder()
+                            .with_tonic()
+                            .with_timeout(Duration::from_secs(5));
+                        let builder = match settings.endpoint {
+                            Some(endpoint) => builder.with_endpoint(endpoint),
+                            None => builder,
+                        };
+                        builder.build().map_err(failed)
+                    })?;
+                    Ok(OtlpExporter { inner, runtime: Some(runtime) })
+                }
+            }
+        })
+        .join()
+        .map_err(|_| "the OTLP trace exporter could not be set up".to_string())?
+    }
+}
+
+impl SpanExporter for OtlpExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let size = batch.len() as u64;
-        let result = self.0.export(batch).await;
+        let result = match &self.runtime {
+            Some(runtime) => runtime.block_on(self.inner.export(batch)),
+            None => self.inner.export(batch).await,
+        };
         if result.is_err() {
             metrics::counter!("emporium_trace_spans_dropped_total").increment(size);
         }
@@ -234,15 +290,17 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        let _runtime = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
+        self.inner.shutdown_with_timeout(timeout)
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+        let _runtime = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
+        self.inner.force_flush()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
+        self.inner.set_resource(resource);
     }
 }
 
@@ -292,10 +350,17 @@ mod tests {
         );
         assert!(refused.unwrap_err().contains("OTEL_TRACES_SAMPLER_ARG"));
         let grpc = TraceExportSettings::from_environment(
-            &environment(&[("EMPORIUM_OTLP_ENDPOINT", "http://x:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            &environment(&[("EMPORIUM_OTLP_ENDPOINT", "http://x:4317/"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            &[],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((grpc.protocol, grpc.endpoint.as_deref()), (OtlpProtocol::Grpc, Some("http://x:4317")));
+        let json = TraceExportSettings::from_environment(
+            &environment(&[("EMPORIUM_OTLP_ENDPOINT", "http://x:4318"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
             &[],
         );
-        assert!(grpc.unwrap_err().contains("OTLP/HTTP with protobuf only"));
+        assert!(json.unwrap_err().contains("http/protobuf (port 4318) or grpc"));
     }
 
     #[test]
