@@ -228,6 +228,11 @@ async fn one_order_is_one_trace_from_the_gateway_to_the_notification() {
             && has(SpanKind::Producer, "payment", "publish")
             && has(SpanKind::Consumer, "order", "process")
             && spans.iter().any(|span| {
+                span.kind == SpanKind::Client
+                    && span.service.contains("order")
+                    && span.attributes.get("db.system.name").map(String::as_str) == Some("mysql")
+            })
+            && spans.iter().any(|span| {
                 span.kind == SpanKind::Consumer
                     && span.service.contains("notification")
                     && span.attributes.get("cloudevents.event_type").is_some_and(|kind| kind.contains("confirmed"))
@@ -273,6 +278,15 @@ async fn one_order_is_one_trace_from_the_gateway_to_the_notification() {
     assert_eq!(current.span_id, root.span_id, "the chain ends at the gateway's span");
     let producers = kinds_on_the_way.iter().filter(|kind| **kind == SpanKind::Producer).count();
     assert!(producers >= 2, "order.created, then the payment's and the order's events: {kinds_on_the_way:?}");
+
+    // The order's transaction, a database span under the order actor's handling.
+    let transaction = spans
+        .iter()
+        .find(|span| span.service.contains("order") && span.attributes.contains_key("db.system.name"))
+        .unwrap();
+    assert_eq!(transaction.name, "TRANSACTION");
+    assert_eq!(transaction.attributes.get("db.operation.name").map(String::as_str), Some("TRANSACTION"));
+    assert_eq!(by_id[transaction.parent_span_id.as_str()].kind, SpanKind::Internal, "{transaction:?}");
 
     // Semantic conventions on the messaging spans.
     let publish = spans.iter().find(|span| span.kind == SpanKind::Producer).unwrap();

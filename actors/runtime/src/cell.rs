@@ -245,7 +245,11 @@ where
         };
         let future = match catch_panic(|| span.in_scope(|| self.behavior.handle(message, &meta))) {
             Ok(future) if span.is_none() => CatchPanic::new(future),
-            Ok(future) => CatchPanic::new(Box::pin(future.instrument(span))),
+            Ok(future) => match trace.filter(|_| crate::spans::enabled()) {
+                // The handling span is the current one for what has no CallMeta (a transaction).
+                Some(trace) => CatchPanic::new(Box::pin(crate::spans::within(trace, future.instrument(span)))),
+                None => CatchPanic::new(Box::pin(future.instrument(span))),
+            },
             Err(panic) => {
                 let error =
                     self.fail(ctx, seq, started, M::NAME, FaultKind::Panic, panic.message, panic.backtrace, trace);

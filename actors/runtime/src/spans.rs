@@ -81,6 +81,22 @@ pub type SpanSink = Box<dyn Fn(FinishedSpan) + Send + Sync>;
 
 static SINK: OnceLock<SpanSink> = OnceLock::new();
 
+tokio::task_local! {
+    /// The span a traced message is being handled in, for work that has no `CallMeta` to carry
+    /// it (a database transaction).
+    static CURRENT: TraceParent;
+}
+
+/// Runs `future` with `trace` as the current span ([`current`]).
+pub async fn within<F: std::future::Future>(trace: TraceParent, future: F) -> F::Output {
+    CURRENT.scope(trace, future).await
+}
+
+/// The span the running message is handled in, when spans are recorded and it is traced.
+pub fn current() -> Option<TraceParent> {
+    CURRENT.try_with(|trace| *trace).ok()
+}
+
 /// Installs the process's span sink; `false` when one was installed already.
 pub fn install_sink(sink: SpanSink) -> bool {
     SINK.set(sink).is_ok()

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use emporium_runtime::spans::{SpanKind, SpanTimer};
 use parking_lot::Mutex;
 use sqlx::AnyConnection;
 use sqlx::Connection as _;
@@ -166,6 +167,7 @@ impl Database {
             dialect: self.dialect,
             commit_signals: self.commit_signals.clone(),
             signals_on_commit: Vec::new(),
+            span: TransactionSpan::start(self.dialect),
         })
     }
 
@@ -200,6 +202,40 @@ pub struct DbTx {
     dialect: Dialect,
     commit_signals: CommitSignals,
     signals_on_commit: Vec<String>,
+    span: TransactionSpan,
+}
+
+/// The CLIENT span of a transaction begun while a traced message is handled (OpenTelemetry's
+/// database conventions: `db.system.name`, `db.operation.name`), ended by the commit, or by the
+/// rollback when the transaction is dropped or rolled back.
+struct TransactionSpan(Option<SpanTimer>);
+
+impl TransactionSpan {
+    fn start(dialect: Dialect) -> TransactionSpan {
+        let span = emporium_runtime::spans::current().and_then(|handling| {
+            let mut span = SpanTimer::start("TRANSACTION", SpanKind::Client, handling.child(), Some(handling.span_id))?;
+            let system = match dialect {
+                Dialect::MySql => "mysql",
+                Dialect::Sqlite => "sqlite",
+            };
+            span.attribute("db.system.name", system).attribute("db.operation.name", "TRANSACTION");
+            Some(span)
+        });
+        TransactionSpan(span)
+    }
+
+    fn finish(&mut self, outcome: &'static str, error: Option<String>) {
+        if let Some(mut span) = self.0.take() {
+            span.attribute("emporium.db.transaction.outcome", outcome);
+            span.finish(error);
+        }
+    }
+}
+
+impl Drop for TransactionSpan {
+    fn drop(&mut self) {
+        self.finish("rollback", None);
+    }
 }
 
 impl DbTx {
@@ -228,9 +264,14 @@ impl DbTx {
 
     /// Commits; then raises the signals the transaction named.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.transaction.commit().await?;
-        for name in &self.signals_on_commit {
-            self.commit_signals.get(name).notify_one();
+        let DbTx { transaction, commit_signals, signals_on_commit, mut span, .. } = self;
+        if let Err(error) = transaction.commit().await {
+            span.finish("commit_failed", Some(error.to_string()));
+            return Err(error.into());
+        }
+        span.finish("commit", None);
+        for name in &signals_on_commit {
+            commit_signals.get(name).notify_one();
         }
         Ok(())
     }
