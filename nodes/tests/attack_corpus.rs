@@ -299,18 +299,6 @@ async fn a_chunked_body_over_the_limit_is_413_in_the_envelope() {
     assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
 }
 
-/// Sends `request` as raw bytes to `address` and reads the answer until the server closes.
-fn raw_exchange(address: &str, request: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    // The server may answer and close before it read everything: a failed write is fine.
-    let _ = stream.write_all(request);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 /// What actix-http refuses before any route runs (too large a header block, bytes that are not
 /// HTTP, bad framing, control bytes) is answered with our envelope on both listeners, not an
 /// empty body.

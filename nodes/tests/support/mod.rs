@@ -381,6 +381,19 @@ pub async fn until_listed(registry: &NodeProcess, service: &str, count: usize) {
     .await;
 }
 
+/// Sends `request` as raw bytes to `address` (`host:port`) and reads the answer until the server
+/// closes (blocking: call it from `spawn_blocking`).
+pub fn raw_exchange(address: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The server may answer and close before it read everything: a failed write is fine.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// The bootstrap admin's password in tests.
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
