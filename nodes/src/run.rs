@@ -65,11 +65,17 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(10),
         settings_schema: catalog.settings_schema(),
     };
-    let trace_export =
+    // Spans are always kept in the node's recent-trace ring (the dashboard's click-through);
+    // exported over OTLP too when a collector is configured.
+    let (trace_export, export_sink) =
         match TraceExportSettings::from_environment(&environment, &options.roles).map_err(anyhow::Error::msg)? {
-            Some(settings) => Some(TraceExport::start(&settings, &options.node_id).map_err(anyhow::Error::msg)?),
-            None => None,
+            Some(settings) => {
+                let (export, sink) = TraceExport::start(&settings, &options.node_id).map_err(anyhow::Error::msg)?;
+                (Some(export), Some(sink))
+            }
+            None => (None, None),
         };
+    emporium_cluster::recent::install_span_sink(export_sink).map_err(anyhow::Error::msg)?;
     let node = Node::bind(options, telemetry)?;
     if !has_registry {
         node.prefetch_config(Duration::from_secs(1)).await;

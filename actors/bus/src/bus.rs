@@ -1,7 +1,10 @@
 //! The bus's entry point: [`Bus::connect`], then per service [`Bus::start_relay`] and
 //! [`Bus::subscribe`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use emporium_cluster::admin::NodeAdmin;
+use parking_lot::Mutex;
 
 use emporium_cluster::{Node, ServiceContext};
 use emporium_contracts::events::ALL_EXCHANGES;
@@ -13,12 +16,14 @@ use crate::amqp::{self, AmqpConnector, BrokerHealth};
 use crate::broker_watch::{BROKER_WATCH_TASK, BrokerWatch};
 use crate::config::{BusConfig, ConsumerSpec};
 use crate::consumer::{ConsumerContext, InboxConsumer};
+use crate::consumer_driver::shared::DriverShared;
 use crate::consumer_driver::{self, ConsumerHandle, DriverSetup};
+use crate::dead_letter_admin::DeadLetters;
 use crate::error::BusError;
 use crate::handler::EventHandler;
 use crate::in_process::InProcessBroker;
 use crate::relay::{OutboxRelay, RelayContext};
-use crate::relay_driver::{self, RelayHandle};
+use crate::relay_driver::{self, RelayHandle, RelayState};
 use crate::transport::Transport;
 use emporium_store::Database;
 
@@ -38,6 +43,17 @@ struct BusInner {
     transport: Transport,
     /// RabbitMQ's watcher (none in process); it ends when the bus is closed or dropped.
     broker_watch: Option<BrokerWatch>,
+    /// What the node's operator endpoints show of the bus and let operators do.
+    operator_view: Arc<OperatorView>,
+}
+
+/// The relays and consumers of the bus as operators see them, and the node's operator
+/// endpoints once [`Bus::report_to`] was called.
+#[derive(Default)]
+struct OperatorView {
+    admin: OnceLock<NodeAdmin>,
+    relays: Mutex<Vec<Arc<RelayState>>>,
+    consumers: Mutex<Vec<(Arc<DriverShared>, String, String)>>,
 }
 
 impl Bus {
@@ -68,7 +84,8 @@ impl Bus {
             namespace = %config.namespace,
             "event bus started"
         );
-        Ok(Bus { inner: Arc::new(BusInner { config, transport, broker_watch }) })
+        let operator_view = Arc::default();
+        Ok(Bus { inner: Arc::new(BusInner { config, transport, broker_watch, operator_view }) })
     }
 
     /// The settings.
@@ -106,6 +123,39 @@ impl Bus {
         }
     }
 
+    /// Shows the bus on the node's operator endpoints: the `outbox` section (each relay's lag
+    /// and counters) and the `consumers` section (each consumer's counters and recent dead
+    /// letters) of `/admin/v1/supervision`, and the retry and discard of each consumer
+    /// queue's dead letters.
+    pub fn report_to(&self, admin: &NodeAdmin) {
+        let view = self.inner.operator_view.clone();
+        if view.admin.set(admin.clone()).is_err() {
+            return;
+        }
+        let relays = view.clone();
+        admin.add_section(
+            "outbox",
+            Arc::new(move || {
+                let snapshots: Vec<_> =
+                    relays.relays.lock().iter().map(|state| state.snapshot.lock().clone()).collect();
+                serde_json::to_value(snapshots).unwrap_or_default()
+            }),
+        );
+        let consumers = view.clone();
+        admin.add_section(
+            "consumers",
+            Arc::new(move || {
+                let snapshots: Vec<_> = consumers
+                    .consumers
+                    .lock()
+                    .iter()
+                    .map(|(shared, consumer, queue)| shared.snapshot(consumer, queue))
+                    .collect();
+                serde_json::to_value(snapshots).unwrap_or_default()
+            }),
+        );
+    }
+
     /// Starts the outbox relay of `service` on `database`: a supervised actor
     /// (`<service>.outbox/relay`) and its driver. Creates the bus's tables when missing.
     pub async fn start_relay(
@@ -127,6 +177,7 @@ impl Bus {
             OutboxRelay::new(factory_context.clone())
         });
         let loops = relay_driver::spawn_loops(context, &cell, &mut group, &ctx.lifecycle);
+        self.inner.operator_view.relays.lock().push(loops.state.clone());
         let supervision = group.finish();
         tracing::info!(service, "outbox relay started");
         Ok(RelayHandle::new(service, cell, supervision, loops))
@@ -167,9 +218,21 @@ impl Bus {
             context: context.clone(),
             cell,
             faults: ctx.tree.faults(),
-            in_process_queue,
+            in_process_queue: in_process_queue.clone(),
         };
         let driver = consumer_driver::spawn_loop(setup, &mut group, &ctx.lifecycle);
+        let view = &self.inner.operator_view;
+        view.consumers.lock().push((driver.shared.clone(), spec.consumer.clone(), names.queue.clone()));
+        if let Some(admin) = view.admin.get() {
+            let letters = DeadLetters {
+                consumer: spec.consumer.clone(),
+                names: names.clone(),
+                transport: self.inner.transport.clone(),
+                database: context.database.clone(),
+                in_process_queue,
+            };
+            admin.add_dead_letters(&names.queue, letters.control());
+        }
         let supervision = group.finish();
         tracing::info!(consumer = %spec.consumer, queue = %names.queue, "consumer subscribed");
         Ok(ConsumerHandle::new(spec, names, context.database.clone(), supervision, driver))

@@ -95,6 +95,17 @@ impl InProcessQueue {
         }
     }
 
+    /// Puts `body` at the back of the queue again (an operator retries a dead letter); no
+    /// relay waits for it to be settled.
+    pub(crate) fn enqueue_again(&self, body: &str) {
+        self.push_back(QueuedMessage {
+            body: Arc::from(body),
+            traceparent: None,
+            redelivered: false,
+            tracker: SettleTracker::new(1),
+        });
+    }
+
     fn push_back(&self, message: QueuedMessage) {
         self.messages.lock().push_back(message);
         self.arrived.notify_one();

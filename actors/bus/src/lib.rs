@@ -74,6 +74,7 @@ pub mod bus;
 pub mod config;
 pub mod consumer;
 pub mod consumer_driver;
+mod dead_letter_admin;
 pub mod error;
 pub mod handler;
 pub mod in_process;

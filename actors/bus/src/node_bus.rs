@@ -33,6 +33,7 @@ pub async fn node_bus(setup: &mut NodeSetup) -> anyhow::Result<Bus> {
     let bus =
         Bus::connect(config).await.context("EMPORIUM_AMQP_URL is set but the event bus could not start on RabbitMQ")?;
     bus.supervise_broker_watch(setup.node());
+    bus.report_to(setup.node().admin());
     let readiness_bus = bus.clone();
     setup.node().readiness().add_check("event bus", Box::new(move || readiness_bus.readiness()));
     let has_registry = setup.runs("registry");

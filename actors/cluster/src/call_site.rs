@@ -3,11 +3,13 @@
 //! `config/` and changed live when the configuration changes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, Utc};
+use emporium_runtime::fault::{Fault, FaultKind, FaultLog};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,6 +39,28 @@ pub struct CallSiteSnapshot {
     pub num_in_flight: usize,
     /// The settings in force.
     pub settings: CallSettings,
+    /// Until when an operator holds the breaker in its state, if one does.
+    pub forced_until: Option<DateTime<Utc>>,
+}
+
+/// The message type of the fault recorded when a breaker opens.
+pub const BREAKER_OPENED: &str = "BreakerOpened";
+
+/// A state an operator holds a breaker in for a while (the dashboard's "force open/closed").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForcedBreaker {
+    /// Every call is refused at once, as if the target were failing.
+    Open,
+    /// Every call goes through, whatever the failures.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Forced {
+    state: ForcedBreaker,
+    until: Instant,
+    until_wall: DateTime<Utc>,
 }
 
 /// Resilience state for calls to one service.
@@ -48,6 +72,8 @@ pub struct CallSite {
     num_calls: AtomicU64,
     num_failures: AtomicU64,
     num_retries: AtomicU64,
+    forced: Mutex<Option<Forced>>,
+    faults: Arc<OnceLock<Arc<FaultLog>>>,
 }
 
 fn breaker_policy(settings: &CallSettings) -> BreakerPolicy {
@@ -63,7 +89,14 @@ fn breaker_policy(settings: &CallSettings) -> BreakerPolicy {
 impl CallSite {
     /// A call site for `service` with `settings`.
     pub fn new(service: &str, settings: CallSettings) -> Self {
+        Self::reporting_to(service, settings, Arc::default())
+    }
+
+    /// A call site whose breaker openings are recorded in `faults` once it is set.
+    fn reporting_to(service: &str, settings: CallSettings, faults: Arc<OnceLock<Arc<FaultLog>>>) -> Self {
         CallSite {
+            forced: Mutex::new(None),
+            faults,
             service: service.to_string(),
             breaker: Mutex::new(CircuitBreaker::new(breaker_policy(&settings))),
             bulkhead: RwLock::new((settings.max_concurrency, Arc::new(Semaphore::new(settings.max_concurrency)))),
@@ -97,7 +130,35 @@ impl CallSite {
 
     /// Asks the breaker for permission.
     pub fn try_pass_breaker(&self) -> Result<(), Rejected> {
-        self.breaker.lock().try_acquire(Instant::now())
+        let now = Instant::now();
+        match self.forced_now(now) {
+            Some(Forced { state: ForcedBreaker::Open, until, .. }) => Err(Rejected { retry_after: until - now }),
+            Some(Forced { state: ForcedBreaker::Closed, .. }) => Ok(()),
+            None => self.breaker.lock().try_acquire(now),
+        }
+    }
+
+    /// Holds the breaker open or closed for `duration`, whatever the calls' outcomes; then
+    /// it goes back to judging them (from closed).
+    pub fn force(&self, state: ForcedBreaker, duration: Duration) {
+        let until = Instant::now() + duration;
+        let until_wall = Utc::now() + duration;
+        tracing::warn!(service = %self.service, ?state, seconds = duration.as_secs(), "circuit breaker forced by an operator");
+        *self.forced.lock() = Some(Forced { state, until, until_wall });
+        *self.breaker.lock() = CircuitBreaker::new(breaker_policy(&self.settings.read()));
+        let gauge = match state {
+            ForcedBreaker::Open => BreakerState::Open,
+            ForcedBreaker::Closed => BreakerState::Closed,
+        };
+        metrics::gauge!("emporium_breaker_state", "service" => self.service.clone()).set(gauge.gauge_value());
+    }
+
+    fn forced_now(&self, now: Instant) -> Option<Forced> {
+        let mut forced = self.forced.lock();
+        if forced.is_some_and(|forced| now >= forced.until) {
+            *forced = None;
+        }
+        *forced
     }
 
     /// Records how a call that passed the breaker ended; `None` says nothing about the target.
@@ -109,16 +170,42 @@ impl CallSite {
                 if !healthy {
                     self.num_failures.fetch_add(1, Ordering::Relaxed);
                 }
+                if self.forced_now(Instant::now()).is_some() {
+                    return;
+                }
                 let before = breaker.state(Instant::now());
                 breaker.record(Instant::now(), healthy);
                 let after = breaker.state(Instant::now());
                 if before != after {
                     tracing::warn!(service = %self.service, from = ?before, to = ?after, "circuit breaker changed state");
                 }
+                if after == BreakerState::Open && before != BreakerState::Open {
+                    self.record_opening(breaker.num_opened());
+                }
                 metrics::gauge!("emporium_breaker_state", "service" => self.service.clone()).set(after.gauge_value());
             }
             None => breaker.release_without_outcome(),
         }
+    }
+
+    /// Shows the opening among the node's faults, so the dashboard's timeline has it.
+    fn record_opening(&self, num_opened: u64) {
+        let Some(faults) = self.faults.get() else { return };
+        let failures = self.num_failures.load(Ordering::Relaxed);
+        faults.record(Fault {
+            id: 0,
+            at: Utc::now(),
+            actor_path: format!("calls/{}", self.service),
+            message_type: BREAKER_OPENED,
+            kind: FaultKind::BreakerOpened,
+            error: format!(
+                "the circuit breaker for calls to {} opened (opening {num_opened}; {failures} failed calls so far)",
+                self.service
+            ),
+            backtrace: None,
+            trace_id: None,
+            flight_record: Vec::new(),
+        });
     }
 
     /// Records a retry.
@@ -139,11 +226,19 @@ impl CallSite {
 
     /// A serializable copy of the call site's state.
     pub fn snapshot(&self) -> CallSiteSnapshot {
+        let now = Instant::now();
+        let forced = self.forced_now(now);
         let breaker = self.breaker.lock();
         let bulkhead = self.bulkhead.read();
+        let state = match forced {
+            Some(Forced { state: ForcedBreaker::Open, .. }) => BreakerState::Open,
+            Some(Forced { state: ForcedBreaker::Closed, .. }) => BreakerState::Closed,
+            None => breaker.state(now),
+        };
         CallSiteSnapshot {
             service: self.service.clone(),
-            breaker: breaker.state(Instant::now()),
+            breaker: state,
+            forced_until: forced.map(|forced| forced.until_wall),
             num_breaker_opened: breaker.num_opened(),
             num_rejected: breaker.num_rejected(),
             num_calls: self.num_calls.load(Ordering::Relaxed),
@@ -160,9 +255,20 @@ impl CallSite {
 pub struct CallSites {
     sites: RwLock<BTreeMap<String, Arc<CallSite>>>,
     resilience: RwLock<ResilienceSettings>,
+    faults: Arc<OnceLock<Arc<FaultLog>>>,
 }
 
 impl CallSites {
+    /// Breaker openings are recorded in `faults` (the node's) from now on.
+    pub fn report_faults_to(&self, faults: Arc<FaultLog>) {
+        let _ = self.faults.set(faults);
+    }
+
+    /// The call site for `service`, if a call to it was made.
+    pub fn existing(&self, service: &str) -> Option<Arc<CallSite>> {
+        self.sites.read().get(service).cloned()
+    }
+
     /// A new instance of `service` came up: its open breaker, if any, probes at once.
     pub fn instance_came_up(&self, service: &str) {
         if let Some(site) = self.sites.read().get(service) {
@@ -183,7 +289,7 @@ impl CallSites {
         self.sites
             .write()
             .entry(service.to_string())
-            .or_insert_with(|| Arc::new(CallSite::new(service, settings)))
+            .or_insert_with(|| Arc::new(CallSite::reporting_to(service, settings, self.faults.clone())))
             .clone()
     }
 

@@ -8,7 +8,9 @@
 //! - [`registry_client`], [`membership`]: registration, leases, deregistration.
 //! - [`settings`], [`live_config`]: typed, layered configuration applied live and acked.
 //! - [`credential`]: the cluster secret.
-//! - [`node`]: a node's life, its listener and its health, metrics and supervision routes.
+//! - [`node`]: a node's life, its listener and its health, metrics and supervision routes;
+//!   [`admin`]: the operator endpoints the dashboard reads and acts through; [`recent`]: the
+//!   log lines and spans of recent traces a node keeps for them.
 //! - [`edge`]: helpers for services' public HTTP routes (errors, caller, request context).
 //! - [`service`]: how a service declares itself ([`ServiceDefinition`]) and what its start
 //!   function gets from the node ([`NodeSetup`]).
@@ -18,6 +20,7 @@
 //!   collector.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod breaker;
 pub mod call_site;
 pub mod context;
@@ -30,6 +33,7 @@ pub mod live_config;
 pub mod log_format;
 pub mod membership;
 pub mod node;
+pub mod recent;
 pub mod registry_client;
 pub mod routes_kit;
 pub mod service;

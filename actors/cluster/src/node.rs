@@ -11,13 +11,14 @@ use std::time::Duration;
 use actix::Arbiter;
 use actix_web::dev::Service;
 use actix_web::{App, HttpRequest, HttpResponse, web};
+use emporium_contracts::ServiceError;
 use emporium_contracts::registry::{InstanceStatus, RegisterInstance};
-use emporium_contracts::{ErrorKind, ServiceError};
 use emporium_runtime::{ServiceGroup, ServiceHealth, ServiceSupervision, SupervisionTree, TaskContext, TaskHandle};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::admin::NodeAdmin;
 use crate::context::{Lifecycle, ServiceContext, ServiceHandle};
 use crate::credential::{ClusterSecret, OperatorAccess};
 use crate::directory::Directory;
@@ -131,14 +132,15 @@ pub type RouteMount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 pub type ShutdownHook = Box<dyn FnOnce() -> futures::future::LocalBoxFuture<'static, ()>>;
 
 /// Shared state of the node's HTTP handlers.
-struct NodeState {
-    node_id: String,
-    tree: SupervisionTree,
-    cluster: Cluster,
-    readiness: Readiness,
-    telemetry: Telemetry,
-    live_config: LiveConfig,
-    operator_access: OperatorAccess,
+pub(crate) struct NodeState {
+    pub(crate) node_id: String,
+    pub(crate) tree: SupervisionTree,
+    pub(crate) cluster: Cluster,
+    pub(crate) readiness: Readiness,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) live_config: LiveConfig,
+    pub(crate) operator_access: OperatorAccess,
+    pub(crate) admin: NodeAdmin,
 }
 
 /// A node being assembled, then run.
@@ -163,6 +165,7 @@ pub struct Node {
     node_supervision: Option<ServiceSupervision>,
     ready_hooks: Vec<Box<dyn FnOnce()>>,
     operator_access: OperatorAccess,
+    admin: NodeAdmin,
 }
 
 /// The supervision group of the node's own tasks.
@@ -193,6 +196,7 @@ impl Node {
         let settings = live_config.current();
         let tree = SupervisionTree::new(&options.node_id, 256, settings.supervision.flight_recorder_len);
         let cluster = Cluster::new(&options.node_id, Directory::new(), options.secret.clone());
+        cluster.call_sites().report_faults_to(tree.faults());
         let options_secret = options.secret.clone();
         cluster.call_sites().apply(&settings.resilience);
         let (config_version_tx, _) = watch::channel(0);
@@ -217,6 +221,7 @@ impl Node {
             node_supervision: None,
             ready_hooks: Vec::new(),
             operator_access: OperatorAccess::new(options_secret),
+            admin: NodeAdmin::default(),
         })
     }
 
@@ -254,6 +259,11 @@ impl Node {
     /// The configuration sections this node knows.
     pub fn settings_schema(&self) -> &crate::settings::SettingsSchema {
         &self.options.settings_schema
+    }
+
+    /// What services add to the operator endpoints (status sections, dead-letter controls).
+    pub fn admin(&self) -> &NodeAdmin {
+        &self.admin
     }
 
     /// The cluster view.
@@ -401,6 +411,7 @@ impl Node {
             telemetry: self.telemetry.clone(),
             live_config: self.live_config.clone(),
             operator_access: self.operator_access.clone(),
+            admin: self.admin.clone(),
         });
         let cluster_data = web::Data::new(self.cluster.clone());
         let secret_data = web::Data::new(self.options.secret.clone());
@@ -446,7 +457,9 @@ impl Node {
                 .route("/health/live", web::get().to(live))
                 .route("/health/ready", web::get().to(ready))
                 .route("/metrics", web::get().to(metrics))
-                .route("/admin/v1/supervision", web::get().to(supervision))
+                .route("/admin/v1/supervision", web::get().to(crate::admin::supervision))
+                .route("/admin/v1/actions", web::post().to(crate::admin::act))
+                .route("/admin/v1/traces/{trace_id}", web::get().to(crate::admin::trace))
                 .route("/cluster/v1/ask/{service}/{message}", web::post().to(transport::serve_ask));
             for mount in &mounts {
                 let mount = mount.clone();
@@ -541,11 +554,13 @@ fn route_label(path: &str) -> &'static str {
         "/health/ready" => "/health/ready",
         "/metrics" => "/metrics",
         "/admin/v1/supervision" => "/admin/v1/supervision",
+        "/admin/v1/actions" => "/admin/v1/actions",
+        _ if path.starts_with("/admin/v1/traces/") => "/admin/v1/traces/{trace_id}",
         _ => "other",
     }
 }
 
-fn json_error(error: &ServiceError) -> HttpResponse {
+pub(crate) fn json_error(error: &ServiceError) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(error.http_status())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status).json(error.to_public_body())
@@ -588,22 +603,4 @@ async fn metrics(state: web::Data<NodeState>) -> HttpResponse {
     metrics::gauge!("emporium_directory_stale").set(if directory.stale { 1.0 } else { 0.0 });
     metrics::gauge!("emporium_config_version_applied").set(state.live_config.applied_version() as f64);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.telemetry.render_metrics())
-}
-
-async fn supervision(request: HttpRequest, state: web::Data<NodeState>) -> HttpResponse {
-    if !state.operator_access.authorizes(&request) {
-        return json_error(&ServiceError::new(
-            ErrorKind::Unauthenticated,
-            "cluster_credential_required",
-            "the supervision tree needs the cluster credential or an admin access token",
-        ));
-    }
-    let directory = state.cluster.directory().snapshot();
-    HttpResponse::Ok().json(json!({
-        "node": state.tree.snapshot(),
-        "callSites": state.cluster.call_sites().snapshot(),
-        "localServices": state.cluster.local_services(),
-        "directory": { "version": directory.version, "stale": directory.stale, "lastSyncedAt": directory.last_synced_at, "numInstances": directory.instances.len() },
-        "configVersion": state.live_config.applied_version(),
-    }))
 }

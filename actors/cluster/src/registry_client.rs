@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use emporium_contracts::ServiceError;
 use emporium_contracts::registry::{
-    ConfigAck, ConfigDocument, Heartbeat, InstanceInfo, Lease, RegisterInstance, WatchEvent,
+    ConfigAck, ConfigDocument, Heartbeat, InstanceInfo, InstanceStatus, JournalEntry, JournalRecord, Lease,
+    RegisterInstance, RegistryState, StatusOverride, WatchEvent,
 };
 use futures::{Stream, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -70,6 +71,11 @@ impl RegistryClient {
             .build()
             .expect("a plain HTTP client builds");
         RegistryClient { urls: std::sync::Arc::new(urls), current: std::sync::Arc::default(), http, watch_http, secret }
+    }
+
+    /// The cluster credential this client sends (also what the nodes' operator endpoints take).
+    pub fn secret(&self) -> &ClusterSecret {
+        &self.secret
     }
 
     /// The registry URLs.
@@ -137,6 +143,34 @@ impl RegistryClient {
     /// the watch stream does not carry).
     pub async fn instances(&self) -> Result<Vec<InstanceInfo>, RegistryError> {
         self.call::<Vec<InstanceInfo>>(Method::GET, "/registry/v1/instances", None).await?.ok_or_else(empty_reply)
+    }
+
+    /// The registry's own state (version, configuration version, self-preservation).
+    pub async fn state(&self) -> Result<RegistryState, RegistryError> {
+        self.call::<RegistryState>(Method::GET, "/registry/v1/state", None).await?.ok_or_else(empty_reply)
+    }
+
+    /// An operator takes an instance out of service (`OUT_OF_SERVICE`) or puts it back (`UP`).
+    pub async fn override_status(
+        &self,
+        instance_id: &str,
+        status: InstanceStatus,
+    ) -> Result<InstanceInfo, RegistryError> {
+        let body = serde_json::to_value(StatusOverride { status }).expect("overrides serialize");
+        let path = format!("/registry/v1/instances/{instance_id}/status");
+        self.call::<InstanceInfo>(Method::PUT, &path, Some(body)).await?.ok_or_else(empty_reply)
+    }
+
+    /// The newest `limit` entries of the registry's event journal, newest first.
+    pub async fn journal(&self, limit: usize) -> Result<Vec<JournalEntry>, RegistryError> {
+        let path = format!("/registry/v1/journal?limit={limit}");
+        self.call::<Vec<JournalEntry>>(Method::GET, &path, None).await?.ok_or_else(empty_reply)
+    }
+
+    /// Records an operator's action in the registry's event journal.
+    pub async fn record_in_journal(&self, record: &JournalRecord) -> Result<JournalEntry, RegistryError> {
+        let body = serde_json::to_value(record).expect("journal records serialize");
+        self.call::<JournalEntry>(Method::POST, "/registry/v1/journal", Some(body)).await?.ok_or_else(empty_reply)
     }
 
     /// The merged configuration of `service` for `profile`.

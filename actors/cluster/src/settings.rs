@@ -32,6 +32,8 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     /// Resilience of outgoing calls, per target service (call site).
     pub resilience: ResilienceSettings,
+    /// Fault injection by operators.
+    pub chaos: ChaosSettings,
     /// The sections of the service crates, by name, as written (see [`Settings::section`]).
     #[serde(flatten)]
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -121,7 +123,7 @@ impl SettingsSchema {
 }
 
 /// The sections the node itself owns.
-pub const NODE_SECTIONS: [&str; 4] = ["log", "registry", "supervision", "resilience"];
+pub const NODE_SECTIONS: [&str; 5] = ["log", "registry", "supervision", "resilience", "chaos"];
 
 /// Logging settings; `level` applies live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +137,15 @@ impl Default for LogSettings {
     fn default() -> Self {
         LogSettings { level: "info".to_string() }
     }
+}
+
+/// Fault injection: off unless a cluster's configuration turns it on (a test or staging
+/// cluster); applies live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChaosSettings {
+    /// Whether the dashboard may inject faults (panic, error, stall) into this node's actors.
+    pub enabled: bool,
 }
 
 /// Registry settings.

@@ -12,6 +12,7 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 #[derive(Clone)]
 pub struct Telemetry {
     filter: reload::Handle<EnvFilter, Registry>,
+    level: std::sync::Arc<parking_lot::RwLock<String>>,
     metrics: PrometheusHandle,
 }
 
@@ -25,8 +26,9 @@ impl Telemetry {
     pub fn init(level: &str) -> Result<Telemetry, String> {
         let filter = EnvFilter::try_new(level).map_err(|error| format!("invalid log level {level:?}: {error}"))?;
         let (filter, handle) = reload::Layer::new(filter);
-        let format =
-            tracing_subscriber::fmt::layer().event_format(crate::log_format::JsonLines).with_writer(std::io::stdout);
+        let format = tracing_subscriber::fmt::layer()
+            .event_format(crate::log_format::JsonLines)
+            .with_writer(crate::recent::TeeStdout);
         tracing_subscriber::registry()
             .with(filter)
             .with(crate::log_format::SpanFieldsLayer)
@@ -39,13 +41,24 @@ impl Telemetry {
             .build_recorder();
         let metrics = recorder.handle();
         metrics::set_global_recorder(recorder).map_err(|error| format!("metrics recorder already set: {error}"))?;
-        Ok(Telemetry { filter: handle, metrics })
+        Ok(Telemetry {
+            filter: handle,
+            level: std::sync::Arc::new(parking_lot::RwLock::new(level.to_string())),
+            metrics,
+        })
     }
 
     /// Changes the log filter live.
     pub fn set_level(&self, level: &str) -> Result<(), String> {
         let filter = EnvFilter::try_new(level).map_err(|error| format!("invalid log level {level:?}: {error}"))?;
-        self.filter.reload(filter).map_err(|error| error.to_string())
+        self.filter.reload(filter).map_err(|error| error.to_string())?;
+        *self.level.write() = level.to_string();
+        Ok(())
+    }
+
+    /// The log filter in force.
+    pub fn level(&self) -> String {
+        self.level.read().clone()
     }
 
     /// The Prometheus text of every metric, the process's own (`process_*`, read from /proc
@@ -81,17 +94,24 @@ fn export_process_metrics() {
 
 /// What /proc says about this process.
 #[derive(Debug, Clone, PartialEq)]
-struct ProcessStats {
-    cpu_seconds: f64,
-    resident_bytes: u64,
-    virtual_bytes: u64,
-    open_fds: usize,
-    threads: u64,
-    start_time_seconds: f64,
+pub struct ProcessStats {
+    /// CPU time used, user and system.
+    pub cpu_seconds: f64,
+    /// Resident memory.
+    pub resident_bytes: u64,
+    /// Virtual memory.
+    pub virtual_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: usize,
+    /// Threads.
+    pub threads: u64,
+    /// When the process started, in seconds since the epoch.
+    pub start_time_seconds: f64,
 }
 
 impl ProcessStats {
-    fn read() -> Option<ProcessStats> {
+    /// Reads /proc/self; `None` off Linux.
+    pub fn read() -> Option<ProcessStats> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         let boot_time = std::fs::read_to_string("/proc/stat")
             .ok()?

@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use emporium_runtime::spans::{self, FinishedSpan, SpanKind, SpanValue};
+use emporium_runtime::spans::{FinishedSpan, SpanKind, SpanSink, SpanValue};
 use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
@@ -106,9 +106,8 @@ pub struct TraceExport {
 }
 
 impl TraceExport {
-    /// Builds the exporter and installs the process's span sink. Call once, before the node
-    /// handles anything.
-    pub fn start(settings: &TraceExportSettings, node_id: &str) -> Result<TraceExport, String> {
+    /// Builds the exporter; the sink it answers goes to [`crate::recent::install_span_sink`].
+    pub fn start(settings: &TraceExportSettings, node_id: &str) -> Result<(TraceExport, SpanSink), String> {
         let exporter = OtlpExporter::build(settings)?;
         let resource = Resource::builder()
             .with_service_name(settings.service_name.clone())
@@ -129,14 +128,11 @@ impl TraceExport {
         let scope = InstrumentationScope::builder("emporium").with_version(env!("CARGO_PKG_VERSION")).build();
         let sampler = RatioSampler::new(settings.sample_ratio);
         let sink_processor = processor.clone();
-        let installed = spans::install_sink(Box::new(move |span| {
+        let sink: SpanSink = Box::new(move |span| {
             if sampler.keeps(&span) {
                 sink_processor.on_end(span_data(span, &scope));
             }
-        }));
-        if !installed {
-            return Err("a trace exporter is installed already".to_string());
-        }
+        });
         tracing::info!(
             service_name = %settings.service_name,
             endpoint = settings.endpoint.as_deref().unwrap_or("from OTEL_EXPORTER_OTLP_*"),
@@ -144,7 +140,7 @@ impl TraceExport {
             protocol = ?settings.protocol,
             "exporting traces over OTLP"
         );
-        Ok(TraceExport { processor })
+        Ok((TraceExport { processor }, sink))
     }
 
     /// Sends the queued spans (at most `within`) and stops the export thread.

@@ -92,6 +92,55 @@ pub struct Heartbeat {
     pub status: Option<InstanceStatus>,
 }
 
+/// An operator's status override (`PUT /registry/v1/instances/{id}/status`), as Eureka's:
+/// `OUT_OF_SERVICE` takes the instance out of traffic whatever it reports; `UP` lifts the
+/// override and the instance's own status applies again.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusOverride {
+    /// `OUT_OF_SERVICE` or `UP`.
+    pub status: InstanceStatus,
+}
+
+/// One entry of the registry's event journal (`GET /registry/v1/journal`): an instance's
+/// registration, status change or removal, or an operator's action recorded by a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEntry {
+    /// Sequence number within this registry's run.
+    pub id: u64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it: an operator's account, or `registry`.
+    pub who: String,
+    /// What happened (`instance_evicted`, `inject_fault` ...).
+    pub action: String,
+    /// To what (`order-1 order/saga`).
+    pub target: String,
+    /// `ok` or `failed`.
+    pub result: String,
+    /// Anything more, in words.
+    pub detail: String,
+}
+
+/// What a gateway records in the journal (`POST /registry/v1/journal`); the registry adds the
+/// id and the time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JournalRecord {
+    /// The operator's account.
+    pub who: String,
+    /// The action.
+    pub action: String,
+    /// Its target.
+    pub target: String,
+    /// `ok` or `failed`.
+    pub result: String,
+    /// Anything more.
+    #[serde(default)]
+    pub detail: String,
+}
+
 /// Why an instance left the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -13,11 +13,15 @@
 //! - serves `GET /openapi.json`, merged from the services' generated fragments, and the
 //!   interactive documentation over it at `GET /docs` ([`docs`]).
 //!
+//! - serves the supervisor dashboard at `GET /dashboard` and its data under
+//!   `/api/v1/dashboard/` ([`dashboard`]).
+//!
 //! Actor: [`key_refresher::KeyRefresher`] (`gateway/keys`) fetches the JWKS from `auth`, asked
 //! at start and every minute by the supervised task `gateway/key-refresh`.
 #![warn(missing_docs)]
 
 pub mod active_users;
+pub mod dashboard;
 mod definition;
 pub mod docs;
 pub mod error;

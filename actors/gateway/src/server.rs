@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, middleware, web};
+use emporium_cluster::admin::NodeAdminClient;
 use emporium_cluster::edge::{AdminCaller, ApiError, error_response, json_config, path_config, query_config};
 use emporium_cluster::edge_server::{self, EdgeServerOptions};
 use emporium_cluster::node::RouteMount;
@@ -21,6 +22,8 @@ use serde::Serialize;
 use utoipa::{Modify, OpenApi};
 
 use crate::active_users::ActiveUsers;
+use crate::dashboard::Dashboard;
+use crate::dashboard::collector::Collector;
 use crate::key_refresher::{self, KeyRefresher};
 use crate::messages::{RefreshSigningKeys, SERVICE};
 use crate::middleware::{EdgeState, edge};
@@ -96,6 +99,12 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     }
     EdgeResponses.modify(&mut document);
     let document = web::Data::new(serde_json::to_value(&document)?);
+    let dashboard = options.registry.clone().map(|registry| {
+        let nodes = NodeAdminClient::new(registry.secret().clone(), Duration::from_secs(2));
+        let collector = Collector::new(registry.clone(), nodes.clone(), ctx.cluster.clone(), ctx.settings.clone());
+        actix_web::rt::spawn(collector.clone().run());
+        web::Data::new(Dashboard::new(collector, registry, nodes, ctx.service(emporium_contracts::auth::SERVICE)))
+    });
     let cluster = web::Data::new(ctx.cluster.clone());
     let registry = web::Data::new(options.registry.clone());
     let routes = options.routes;
@@ -122,6 +131,9 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
             .route("/openapi.json", web::get().to(openapi_document))
             .configure(crate::docs::configure)
             .route("/api/v1/cluster/nodes", web::get().to(cluster_nodes));
+        if let Some(dashboard) = &dashboard {
+            app = app.app_data(dashboard.clone()).configure(crate::dashboard::configure);
+        }
         for mount in &routes {
             let mount = mount.clone();
             app = app.configure(move |config| mount(config));

@@ -10,16 +10,17 @@ use actix::{Actor, AsyncContext, Context, Handler, SpawnHandle};
 use chrono::Utc;
 use emporium_cluster::settings::Settings;
 use emporium_contracts::registry::{
-    ConfigAcks, ConfigDocument, InstanceInfo, InstanceStatus, Lease, RegistryState, WatchEvent,
+    ConfigAcks, ConfigDocument, InstanceInfo, InstanceStatus, JournalEntry, Lease, RegistryState, WatchEvent,
 };
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
 use crate::config_store::ConfigStore;
 use crate::error::RegistryError;
+use crate::journal::Journal;
 use crate::messages::{
-    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, NodeGone, RefreshConfig, RefreshOutcome,
-    Register, RenewLease, Subscribe, Subscription, WatcherClosed,
+    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, ListJournal, NodeGone, OverrideStatus,
+    RecordInJournal, RefreshConfig, RefreshOutcome, Register, RenewLease, Subscribe, Subscription, WatcherClosed,
 };
 use crate::state::{EVENT_LOG_CAPACITY, InstanceTable};
 
@@ -35,6 +36,7 @@ pub struct RegistryActor {
     sweeper: Option<(Duration, SpawnHandle)>,
     config_poller: Option<(Duration, SpawnHandle)>,
     published_gauges: HashSet<(String, InstanceStatus)>,
+    journal: Journal,
 }
 
 impl RegistryActor {
@@ -56,6 +58,7 @@ impl RegistryActor {
             sweeper: None,
             config_poller: None,
             published_gauges: HashSet::new(),
+            journal: Journal::default(),
         }
     }
 
@@ -65,7 +68,9 @@ impl RegistryActor {
         if events.is_empty() {
             return;
         }
+        let wall = Utc::now();
         for event in events {
+            self.journal.observe(&event, wall);
             // No receiver is not an error: nobody is watching.
             let _ = self.events_tx.send(event);
         }
@@ -350,5 +355,32 @@ impl Handler<ListConfigAcks> for RegistryActor {
 
     fn handle(&mut self, _: ListConfigAcks, _: &mut Self::Context) -> Self::Result {
         Ok(self.table.config_acks())
+    }
+}
+
+impl Handler<OverrideStatus> for RegistryActor {
+    type Result = Result<InstanceInfo, RegistryError>;
+
+    fn handle(&mut self, message: OverrideStatus, _: &mut Self::Context) -> Self::Result {
+        let instance = self.table.override_status(&message.instance_id, message.status)?;
+        tracing::info!(instance_id = %instance.id, status = ?message.status, "status overridden by an operator");
+        self.publish();
+        Ok(instance)
+    }
+}
+
+impl Handler<RecordInJournal> for RegistryActor {
+    type Result = Result<JournalEntry, RegistryError>;
+
+    fn handle(&mut self, message: RecordInJournal, _: &mut Self::Context) -> Self::Result {
+        Ok(self.journal.record(message.0, Utc::now()))
+    }
+}
+
+impl Handler<ListJournal> for RegistryActor {
+    type Result = Result<Vec<JournalEntry>, RegistryError>;
+
+    fn handle(&mut self, message: ListJournal, _: &mut Self::Context) -> Self::Result {
+        Ok(self.journal.list(message.since, message.limit))
     }
 }

@@ -11,6 +11,8 @@
 //! - [`config_store::ConfigStore`]: the layered, validated, versioned `config/` files.
 //! - [`messages`]: `Register`, `RenewLease`, `Deregister`, `ListInstances`, `GetState`,
 //!   `Subscribe`, `GetConfig`, `RefreshConfig`, `AckConfig`, `ListConfigAcks`.
+//! - [`journal::Journal`]: instances' registrations, status changes and evictions, and
+//!   operators' actions recorded by a gateway (`/registry/v1/journal`).
 //! - [`scrape_targets`]: the directory as Prometheus HTTP service-discovery target groups.
 //! - [`error::RegistryError`]: every failure, with its HTTP status and stable code.
 //!
@@ -23,6 +25,7 @@ pub mod config_store;
 mod definition;
 pub mod error;
 mod handle;
+pub mod journal;
 pub mod messages;
 pub mod routes;
 pub mod scrape_targets;

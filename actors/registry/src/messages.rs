@@ -2,7 +2,8 @@
 
 use actix::Message;
 use emporium_contracts::registry::{
-    ConfigAck, ConfigAcks, ConfigDocument, Heartbeat, InstanceInfo, Lease, RegisterInstance, RegistryState, WatchEvent,
+    ConfigAck, ConfigAcks, ConfigDocument, Heartbeat, InstanceInfo, InstanceStatus, JournalEntry, JournalRecord, Lease,
+    RegisterInstance, RegistryState, WatchEvent,
 };
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -121,3 +122,28 @@ pub struct AckConfig {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ConfigAcks, RegistryError>")]
 pub struct ListConfigAcks;
+
+/// An operator's status override of one instance.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<InstanceInfo, RegistryError>")]
+pub struct OverrideStatus {
+    /// The instance.
+    pub instance_id: String,
+    /// `OUT_OF_SERVICE` or `UP`.
+    pub status: InstanceStatus,
+}
+
+/// Records an operator's action in the journal.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<JournalEntry, RegistryError>")]
+pub struct RecordInJournal(pub JournalRecord);
+
+/// Lists the journal.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<JournalEntry>, RegistryError>")]
+pub struct ListJournal {
+    /// Only entries after this id (0: all).
+    pub since: u64,
+    /// At most this many, newest first.
+    pub limit: usize,
+}

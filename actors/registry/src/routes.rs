@@ -15,15 +15,17 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
-use emporium_contracts::registry::{ConfigAck, Heartbeat, RegisterInstance, WatchChange, WatchEvent};
+use emporium_contracts::registry::{
+    ConfigAck, Heartbeat, JournalRecord, RegisterInstance, StatusOverride, WatchChange, WatchEvent,
+};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::error::RegistryError;
 use crate::handle::Registry;
 use crate::messages::{
-    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, RefreshConfig, Register, RenewLease,
-    Subscribe, Subscription, WatcherClosed,
+    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, ListJournal, OverrideStatus,
+    RecordInJournal, RefreshConfig, Register, RenewLease, Subscribe, Subscription, WatcherClosed,
 };
 
 /// The largest JSON body a registry route accepts.
@@ -51,6 +53,8 @@ impl Registry {
                 .service(web::resource("/instances/{id}").delete(deregister))
                 .service(web::resource("/instances/{id}/heartbeat").put(heartbeat))
                 .service(web::resource("/instances/{id}/config-ack").put(ack_config))
+                .service(web::resource("/instances/{id}/status").put(override_status))
+                .service(web::resource("/journal").get(list_journal).post(record_in_journal))
                 .service(web::resource("/state").get(state))
                 .service(web::resource("/watch").get(watch))
                 .service(web::resource("/config/acks").get(config_acks))
@@ -132,6 +136,47 @@ async fn heartbeat(
 async fn deregister(registry: web::Data<Registry>, path: web::Path<String>) -> Result<HttpResponse, RegistryError> {
     registry.addr.send(Deregister { instance_id: path.into_inner() }).await??;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `PUT /registry/v1/instances/{id}/status` `{"status": "OUT_OF_SERVICE" | "UP"}`: an
+/// operator's override, as Eureka's `PUT .../status?value=`.
+#[tracing::instrument(skip_all, fields(instance_id = %path.as_str()))]
+async fn override_status(
+    registry: web::Data<Registry>,
+    path: web::Path<String>,
+    body: web::Json<StatusOverride>,
+) -> Result<HttpResponse, RegistryError> {
+    let message = OverrideStatus { instance_id: path.into_inner(), status: body.into_inner().status };
+    Ok(HttpResponse::Ok().json(registry.addr.send(message).await??))
+}
+
+/// The query of `GET /registry/v1/journal`.
+#[derive(Debug, Deserialize)]
+struct JournalQuery {
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+/// `GET /registry/v1/journal?since=&limit=`: the event journal, newest first.
+#[tracing::instrument(skip_all)]
+async fn list_journal(
+    registry: web::Data<Registry>,
+    query: web::Query<JournalQuery>,
+) -> Result<HttpResponse, RegistryError> {
+    let JournalQuery { since, limit } = query.into_inner();
+    let limit = limit.unwrap_or(200).min(crate::journal::JOURNAL_CAPACITY);
+    Ok(HttpResponse::Ok().json(registry.addr.send(ListJournal { since, limit }).await??))
+}
+
+/// `POST /registry/v1/journal`: a gateway records an operator's action.
+#[tracing::instrument(skip_all)]
+async fn record_in_journal(
+    registry: web::Data<Registry>,
+    body: web::Json<JournalRecord>,
+) -> Result<HttpResponse, RegistryError> {
+    let entry = registry.addr.send(RecordInJournal(body.into_inner())).await??;
+    Ok(HttpResponse::Created().json(entry))
 }
 
 /// The query of `GET /registry/v1/instances`.

@@ -28,6 +28,9 @@ pub const MAX_INSTANCE_ID_LEN: usize = 200;
 struct Registration {
     info: InstanceInfo,
     renewed_at: Instant,
+    /// The status the instance itself last reported; `info.status` is this unless an
+    /// operator's override holds it out of service.
+    reported: InstanceStatus,
 }
 
 /// The last configuration ack of one instance.
@@ -50,6 +53,8 @@ pub struct InstanceTable {
     event_log: VecDeque<WatchEvent>,
     unpublished: Vec<WatchEvent>,
     self_preservation_reason: Option<String>,
+    /// Instances an operator took out of service (until put back UP or removed).
+    out_of_service: std::collections::HashSet<String>,
 }
 
 impl InstanceTable {
@@ -64,6 +69,7 @@ impl InstanceTable {
             event_log: VecDeque::with_capacity(EVENT_LOG_CAPACITY),
             unpublished: Vec::new(),
             self_preservation_reason: None,
+            out_of_service: Default::default(),
         }
     }
 
@@ -106,12 +112,13 @@ impl InstanceTable {
     ) -> Result<Lease, RegistryError> {
         validate_registration(&registration)?;
         let registered_at = self.instances.get(&registration.id).map_or(wall, |known| known.info.registered_at);
+        let reported = registration.status;
         let info = InstanceInfo {
+            status: self.effective_status(&registration.id, reported),
             id: registration.id,
             service: registration.service,
             node_id: registration.node_id,
             address: registration.address,
-            status: registration.status,
             roles: registration.roles,
             version: registration.version,
             registered_at,
@@ -119,7 +126,7 @@ impl InstanceTable {
             metadata: registration.metadata,
         };
         let lease = self.lease(&info.id);
-        self.instances.insert(info.id.clone(), Registration { info: info.clone(), renewed_at: now });
+        self.instances.insert(info.id.clone(), Registration { info: info.clone(), renewed_at: now, reported });
         self.emit(WatchChange::InstanceUpserted { instance: info });
         Ok(lease)
     }
@@ -132,26 +139,61 @@ impl InstanceTable {
         now: Instant,
         wall: DateTime<Utc>,
     ) -> Result<Lease, RegistryError> {
+        let held_out = self.out_of_service.contains(id);
         let registration = self.instances.get_mut(id).ok_or_else(|| RegistryError::UnknownInstance(id.to_string()))?;
         registration.renewed_at = now;
         registration.info.last_heartbeat_at = wall;
-        let changed = match heartbeat.status {
-            Some(status) if status != registration.info.status => {
-                registration.info.status = status;
-                Some(registration.info.clone())
-            }
-            _ => None,
-        };
+        if let Some(status) = heartbeat.status {
+            registration.reported = status;
+        }
+        let status = if held_out { InstanceStatus::OutOfService } else { registration.reported };
+        let changed = (status != registration.info.status).then(|| {
+            registration.info.status = status;
+            registration.info.clone()
+        });
         if let Some(instance) = changed {
             self.emit(WatchChange::InstanceUpserted { instance });
         }
         Ok(self.lease(id))
     }
 
+    /// An operator takes `id` out of service (`OUT_OF_SERVICE`: no traffic, whatever it
+    /// reports) or lifts that (`UP`: its own status applies again). Answers the instance.
+    pub fn override_status(&mut self, id: &str, status: InstanceStatus) -> Result<InstanceInfo, RegistryError> {
+        let held_out = match status {
+            InstanceStatus::OutOfService => true,
+            InstanceStatus::Up => false,
+            other => {
+                return Err(RegistryError::InvalidInstance(format!(
+                    "an operator sets OUT_OF_SERVICE or UP, not {other:?}"
+                )));
+            }
+        };
+        let registration = self.instances.get_mut(id).ok_or_else(|| RegistryError::UnknownInstance(id.to_string()))?;
+        let status = if held_out { InstanceStatus::OutOfService } else { registration.reported };
+        if held_out {
+            self.out_of_service.insert(id.to_string());
+        } else {
+            self.out_of_service.remove(id);
+        }
+        let changed = status != registration.info.status;
+        registration.info.status = status;
+        let instance = registration.info.clone();
+        if changed {
+            self.emit(WatchChange::InstanceUpserted { instance: instance.clone() });
+        }
+        Ok(instance)
+    }
+
+    fn effective_status(&self, id: &str, reported: InstanceStatus) -> InstanceStatus {
+        if self.out_of_service.contains(id) { InstanceStatus::OutOfService } else { reported }
+    }
+
     /// Removes `id` because it asked to leave.
     pub fn deregister(&mut self, id: &str) -> Result<InstanceInfo, RegistryError> {
         let registration = self.instances.remove(id).ok_or_else(|| RegistryError::UnknownInstance(id.to_string()))?;
         self.acks.remove(id);
+        self.out_of_service.remove(id);
         self.emit(WatchChange::InstanceRemoved {
             id: registration.info.id.clone(),
             service: registration.info.service.clone(),
@@ -186,6 +228,7 @@ impl InstanceTable {
         for id in ids {
             if let Some(registration) = self.instances.remove(&id) {
                 self.acks.remove(&id);
+                self.out_of_service.remove(&id);
                 self.emit(WatchChange::InstanceRemoved {
                     id,
                     service: registration.info.service.clone(),
@@ -257,6 +300,7 @@ impl InstanceTable {
         for id in lapsed {
             if let Some(registration) = self.instances.remove(&id) {
                 self.acks.remove(&id);
+                self.out_of_service.remove(&id);
                 self.emit(WatchChange::InstanceRemoved {
                     id,
                     service: registration.info.service.clone(),
@@ -494,6 +538,26 @@ mod tests {
         }
         table.heartbeat("inv-1", up, start, wall(2)).unwrap();
         assert_eq!(table.version(), 2, "the same status again is no change");
+    }
+
+    #[test]
+    fn an_operator_override_holds_an_instance_out_of_service_until_lifted() {
+        let mut table = InstanceTable::new(terms(), 0, 0);
+        let now = Instant::now();
+        table.register(registration("a", "echo"), now, wall(0)).unwrap();
+        let instance = table.override_status("a", InstanceStatus::OutOfService).unwrap();
+        assert_eq!(instance.status, InstanceStatus::OutOfService);
+        let heartbeat = Heartbeat { status: Some(InstanceStatus::Up) };
+        table.heartbeat("a", heartbeat, now, wall(1)).unwrap();
+        table.register(registration("a", "echo"), now, wall(2)).unwrap();
+        assert_eq!(
+            table.list(None)[0].status,
+            InstanceStatus::OutOfService,
+            "heartbeats and re-registration keep it out"
+        );
+        assert_eq!(table.override_status("a", InstanceStatus::Up).unwrap().status, InstanceStatus::Up);
+        assert!(table.override_status("a", InstanceStatus::Down).is_err());
+        assert!(matches!(table.override_status("b", InstanceStatus::Up), Err(RegistryError::UnknownInstance(_))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use emporium_contracts::{Request, ServiceError};
 use futures::future::LocalBoxFuture;
 use tracing::Instrument;
 
+use crate::control::{INJECTED_FAULT, InjectedFault, OperatorControl};
 use crate::fault::{CatchPanic, Fault, FaultKind, FaultLog, catch_panic};
 use crate::monitor::{ActorMonitor, ActorStatus, Outcome};
 use crate::policy::{Backoff, Intensity, RestartWindow};
@@ -131,7 +132,7 @@ impl<B: Behavior> Cell<B> {
         // A fatal error is an error answer, not a panic: it must not show up in `num_panics`.
         let outcome = match kind {
             FaultKind::Panic => Outcome::Panic,
-            FaultKind::Error => Outcome::Error,
+            _ => Outcome::Error,
         };
         self.monitor.record_finished(seq, outcome, started.elapsed());
         let fault = self.faults.record(Fault {
@@ -197,6 +198,42 @@ impl<B: Behavior> Handler<RestartChild> for Cell<B> {
     fn handle(&mut self, _message: RestartChild, ctx: &mut Self::Context) {
         tracing::warn!(actor = self.monitor.path(), "restarting with its siblings");
         ctx.stop();
+    }
+}
+
+impl<B: Behavior> Handler<OperatorControl> for Cell<B> {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, control: OperatorControl, ctx: &mut Self::Context) -> Self::Result {
+        let fault = match control {
+            OperatorControl::Restart => {
+                tracing::warn!(actor = self.monitor.path(), "restarting at an operator's request");
+                ctx.stop();
+                return Ok(());
+            }
+            OperatorControl::Inject(fault) => fault,
+        };
+        tracing::warn!(actor = self.monitor.path(), ?fault, "fault injected by an operator");
+        let seq = self.monitor.record_started(INJECTED_FAULT, format!("{fault:?}"), None);
+        let started = Instant::now();
+        match fault {
+            InjectedFault::Panic => {
+                // A real panic, caught the way a handler's is.
+                let panic = catch_panic(|| panic!("fault injected by an operator")).expect_err("it panicked");
+                self.fail(ctx, seq, started, INJECTED_FAULT, FaultKind::Panic, panic.message, panic.backtrace, None);
+            }
+            InjectedFault::Error => {
+                let error = "fatal error injected by an operator".to_string();
+                self.fail(ctx, seq, started, INJECTED_FAULT, FaultKind::Error, error, None, None);
+            }
+            InjectedFault::Stall(duration) => {
+                // The mailbox waits, as behind a handler stuck in a blocking call.
+                ctx.wait(actix::clock::sleep(duration).into_actor(self).map(move |_, cell, _| {
+                    cell.monitor.record_finished(seq, Outcome::Ok, started.elapsed());
+                }));
+            }
+        }
+        Ok(())
     }
 }
 

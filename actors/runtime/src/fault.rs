@@ -21,14 +21,33 @@ use serde::Serialize;
 
 use crate::monitor::FlightEntry;
 
-/// How a handler failed.
+/// What went wrong: a handler failed, or something an operator must see happened around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// It panicked.
+    /// A handler panicked.
     Panic,
-    /// It returned a fatal error.
+    /// A handler returned a fatal error.
     Error,
+    /// A supervisor gave up after too many restarts: the service is DOWN.
+    Escalation,
+    /// A message was set aside after its retries.
+    DeadLetter,
+    /// A circuit breaker opened: calls to a service fail fast.
+    BreakerOpened,
+}
+
+impl FaultKind {
+    /// The label of the faults metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            FaultKind::Panic => "panic",
+            FaultKind::Error => "error",
+            FaultKind::Escalation => "escalation",
+            FaultKind::DeadLetter => "dead_letter",
+            FaultKind::BreakerOpened => "breaker_opened",
+        }
+    }
 }
 
 /// One recorded failure of a handler.
@@ -74,11 +93,8 @@ impl FaultLog {
     /// Records a fault, giving it its id.
     pub fn record(&self, mut fault: Fault) -> Fault {
         fault.id = self.num_recorded.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::counter!("emporium_actor_faults_total", "actor" => fault.actor_path.clone(), "kind" => match fault.kind {
-            FaultKind::Panic => "panic",
-            FaultKind::Error => "error",
-        })
-        .increment(1);
+        metrics::counter!("emporium_actor_faults_total", "actor" => fault.actor_path.clone(), "kind" => fault.kind.label())
+            .increment(1);
         let mut faults = self.faults.lock();
         if faults.len() == self.capacity {
             faults.pop_front();

@@ -12,11 +12,13 @@
 //!   and errors recorded as faults and followed by restarts like an actor's.
 //! - [`endpoint::LocalEndpoint`]: message name to cell, typed for local callers and JSON for
 //!   the cluster transport.
+//! - [`control::OperatorControl`]: an operator restarts an actor or injects a fault into it.
 //! - [`trace_context::TraceParent`]: W3C trace context carried by every call; [`spans`]: the
 //!   finished spans of those traces, for export.
 #![warn(missing_docs)]
 
 pub mod cell;
+pub mod control;
 pub mod endpoint;
 pub mod fault;
 pub mod input_errors;

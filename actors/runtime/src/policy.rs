@@ -99,6 +99,11 @@ impl RestartWindow {
     pub fn num_recent(&self) -> usize {
         self.restarts.len()
     }
+
+    /// Restarts within the period ending at `now`.
+    pub fn num_within(&self, now: Instant) -> usize {
+        self.restarts.iter().filter(|&&restart| now.duration_since(restart) <= self.intensity.period).count()
+    }
 }
 
 /// Exponential backoff with full jitter between consecutive restarts.

@@ -6,14 +6,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix::prelude::*;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::cell::{Behavior, Cell, CellSetup, Factory};
-use crate::fault::FaultLog;
+use crate::control::OperatorControl;
+use crate::fault::{Fault, FaultKind, FaultLog};
 use crate::monitor::{ActorMonitor, ActorStatus};
 use crate::policy::{RestartWindow, SupervisionPolicy};
 use crate::task::{TaskCell, TaskContext, TaskHandle, TaskSetup};
-use crate::tree::{ServiceHealth, ServiceNode, SupervisionTree};
+use crate::tree::{ServiceHealth, ServiceNode, SupervisedActor, SupervisionTree};
 
 /// A cell reports a fault to its supervisor.
 #[derive(Debug, Message)]
@@ -24,6 +26,9 @@ pub struct ChildFaulted {
     /// The fault recorded on the node.
     pub fault_id: u64,
 }
+
+/// The message type of the fault a supervisor records when it gives up.
+pub const ESCALATION: &str = "Escalation";
 
 /// The supervisor tells a cell to restart (one-for-all, rest-for-one).
 #[derive(Debug, Message)]
@@ -38,15 +43,18 @@ pub struct ReviveService;
 struct Child {
     monitor: Arc<ActorMonitor>,
     restart: Recipient<RestartChild>,
+    control: Recipient<OperatorControl>,
 }
 
 /// The supervisor actor of one service.
 pub struct ServiceSupervisor {
     service: String,
     policy: SupervisionPolicy,
-    window: RestartWindow,
+    /// Shared with the tree, which shows how much of the intensity is left.
+    window: Arc<Mutex<RestartWindow>>,
     children: Vec<Child>,
     health_tx: watch::Sender<ServiceHealth>,
+    faults: Arc<FaultLog>,
 }
 
 impl Actor for ServiceSupervisor {
@@ -63,7 +71,7 @@ impl Handler<ChildFaulted> for ServiceSupervisor {
             tracing::warn!(service = %self.service, actor = child.monitor.path(), "temporary child stopped for good");
             return;
         }
-        if !self.window.admit(Instant::now()) {
+        if !self.window.lock().admit(Instant::now()) {
             let reason = format!(
                 "more than {} restarts in {:?} (last: fault {} in {})",
                 self.policy.intensity.max_restarts,
@@ -75,6 +83,17 @@ impl Handler<ChildFaulted> for ServiceSupervisor {
                 child.monitor.set_status(ActorStatus::Terminated);
             }
             tracing::error!(service = %self.service, reason = %reason, "supervisor gave up; service instance is DOWN");
+            self.faults.record(Fault {
+                id: 0,
+                at: chrono::Utc::now(),
+                actor_path: self.service.clone(),
+                message_type: ESCALATION,
+                kind: FaultKind::Escalation,
+                error: reason.clone(),
+                backtrace: None,
+                trace_id: None,
+                flight_record: child.monitor.recent_messages(16),
+            });
             self.health_tx.send_replace(ServiceHealth::Down { reason });
             return;
         }
@@ -88,7 +107,7 @@ impl Handler<ReviveService> for ServiceSupervisor {
     type Result = ();
 
     fn handle(&mut self, _message: ReviveService, _ctx: &mut Self::Context) {
-        self.window = RestartWindow::new(self.policy.intensity);
+        *self.window.lock() = RestartWindow::new(self.policy.intensity);
         for child in &self.children {
             child.monitor.set_status(ActorStatus::Running);
             child.restart.do_send(RestartChild);
@@ -169,7 +188,11 @@ impl ServiceGroup {
             intensity: self.policy.intensity,
         };
         let addr = Supervisor::start_in_arbiter(&self.arbiter, move |_ctx| Cell::new(factory, setup));
-        self.children.push(Child { monitor: monitor.clone(), restart: addr.clone().recipient() });
+        self.children.push(Child {
+            monitor: monitor.clone(),
+            restart: addr.clone().recipient(),
+            control: addr.clone().recipient(),
+        });
         CellHandle { addr, monitor }
     }
 
@@ -190,7 +213,7 @@ impl ServiceGroup {
             stop_rx,
         };
         let (addr, handle) = TaskCell::start(Arc::new(factory), setup, &self.arbiter);
-        self.children.push(Child { monitor, restart: addr.recipient() });
+        self.children.push(Child { monitor, restart: addr.clone().recipient(), control: addr.recipient() });
         handle
     }
 
@@ -198,13 +221,19 @@ impl ServiceGroup {
     /// through which the node follows the service's health.
     pub fn finish(self) -> ServiceSupervision {
         let (health_tx, health_rx) = watch::channel(ServiceHealth::Up);
-        let monitors = self.children.iter().map(|child| child.monitor.clone()).collect();
+        let actors = self
+            .children
+            .iter()
+            .map(|child| SupervisedActor { monitor: child.monitor.clone(), control: child.control.clone() })
+            .collect();
+        let window = Arc::new(Mutex::new(RestartWindow::new(self.policy.intensity)));
         let supervisor = ServiceSupervisor {
             service: self.service.clone(),
             policy: self.policy,
-            window: RestartWindow::new(self.policy.intensity),
+            window: window.clone(),
             children: self.children,
             health_tx,
+            faults: self.faults.clone(),
         };
         let addr = ServiceSupervisor::start_in_arbiter(&self.arbiter, move |_ctx| supervisor);
         let _ = self.supervisor_slot.set(addr.clone().recipient());
@@ -212,7 +241,9 @@ impl ServiceGroup {
             service: self.service.clone(),
             policy: self.policy,
             health: health_rx.clone(),
-            monitors,
+            actors,
+            window,
+            revive: addr.clone().recipient(),
         });
         ServiceSupervision { service: self.service, supervisor: addr, health: health_rx }
     }

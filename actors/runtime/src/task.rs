@@ -17,6 +17,7 @@ use actix::prelude::*;
 use futures::future::LocalBoxFuture;
 use tokio::sync::watch;
 
+use crate::control::{INJECTED_FAULT, InjectedFault, OperatorControl};
 use crate::fault::{CatchPanic, Fault, FaultKind, FaultLog, catch_panic};
 use crate::monitor::{ActorMonitor, ActorStatus, Outcome};
 use crate::policy::{Backoff, RestartWindow};
@@ -188,7 +189,7 @@ impl TaskCell {
     ) {
         let outcome = match kind {
             FaultKind::Panic => Outcome::Panic,
-            FaultKind::Error => Outcome::Error,
+            _ => Outcome::Error,
         };
         let monitor = self.setup.monitor.clone();
         monitor.record_finished(seq, outcome, started.elapsed());
@@ -267,5 +268,42 @@ impl Handler<RestartChild> for TaskCell {
         self.generation += 1;
         self.setup.monitor.record_restart();
         self.start_run(ctx);
+    }
+}
+
+impl Handler<OperatorControl> for TaskCell {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, control: OperatorControl, ctx: &mut Self::Context) -> Self::Result {
+        let monitor = self.setup.monitor.clone();
+        let fault = match control {
+            OperatorControl::Restart => {
+                tracing::warn!(task = monitor.path(), "restarting at an operator's request");
+                self.handle(RestartChild, ctx);
+                return Ok(());
+            }
+            OperatorControl::Inject(InjectedFault::Stall(_)) => {
+                return Err(format!("{} is a task: it has no mailbox to stall", monitor.path()));
+            }
+            OperatorControl::Inject(fault) => fault,
+        };
+        tracing::warn!(task = monitor.path(), ?fault, "fault injected by an operator");
+        // The current run ends as if it had failed.
+        if let Some(run) = self.run.take() {
+            ctx.cancel_future(run);
+        }
+        self.generation += 1;
+        let seq = monitor.record_started(INJECTED_FAULT, format!("{fault:?}"), None);
+        let started = Instant::now();
+        let (kind, error, backtrace) = match catch_panic(|| {
+            if fault == InjectedFault::Panic {
+                panic!("fault injected by an operator");
+            }
+        }) {
+            Err(panic) => (FaultKind::Panic, panic.message, panic.backtrace),
+            Ok(()) => (FaultKind::Error, "fatal error injected by an operator".to_string(), None),
+        };
+        self.fail(ctx, seq, started, kind, error, backtrace);
+        Ok(())
     }
 }

@@ -2,14 +2,18 @@
 //! and the node's recent faults. `GET /admin/v1/supervision` serves [`TreeSnapshot`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use parking_lot::RwLock;
+use actix::Recipient;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::control::{ControlError, OperatorControl};
 use crate::fault::{Fault, FaultLog};
 use crate::monitor::{ActorMonitor, ActorSnapshot};
-use crate::policy::SupervisionPolicy;
+use crate::policy::{RestartStrategy, RestartType, RestartWindow, SupervisionPolicy};
+use crate::supervisor::ReviveService;
 
 /// A service's health as its supervisor sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,6 +28,14 @@ pub enum ServiceHealth {
     },
 }
 
+/// One actor of a service: what it reports and how an operator reaches it.
+pub struct SupervisedActor {
+    /// Its live state.
+    pub monitor: Arc<ActorMonitor>,
+    /// Where an operator's instructions go.
+    pub control: Recipient<OperatorControl>,
+}
+
 /// One service in the tree.
 pub struct ServiceNode {
     /// The service name.
@@ -33,7 +45,46 @@ pub struct ServiceNode {
     /// Its health.
     pub health: watch::Receiver<ServiceHealth>,
     /// Its actors.
-    pub monitors: Vec<Arc<ActorMonitor>>,
+    pub actors: Vec<SupervisedActor>,
+    /// The supervisor's restart window (the intensity used up).
+    pub window: Arc<Mutex<RestartWindow>>,
+    /// Restarts every actor and clears the window (an operator's "restart the service").
+    pub revive: Recipient<ReviveService>,
+}
+
+/// A supervisor's policy as the dashboard shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyView {
+    /// Which children restart together.
+    pub strategy: RestartStrategy,
+    /// When children restart.
+    pub restart: RestartType,
+    /// How many restarts before escalating, within which period.
+    pub intensity: IntensityView,
+}
+
+/// The intensity in plain numbers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntensityView {
+    /// Restarts allowed within the period.
+    pub max_restarts: u32,
+    /// The sliding period, in milliseconds.
+    pub period_millis: u64,
+}
+
+impl From<SupervisionPolicy> for PolicyView {
+    fn from(policy: SupervisionPolicy) -> Self {
+        PolicyView {
+            strategy: policy.strategy,
+            restart: policy.restart,
+            intensity: IntensityView {
+                max_restarts: policy.intensity.max_restarts,
+                period_millis: policy.intensity.period.as_millis() as u64,
+            },
+        }
+    }
 }
 
 /// The serializable tree of one service.
@@ -45,7 +96,9 @@ pub struct ServiceSnapshot {
     /// Its health.
     pub health: ServiceHealth,
     /// Its supervisor's policy.
-    pub policy: SupervisionPolicy,
+    pub policy: PolicyView,
+    /// Restarts within the intensity's period now (the supervisor gives up past the maximum).
+    pub restarts_in_window: usize,
     /// Its actors.
     pub actors: Vec<ActorSnapshot>,
 }
@@ -109,8 +162,8 @@ impl SupervisionTree {
     /// metrics recorder.
     pub fn export_gauges(&self) {
         for service in self.inner.services.read().iter() {
-            for monitor in &service.monitors {
-                let snapshot = monitor.snapshot();
+            for actor in &service.actors {
+                let snapshot = actor.monitor.snapshot();
                 metrics::gauge!("emporium_actor_mailbox_depth", "actor" => snapshot.path.clone())
                     .set(snapshot.mailbox_depth as f64);
                 metrics::gauge!("emporium_actor_in_flight", "actor" => snapshot.path.clone())
@@ -122,8 +175,36 @@ impl SupervisionTree {
         }
     }
 
+    /// Sends an operator's instruction to the actor at `path` and waits for its answer.
+    pub async fn control_actor(&self, path: &str, control: OperatorControl) -> Result<(), ControlError> {
+        let recipient = self
+            .inner
+            .services
+            .read()
+            .iter()
+            .flat_map(|service| service.actors.iter())
+            .find(|actor| actor.monitor.path() == path)
+            .map(|actor| actor.control.clone())
+            .ok_or_else(|| ControlError::UnknownActor(path.to_string()))?;
+        match recipient.send(control).await {
+            Ok(answer) => answer.map_err(ControlError::Refused),
+            Err(_) => Err(ControlError::Refused(format!("{path} did not take the instruction"))),
+        }
+    }
+
+    /// Restarts every actor of `service` and clears its restart window, bringing it back up
+    /// when its supervisor had given up.
+    pub fn restart_service(&self, service: &str) -> Result<(), ControlError> {
+        let services = self.inner.services.read();
+        let found = services.iter().find(|node| node.service == service);
+        let node = found.ok_or_else(|| ControlError::UnknownService(service.to_string()))?;
+        node.revive.do_send(ReviveService);
+        Ok(())
+    }
+
     /// A serializable copy of the whole tree.
     pub fn snapshot(&self) -> TreeSnapshot {
+        let now = Instant::now();
         let services = self
             .inner
             .services
@@ -132,8 +213,9 @@ impl SupervisionTree {
             .map(|service| ServiceSnapshot {
                 service: service.service.clone(),
                 health: service.health.borrow().clone(),
-                policy: service.policy,
-                actors: service.monitors.iter().map(|monitor| monitor.snapshot()).collect(),
+                policy: service.policy.into(),
+                restarts_in_window: service.window.lock().num_within(now),
+                actors: service.actors.iter().map(|actor| actor.monitor.snapshot()).collect(),
             })
             .collect();
         TreeSnapshot {

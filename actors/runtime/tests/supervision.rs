@@ -69,7 +69,7 @@ async fn a_fault_restarts_the_actor_with_fresh_state(how: HowToFail, kind: Fault
     assert_eq!(actor.num_restarts, 1);
     let (num_panics, num_errors) = match kind {
         FaultKind::Panic => (1, 0),
-        FaultKind::Error => (0, 1),
+        _ => (0, 1),
     };
     assert_eq!((actor.num_panics, actor.num_errors), (num_panics, num_errors), "a fatal error is no panic");
     assert_eq!(actor.num_handled, 4 + num_errors, "four increments, and the fatal error answered");
@@ -169,7 +169,10 @@ async fn past_its_intensity_the_service_goes_down_until_revived() {
     let actor = sandbox.actor("test/counter");
     assert_eq!(actor.status, ActorStatus::Running);
     assert_eq!(actor.num_restarts, 5, "four faults and the revival");
-    sandbox.shutdown(service, &["test/counter"; 4]);
+    let escalation = sandbox.tree.snapshot().faults.pop().expect("the escalation is a fault");
+    assert_eq!((escalation.kind, escalation.message_type), (FaultKind::Escalation, "Escalation"));
+    assert!(escalation.error.starts_with("more than 3 restarts"), "{}", escalation.error);
+    sandbox.shutdown(service, &["test/counter", "test/counter", "test/counter", "test/counter", "test"]);
 }
 
 #[actix_rt::test]
@@ -402,4 +405,45 @@ async fn ask_json_reads_the_body_and_names_what_is_wrong() {
     assert_eq!(ask_json(endpoint, "Increment", b"{}").await, Ok(b"2".to_vec()), "bad bodies never reached the actor");
     assert_eq!(service.num_handler_calls.load(Ordering::SeqCst), 4);
     sandbox.shutdown(service, &[]);
+}
+
+/// An operator's injected panic takes the real fault path (recorded with its flight record,
+/// restart, fresh state); an injected stall holds the mailbox; a restart asked for is no fault;
+/// an unknown actor is refused by name.
+#[actix_rt::test]
+async fn operators_restart_actors_and_inject_faults_through_the_tree() {
+    use emporium_runtime::control::{ControlError, INJECTED_FAULT, InjectedFault, OperatorControl};
+
+    let sandbox = Sandbox::new();
+    let service = sandbox.start_service(fast_policy(), &["counter"]);
+    let endpoint = service.endpoint(0);
+    assert_eq!(ask(endpoint, Increment {}).await, Ok(1));
+
+    sandbox.tree.control_actor("test/counter", OperatorControl::Inject(InjectedFault::Panic)).await.unwrap();
+    let snapshot = sandbox.tree.snapshot();
+    let fault = &snapshot.faults[0];
+    assert_eq!((fault.kind, fault.message_type), (FaultKind::Panic, INJECTED_FAULT));
+    assert!(fault.error.starts_with("fault injected by an operator"), "{}", fault.error);
+    let flight: Vec<&str> = fault.flight_record.iter().map(|entry| entry.message_type).collect();
+    assert_eq!(flight, ["Increment", INJECTED_FAULT]);
+    wait_until("the actor restarted", || sandbox.actor("test/counter").status == ActorStatus::Running).await;
+    assert_eq!(sandbox.actor("test/counter").num_restarts, 1);
+    assert_eq!(ask(endpoint, Increment {}).await, Ok(1), "fresh state after the injected panic");
+    let in_window = || sandbox.tree.snapshot().services[0].restarts_in_window;
+    wait_until("the supervisor counted the restart", || in_window() == 1).await;
+
+    let stall = Duration::from_millis(300);
+    sandbox.tree.control_actor("test/counter", OperatorControl::Inject(InjectedFault::Stall(stall))).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(ask(endpoint, Increment {}).await, Ok(2));
+    assert!(started.elapsed() >= Duration::from_millis(250), "the stall held the mailbox: {:?}", started.elapsed());
+
+    sandbox.tree.control_actor("test/counter", OperatorControl::Restart).await.unwrap();
+    wait_until("the asked-for restart", || sandbox.actor("test/counter").num_restarts == 2).await;
+    assert_eq!(ask(endpoint, Increment {}).await, Ok(1), "fresh state after the restart");
+    assert_eq!(
+        sandbox.tree.control_actor("test/nobody", OperatorControl::Restart).await,
+        Err(ControlError::UnknownActor("test/nobody".to_string()))
+    );
+    sandbox.shutdown(service, &["test/counter"]);
 }

@@ -80,7 +80,7 @@ fn dead_letter_fault(letter: &DeadLetter, actor_path: &str, flight_record: Vec<F
         at: letter.dead_lettered_at,
         actor_path: actor_path.to_string(),
         message_type: DEAD_LETTER_FAULT,
-        kind: FaultKind::Error,
+        kind: FaultKind::DeadLetter,
         error: format!(
             "{} dead-lettered from {}: {}",
             letter.event_id.as_deref().unwrap_or("a message"),
@@ -115,7 +115,7 @@ mod tests {
         let fault = dead_letter_fault(&letter, "payment.order-events/consumer", Vec::new());
         assert_eq!(fault.actor_path, "payment.order-events/consumer");
         assert_eq!(fault.message_type, DEAD_LETTER_FAULT);
-        assert_eq!(fault.kind, FaultKind::Error);
+        assert_eq!(fault.kind, FaultKind::DeadLetter);
         assert_eq!(fault.at, letter.dead_lettered_at);
         assert_eq!(fault.error, "e1 dead-lettered from ns.payment.order-events: handler failed 5 times: db");
     }

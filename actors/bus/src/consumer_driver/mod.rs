@@ -35,7 +35,7 @@ mod in_process_delivery;
 mod process;
 mod retry;
 mod run;
-mod shared;
+pub(crate) mod shared;
 
 use std::sync::Arc;
 

@@ -150,7 +150,7 @@ impl RelayState {
 
 /// The relay's running loops, before the group is finished.
 pub(crate) struct RelayLoops {
-    state: Arc<RelayState>,
+    pub(crate) state: Arc<RelayState>,
     stop_signal: StopSignal,
     driver: TaskHandle,
     lag_reporter: TaskHandle,
