@@ -59,7 +59,6 @@ import os
 import queue
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -209,44 +208,8 @@ def error_message(answer) -> str:
 # The cluster (ops/cluster.sh), the broker (rabbitmqctl), MariaDB
 
 
-class Cluster:
-    """The nodes ops/cluster.sh runs with `env` in `state_dir`."""
-
-    def __init__(self, state_dir: Path, env: dict):
-        self.state_dir = state_dir
-        self.env = env
-        self.script_log = state_dir / "cluster-sh.log"
-
-    def script(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        """ops/cluster.sh ARGS; its output is appended to cluster-sh.log. Raises when it fails."""
-        done = subprocess.run([str(CLUSTER_SCRIPT), *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-        with open(self.script_log, "a") as out:
-            out.write(f"$ ops/cluster.sh {' '.join(args)} -> {done.returncode}\n{done.stdout}{done.stderr}")
-        if done.returncode != 0:
-            raise RuntimeError(f"ops/cluster.sh {' '.join(args)} failed ({done.returncode}):\n"
-                               f"{done.stdout}{done.stderr}")
-        return done
-
-    def pid(self, role: str) -> int | None:
-        """The pid of ROLE's node when it runs (its command line names its data dir)."""
-        try:
-            pid = int((self.state_dir / "run" / f"{role}.pid").read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            return None
-        return pid if f" --data-dir {self.state_dir / 'data' / role} " in cmdline else None
-
-    def kill9(self, role: str) -> int:
-        """SIGKILL to ROLE's node; waits (at most 10 s) until the process is gone."""
-        pid = self.pid(role)
-        if pid is None:
-            raise RuntimeError(f"{role} is not running")
-        os.kill(pid, 9)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return pid
+class Cluster(bk.ClusterScript):
+    """The nodes ops/cluster.sh runs with `env` in `state_dir`, and their logs."""
 
     def error_lines(self) -> dict:
         """Per role: its log lines at level ERROR, and the panics."""
@@ -265,23 +228,8 @@ class Cluster:
         return counts
 
 
-class Broker:
+class Broker(bk.Rabbitmqctl):
     """RabbitMQ through rabbitmqctl, when it can be used by this user."""
-
-    def __init__(self):
-        self.ctl = shutil.which("rabbitmqctl")
-        self.usable = False
-        self.why_not = "rabbitmqctl is not installed"
-        if self.ctl:
-            done = self.run("list_vhosts", check=False)
-            self.usable = done.returncode == 0
-            self.why_not = "" if self.usable else f"rabbitmqctl does not work as this user: {done.stderr.strip()[:200]}"
-
-    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        done = subprocess.run([self.ctl, *args], capture_output=True, text=True, timeout=timeout)
-        if check and done.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
-        return done
 
     def stop_app(self) -> None:
         self.run("stop_app")
@@ -503,22 +451,15 @@ class Run:
             self.warnings.append(f"{self.broker.why_not}: the run shares the default vhost (its queues are only "
                                  f"kept apart by EMPORIUM_BUS_NAMESPACE), the broker is not restarted and the "
                                  f"dead-letter queues are not checked")
-        registry_port = free_port_block()
+        registry_port = bk.free_port_block(8)
         self.http_port = bk.free_port()
-        config_dir = self.state_dir / "config"
-        shutil.copytree(ROOT / "config", config_dir, dirs_exist_ok=True)
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith("EMPORIUM_") or key in ("EMPORIUM_BIN",)}
-        env.update({
-            "EMPORIUM_CLUSTER_DIR": str(self.state_dir),
+        env = bk.ClusterScript.environment(self.state_dir, {
             "EMPORIUM_MYSQL_URL": f"{server_url}/{self.database_name}",
             "EMPORIUM_AMQP_URL": amqp_url,
             "EMPORIUM_BUS_NAMESPACE": self.namespace,
             "EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "EMPORIUM_CONFIG_DIR": str(config_dir),
             "EMPORIUM_REGISTRY_PORT": str(registry_port),
             "EMPORIUM_HTTP": f"127.0.0.1:{self.http_port}",
-            "EMPORIUM_READY_TIMEOUT": "60",
             # A reservation the order desk "left to its expiry" (its order was never stored) holds
             # stock until then: short enough to be released before the checks.
             "EMPORIUM__INVENTORY__RESERVATION_TTL_MILLIS": str(int(args.reservation_ttl * 1000)),
@@ -805,26 +746,6 @@ class Run:
         else:
             row("dead letters", "0", f"table {dead_db}; WARNING: dead-letter queues not checked", dead_db == 0)
         return rows
-
-
-def free_port_block(count: int = 8) -> int:
-    """A port P of 127.0.0.1 such that P..P+count-1 are free now, below the ephemeral range."""
-    rng = random.Random()
-    for _ in range(200):
-        first = rng.randrange(20000, 30000)
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise SystemExit("no block of free ports between 20000 and 30000")
 
 
 def windows(times: list[float], gap: float = 3.0) -> str:

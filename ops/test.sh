@@ -55,10 +55,7 @@ ensure_smtp_test_server() {
 }
 
 ensure_debian_package() { # ensure_debian_package COMMAND PACKAGE: apt-get install when missing
-    command -v "$1" >/dev/null 2>&1 && return 0
-    say "installing $2 (apt-get)"
-    { apt-get install -y -q "$2" || { apt-get update -q && apt-get install -y -q "$2"; }; } >/dev/null 2>&1 \
-        || die "$1 is needed and apt-get could not install $2"
+    ops/lib/debian_package.sh "ops/test.sh" "$1" "$2" || die "could not provide $1"
 }
 
 ensure_mariadb
@@ -103,3 +100,6 @@ EMPORIUM_BIN="$CARGO_TARGET_DIR/debug/emporium" ops/fuzz.sh
 
 say "chaos, short mode (ops/chaos.py: every role killed once, the broker and the registry down)"
 EMPORIUM_BIN="$CARGO_TARGET_DIR/debug/emporium" python3 ops/chaos.py
+
+say "the supervisor dashboard in a real browser (ops/browser/run.sh: Chromium, Selenium, a whole cluster)"
+EMPORIUM_BIN="$CARGO_TARGET_DIR/debug/emporium" ops/browser/run.sh

@@ -8,11 +8,12 @@ process spawned through it is ended at exit (atexit), and SIGTERM, SIGINT and SI
 through the same path.
 
   - processes: CHILDREN, GROUPS, spawn, kill_children, end_groups
-  - machine: log, uptime_line, free_port, git, machine_info
+  - machine: log, uptime_line, free_port, free_port_block, git, machine_info
   - HTTP to the nodes' cluster listener: request, get, post, wait_until
   - /proc: proc_status, kib, proc_cpu_seconds, process_cpu_seconds, machine_cpu,
     context_switches, CpuWindow
   - Prometheus text: histogram; percentiles: percentile, percentile_floor
+  - a cluster run by ops/cluster.sh: ClusterScript; RabbitMQ: Rabbitmqctl
   - MariaDB through its command-line client: MariaDb, mariadb_pid
   - the binary and its nodes: export_commit, snapshot_working_tree, build_emporium, Node, Bench
   - report: yes, print_table, INTRO, section_text, write_docs, write_section, add_binary_options,
@@ -31,6 +32,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -140,6 +142,26 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """A port P of 127.0.0.1 such that P..P+count-1 are free now, below the ephemeral range."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20000, 30000)
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise SystemExit(f"no block of {count} free ports between 20000 and 30000")
 
 
 def git(*args: str) -> str:
@@ -364,6 +386,84 @@ def percentile(values: list[float], fraction: float) -> float:
 def percentile_floor(ordered: list[float], fraction: float) -> float:
     """ordered[min(n - 1, int(n * fraction))] of values sorted already (at least one)."""
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole cluster run by ops/cluster.sh, RabbitMQ through rabbitmqctl
+
+
+class ClusterScript:
+    """The nodes ops/cluster.sh runs with `env` in `state_dir` (ops/chaos.py, the dashboard's
+    browser test)."""
+
+    def __init__(self, state_dir: Path, env: dict):
+        self.state_dir = state_dir
+        self.env = env
+        self.script_log = state_dir / "cluster-sh.log"
+
+    @staticmethod
+    def environment(state_dir: Path, settings: dict) -> dict:
+        """The environment of ops/cluster.sh for a cluster of its own in `state_dir`: this
+        process's, without its EMPORIUM_* settings (but EMPORIUM_BIN), with a copy of config/
+        in `state_dir`, then `settings` (EMPORIUM_MYSQL_URL, ...)."""
+        config_dir = state_dir / "config"
+        shutil.copytree(ROOT / "config", config_dir, dirs_exist_ok=True)
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("EMPORIUM_") or key in ("EMPORIUM_BIN",)}
+        env.update({"EMPORIUM_CLUSTER_DIR": str(state_dir), "EMPORIUM_CONFIG_DIR": str(config_dir),
+                    "EMPORIUM_READY_TIMEOUT": "60"})
+        env.update(settings)
+        return env
+
+    def script(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """ops/cluster.sh ARGS; its output is appended to cluster-sh.log. Raises when it fails."""
+        done = subprocess.run([str(ROOT / "ops" / "cluster.sh"), *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        with open(self.script_log, "a") as out:
+            out.write(f"$ ops/cluster.sh {' '.join(args)} -> {done.returncode}\n{done.stdout}{done.stderr}")
+        if done.returncode != 0:
+            raise RuntimeError(f"ops/cluster.sh {' '.join(args)} failed ({done.returncode}):\n"
+                               f"{done.stdout}{done.stderr}")
+        return done
+
+    def pid(self, role: str) -> int | None:
+        """The pid of ROLE's node when it runs (its command line names its data dir)."""
+        try:
+            pid = int((self.state_dir / "run" / f"{role}.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            return None
+        return pid if f" --data-dir {self.state_dir / 'data' / role} " in cmdline else None
+
+    def kill9(self, role: str) -> int:
+        """SIGKILL to ROLE's node; waits (at most 10 s) until the process is gone."""
+        pid = self.pid(role)
+        if pid is None:
+            raise RuntimeError(f"{role} is not running")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return pid
+
+
+class Rabbitmqctl:
+    """RabbitMQ through rabbitmqctl, when it can be used by this user (`usable`, else `why_not`)."""
+
+    def __init__(self):
+        self.ctl = shutil.which("rabbitmqctl")
+        self.usable = False
+        self.why_not = "rabbitmqctl is not installed"
+        if self.ctl:
+            done = self.run("list_vhosts", check=False)
+            self.usable = done.returncode == 0
+            self.why_not = "" if self.usable else f"rabbitmqctl does not work as this user: {done.stderr.strip()[:200]}"
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        done = subprocess.run([self.ctl, *args], capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+        return done
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 //! level, the `trace_id` and `span_id` of the innermost span that carries them: every line
 //! written while a request, an event batch or an ask is handled can be joined with its trace.
 //!
-//! [`SpanFields`] keeps each span's fields as JSON when the span is created (and when it
-//! records more), so formatting a line reads them without parsing text again.
+//! Lines are written straight into one buffer, without building a JSON value first, and each
+//! span keeps its fields already written as JSON ([`SpanFields`], made once when the span is
+//! created): a line costs one buffer and no map (docs/BENCHMARKS.md, "Gateway after the
+//! observability work").
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -17,8 +18,45 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-/// A span's fields as JSON, kept in its extensions by [`SpanFieldsLayer`].
-struct SpanFields(Map<String, Value>);
+/// A span's fields written as JSON members (`"key":value,...`), and its trace ids when it has
+/// them; kept in its extensions by [`SpanFieldsLayer`].
+#[derive(Default)]
+struct SpanFields {
+    members: String,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+}
+
+impl SpanFields {
+    fn record(&mut self, values: &dyn RecordFields) {
+        let mut visitor = JsonMembers { out: &mut self.members, trace_id: None, span_id: None };
+        values.record_into(&mut visitor);
+        let (trace_id, span_id) = (visitor.trace_id, visitor.span_id);
+        if let Some(trace_id) = trace_id.filter(|id| !id.is_empty()) {
+            self.trace_id = Some(trace_id);
+        }
+        if span_id.is_some() {
+            self.span_id = span_id;
+        }
+    }
+}
+
+/// What can record its fields into a visitor: a span's attributes or a later record.
+trait RecordFields {
+    fn record_into(&self, visitor: &mut dyn Visit);
+}
+
+impl RecordFields for Attributes<'_> {
+    fn record_into(&self, visitor: &mut dyn Visit) {
+        self.record(visitor);
+    }
+}
+
+impl RecordFields for Record<'_> {
+    fn record_into(&self, visitor: &mut dyn Visit) {
+        self.record(visitor);
+    }
+}
 
 /// Records every span's fields into its extensions.
 pub struct SpanFieldsLayer;
@@ -29,16 +67,16 @@ where
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, context: Context<'_, S>) {
         let Some(span) = context.span(id) else { return };
-        let mut fields = Map::new();
-        attributes.record(&mut JsonVisitor(&mut fields));
-        span.extensions_mut().insert(SpanFields(fields));
+        let mut fields = SpanFields::default();
+        fields.record(attributes);
+        span.extensions_mut().insert(fields);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, context: Context<'_, S>) {
         let Some(span) = context.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
-            values.record(&mut JsonVisitor(fields));
+        if let Some(fields) = extensions.get_mut::<SpanFields>() {
+            fields.record(values);
         }
     }
 }
@@ -53,72 +91,149 @@ where
 {
     fn format_event(&self, context: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let metadata = event.metadata();
-        let mut line = Map::new();
-        line.insert("timestamp".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into());
-        line.insert("level".into(), metadata.level().as_str().into());
-        line.insert("target".into(), metadata.target().into());
-        event.record(&mut JsonVisitor(&mut line));
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":\"");
+        let _ = write!(line, "{}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+        line.push_str("\",\"level\":\"");
+        line.push_str(metadata.level().as_str());
+        line.push_str("\",\"target\":");
+        push_json_string(&mut line, metadata.target());
+        let mut members = JsonMembers { out: &mut line, trace_id: None, span_id: None };
+        event.record(&mut members);
+        let (has_trace_id, has_span_id) = (members.trace_id.is_some(), members.span_id.is_some());
         if let Some(scope) = context.event_scope() {
             let mut innermost = true;
             for span in scope {
                 let extensions = span.extensions();
-                let Some(SpanFields(fields)) = extensions.get::<SpanFields>() else { continue };
+                let Some(fields) = extensions.get::<SpanFields>() else { continue };
                 if innermost {
-                    let mut current = fields.clone();
-                    current.insert("name".into(), span.name().into());
-                    line.insert("span".into(), Value::Object(current));
+                    line.push_str(",\"span\":{");
+                    line.push_str(&fields.members);
+                    if !fields.members.is_empty() {
+                        line.push(',');
+                    }
+                    line.push_str("\"name\":");
+                    push_json_string(&mut line, span.name());
+                    line.push('}');
                     innermost = false;
                 }
-                if let Some(trace_id) = fields.get("trace_id").filter(|id| id.as_str().is_some_and(|id| !id.is_empty()))
-                {
-                    line.entry("trace_id").or_insert_with(|| trace_id.clone());
-                    if let Some(span_id) = fields.get("span_id") {
-                        line.entry("span_id").or_insert_with(|| span_id.clone());
+                if let Some(trace_id) = &fields.trace_id {
+                    if !has_trace_id {
+                        line.push_str(",\"trace_id\":");
+                        push_json_string(&mut line, trace_id);
+                    }
+                    if let Some(span_id) = fields.span_id.as_deref().filter(|_| !has_span_id) {
+                        line.push_str(",\"span_id\":");
+                        push_json_string(&mut line, span_id);
                     }
                     break;
                 }
             }
         }
-        writeln!(writer, "{}", Value::Object(line))
+        line.push('}');
+        writer.write_str(&line)?;
+        writeln!(writer)
     }
 }
 
-/// Collects fields into a JSON object: numbers and booleans as such, everything else as text.
-struct JsonVisitor<'map>(&'map mut Map<String, Value>);
+/// Appends `text` as a JSON string (RFC 8259 escaping: quote, backslash, control characters).
+fn push_json_string(out: &mut String, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push('"');
+    let mut plain_from = 0;
+    for (at, character) in text.char_indices() {
+        let escaped = match character {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            control if (control as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&text[plain_from..at]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{:04x}", character as u32);
+        } else {
+            out.push_str(escaped);
+        }
+        plain_from = at + character.len_utf8();
+    }
+    out.push_str(&text[plain_from..]);
+    out.push('"');
+}
 
-impl Visit for JsonVisitor<'_> {
+/// Writes fields as JSON members (each preceded by a comma when something came before):
+/// numbers and booleans as such, everything else as text. Notes `trace_id` and `span_id`.
+struct JsonMembers<'out> {
+    out: &'out mut String,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+}
+
+impl JsonMembers<'_> {
+    fn key(&mut self, field: &Field) {
+        if !self.out.is_empty() && !self.out.ends_with('{') {
+            self.out.push(',');
+        }
+        push_json_string(self.out, field.name());
+        self.out.push(':');
+    }
+
+    fn text(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "trace_id" => self.trace_id = Some(value.to_string()),
+            "span_id" => self.span_id = Some(value.to_string()),
+            _ => {}
+        }
+        self.key(field);
+        push_json_string(self.out, value);
+    }
+}
+
+impl Visit for JsonMembers<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number));
+        self.key(field);
+        match serde_json::Number::from_f64(value) {
+            Some(number) => {
+                let _ = write!(self.out, "{number}");
+            }
+            None => self.out.push_str("null"),
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        let _ = write!(self.out, "{value}");
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        let _ = write!(self.out, "{value}");
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.text(field, value);
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().into(), value.to_string().into());
+        self.text(field, &value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}").into());
+        self.text(field, &format!("{value:?}"));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt;
@@ -178,5 +293,27 @@ mod tests {
             tracing::info!("untraced");
         });
         assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+    }
+
+    #[test]
+    fn text_is_escaped_and_an_event_trace_id_is_not_repeated() {
+        let lines = lines_of(|| {
+            let span = tracing::info_span!(
+                "http_request",
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                span_id = "00f067aa0ba902b7"
+            );
+            let _span = span.enter();
+            tracing::info!(
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                path = "/a\"b\\c\n\u{1}é",
+                "quoted \"message\""
+            );
+        });
+        let line = &lines[0];
+        assert_eq!(line["path"], "/a\"b\\c\n\u{1}é");
+        assert_eq!(line["message"], "quoted \"message\"");
+        assert_eq!(line["span_id"], "00f067aa0ba902b7", "the span's id when the event has none");
+        assert_eq!(line["span"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }

@@ -102,7 +102,9 @@
       const tickEvery = windowMillis > 120000 ? 60000 : 15000;
       for (let t = Math.ceil(oldest / tickEvery) * tickEvery; t <= newest; t += tickEvery) {
         children.push(el("line", {class: "grid vertical", x1: x(t), x2: x(t), y1: PAD.top, y2: PAD.top + plotHeight}));
-        children.push(el("text", {class: "axis-label", x: x(t), y: height - 5, "text-anchor": "middle"}, formatClock(t)));
+        if (x(t) < width - 24) { // a label that would be cut at the right edge is left out
+          children.push(el("text", {class: "axis-label", x: x(t), y: height - 5, "text-anchor": "middle"}, formatClock(t)));
+        }
       }
       children.push(el("line", {class: "axis", x1: PAD.left, x2: width - PAD.right, y1: y(0), y2: y(0)}));
 

@@ -16,7 +16,7 @@
   const HISTORY_MILLIS = 5 * 60 * 1000;        // chart history kept in memory
   const EVICTED_KEEP_MILLIS = 5 * 60 * 1000;   // how long an evicted node stays greyed out
   const RECONNECT_MILLIS = 1000;
-  const STREAM_SILENCE_MILLIS = 6000;          // no byte for this long: the stream is reopened
+  const STREAM_SILENCE_MILLIS = 20000;         // no byte for this long (keep-alives come every 15 s): reopen
   const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"];
   const FAULTS = ["panic", "error", "stall"];
   const STALL_MILLIS = 2000;
@@ -47,13 +47,15 @@
   const $ = (selector, root = document) => root.querySelector(selector);
 
   // h("td", {class: "x", "data-key": k, onclick: f}, "text", child, ...): an element whose
-  // strings become text nodes (so server text is never parsed as HTML).
+  // strings become text nodes (so server text is never parsed as HTML). `style` goes through
+  // the CSSOM: the gateway's Content-Security-Policy (style-src 'self') refuses style attributes.
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
       if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else if (key === "class") node.className = value;
+      else if (key === "style") node.style.cssText = value;
       else node.setAttribute(key, value === true ? "" : String(value));
     }
     for (const child of children.flat()) {
@@ -76,19 +78,21 @@
   }
 
   // Makes `parent`'s children match `items` in order, one per key: an existing child is kept
-  // (and updated), a new one created, a child whose key is gone removed.
+  // (and updated), a new one created, a child whose key is gone removed. Children already in
+  // order are never moved (a moved element can lose its focus or selection).
   function syncChildren(parent, items, keyOf, create, update) {
-    const existing = new Map();
-    for (const child of Array.from(parent.children)) {
-      if (child.dataset.key === undefined) child.remove();
-      else existing.set(child.dataset.key, child);
-    }
-    const kept = new Set();
-    let cursor = parent.firstElementChild;
+    const wanted = new Map();
     for (const item of items) {
       const key = String(keyOf(item));
-      if (kept.has(key)) continue;
-      kept.add(key);
+      if (!wanted.has(key)) wanted.set(key, item);
+    }
+    const existing = new Map();
+    for (const child of Array.from(parent.children)) {
+      if (child.dataset.key === undefined || !wanted.has(child.dataset.key)) child.remove();
+      else existing.set(child.dataset.key, child);
+    }
+    let cursor = parent.firstElementChild;
+    for (const [key, item] of wanted) {
       let node = existing.get(key);
       if (!node) {
         node = create(item);
@@ -98,7 +102,6 @@
       if (node === cursor) cursor = cursor.nextElementSibling;
       else parent.insertBefore(node, cursor);
     }
-    for (const [key, node] of existing) if (!kept.has(key)) node.remove();
   }
 
   // A button that stays disabled while its action runs (data-pending), whatever renders meanwhile.
@@ -169,6 +172,8 @@
     while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
     return `${value.toFixed(unit && value < 100 ? 1 : 0)} ${units[unit]}`;
   }
+
+  const fmtMillis = (millis) => (isNum(millis) && millis >= 1000 ? fmtSeconds(millis / 1000) : `${millis ?? 0} ms`);
 
   function fmtMicros(micros) {
     if (!isNum(micros)) return dash;
@@ -383,6 +388,8 @@
     $("#faults").replaceChildren(h("p", {class: "muted empty"}, "No faults."));
     $("#node-detail").replaceChildren(h("p", {class: "muted empty"}, "Pick a node."));
     delete $("#node-detail").dataset.nodeId;
+    $("#trace-view").replaceChildren(h("p", {class: "muted empty"}, "Open a trace from a fault or a flight record."));
+    delete $("#trace-view").dataset.traceId;
   }
 
   function showSignIn(message) {
@@ -541,6 +548,24 @@
     return lower;
   }
 
+  // The charts' series: a service with its bus parts ("order.outbox", "order.payment-events" -> "order").
+  const chartGroup = (service) => String(service).split(".")[0];
+
+  // CPU % of a node over the last 10 s of snapshots: the kernel counts CPU time in 10 ms ticks,
+  // so a rate between two snapshots a second apart would only ever read 0 %, 1 %, 2 %...
+  const CPU_WINDOW_MS = 10000;
+  const cpuSamples = new Map();
+  function cpuOverWindow(node, atMillis) {
+    if (!isNum(node.cpuSeconds)) return null;
+    const samples = (cpuSamples.get(node.nodeId) || []).filter(([at, cpu]) =>
+      at >= atMillis - CPU_WINDOW_MS && at < atMillis && cpu <= node.cpuSeconds);
+    samples.push([atMillis, node.cpuSeconds]);
+    cpuSamples.set(node.nodeId, samples);
+    const [firstAt, firstCpu] = samples[0];
+    const seconds = (atMillis - firstAt) / 1000;
+    return seconds > 0.05 ? ((node.cpuSeconds - firstCpu) / seconds) * 100 : null;
+  }
+
   // Rates between two snapshots: CPU % per node, messages/s per actor, and per service (over
   // every node) requests/s, errors/s and the p99 handler time of the messages in between.
   function computeRates(previous, view) {
@@ -550,15 +575,15 @@
     const rates = {nodeCpu: new Map(), actorRate: new Map(), services: new Map()};
     for (const node of view.nodes) {
       const old = before.get(node.nodeId);
-      if (old && isNum(node.cpuSeconds) && isNum(old.cpuSeconds) && node.cpuSeconds >= old.cpuSeconds) {
-        rates.nodeCpu.set(node.nodeId, ((node.cpuSeconds - old.cpuSeconds) / seconds) * 100);
-      }
+      const cpu = cpuOverWindow(node, parseMillis(view.at));
+      if (cpu !== null) rates.nodeCpu.set(node.nodeId, cpu);
       const oldActors = new Map();
       for (const service of (old && old.services) || []) {
         for (const actor of service.actors || []) oldActors.set(actor.path, actor);
       }
       for (const service of node.services || []) {
-        const sum = rates.services.get(service.service) || {handled: 0, errors: 0, buckets: null};
+        const group = chartGroup(service.service);
+        const sum = rates.services.get(group) || {handled: 0, errors: 0, buckets: null};
         for (const actor of service.actors || []) {
           const oldActor = oldActors.get(actor.path) || {};
           const handled = growth(actor.numHandled, oldActor.numHandled);
@@ -574,7 +599,7 @@
             }
           });
         }
-        rates.services.set(service.service, sum);
+        rates.services.set(group, sum);
       }
     }
     rates.seconds = seconds;
@@ -593,7 +618,8 @@
     for (const node of view.nodes) {
       for (const service of node.services || []) {
         const restarts = (service.actors || []).reduce((total, actor) => total + (actor.numRestarts || 0), 0);
-        sample.restarts[service.service] = (sample.restarts[service.service] || 0) + restarts;
+        const group = chartGroup(service.service);
+        sample.restarts[group] = (sample.restarts[group] || 0) + restarts;
       }
     }
     state.history.push(sample);
@@ -941,7 +967,10 @@
     const current = $(".current-level", detail);
     setText(current, `current: ${node.logLevel || dash}`);
     setEnabled($("#apply-log-level"), !evicted && node.reachable !== false);
-    const services = evicted ? [] : node.services || [];
+    const roles = node.roles || [];
+    const rank = (service) => (roles.includes(service.service) ? 0 : roles.includes(chartGroup(service.service)) ? 1 : 2);
+    const services = (evicted ? [] : node.services || []).slice()
+      .sort((a, b) => rank(a) - rank(b) || String(a.service).localeCompare(String(b.service)));
     syncChildren($(".tree", detail), services, (service) => service.service,
       (service) => createServiceBlock(node.nodeId, service), (block, service) => updateServiceBlock(block, node, service));
     renderCallSites(node, evicted);
@@ -962,7 +991,7 @@
           h("div", {class: "loglevel"}, h("label", {for: "log-level"}, "Log level"), levels, apply,
             h("span", {class: "muted current-level"}))),
         h("div", {class: "trace-notice node-notice", hidden: true}),
-        h("div", {class: "facts node-facts", style: "padding:10px 12px"})),
+        h("div", {class: "facts node-facts"})),
       h("div", {class: "tree"}),
       h("div", {class: "card callsites-card"},
         h("div", {class: "card-head"}, h("h2", null, "Call sites"), h("span", {class: "muted"}, "outgoing calls and their circuit breakers")),
@@ -1059,7 +1088,7 @@
       return button;
     });
     const row = h("tr", {class: "actor-row", "data-actor-path": path},
-      h("td", {class: "path"}, path), h("td", {class: "actor-status"}), h("td", {class: "num actor-restarts"}),
+      h("td", {class: "path", title: path}, path), h("td", {class: "actor-status"}), h("td", {class: "num actor-restarts"}),
       h("td", {class: "num actor-mailbox"}), h("td", {class: "num actor-in-flight"}), h("td", {class: "num actor-rate"}),
       h("td", {class: "num actor-errors"}), h("td", {class: "actor-current"}), h("td", {class: "actor-histogram"}),
       h("td", {class: "actions"}, restart, " ", ...faults));
@@ -1086,8 +1115,10 @@
     setText(cell("actor-errors"), (actor.numErrors ?? 0) + (actor.numPanics ? ` · ${actor.numPanics} panic${actor.numPanics === 1 ? "" : "s"}` : ""));
     setAttr(cell("actor-errors"), "title", `${actor.numErrors ?? 0} errors, ${actor.numPanics ?? 0} panics, ${actor.numHandled ?? 0} handled`);
     const current = actor.currentMessage;
-    setText(cell("actor-current"), current ? `${current.messageType} · ${current.forMillis} ms` : dash,
-      `actor-current${current && current.forMillis >= 1000 ? " slow" : ""}`);
+    // Flagged when it has taken a second while other messages wait (a long-running task alone is normal).
+    const stuck = current && current.forMillis >= 1000 && (actor.mailboxDepth || 0) > 0;
+    setText(cell("actor-current"), current ? `${current.messageType} · ${fmtMillis(current.forMillis)}` : dash,
+      `actor-current${stuck ? " slow" : ""}`);
     renderHistogram(cell("actor-histogram"), actor);
     const chaos = node.chaosEnabled === true;
     for (const button of row.querySelectorAll(".inject-fault")) {
@@ -1190,18 +1221,22 @@
 
   function renderBus(node, evicted) {
     const consumers = evicted ? [] : node.consumers || [];
-    const outbox = evicted ? null : node.outbox;
-    $("#node-detail .bus-card").hidden = !outbox && !consumers.length;
-    setText($("#node-detail .outbox"), outbox
-      ? `outbox: ${outbox.numUnsent ?? 0} unsent, oldest ${fmtSeconds(outbox.oldestUnsentSeconds || 0)}` : "no outbox");
-    syncChildren($("#node-detail .consumers tbody"), consumers, (consumer) => consumer.consumer, (consumer) => {
+    const relays = evicted || !Array.isArray(node.outbox) ? [] : node.outbox;
+    $("#node-detail .bus-card").hidden = !relays.length && !consumers.length;
+    setText($("#node-detail .outbox"), relays.length
+      ? relays.map((relay) => `${relay.service} outbox: ${relay.lag?.numUnsent ?? 0} unsent, oldest `
+        + `${fmtSeconds(relay.lag?.oldestUnsentAgeSecs || 0)}, ${relay.numPublished ?? 0} published`
+        + (relay.lastError ? ` (${relay.lastError})` : "")).join(" · ")
+      : "no outbox");
+    syncChildren($("#node-detail .consumers tbody"), consumers, (consumer) => consumer.queue, (consumer) => {
       const name = consumer.consumer;
+      const queue = consumer.queue;
       const retry = h("button", {type: "button", class: "small retry-dead-letters"}, "Retry");
-      retry.addEventListener("click", () => act({action: "retry_dead_letters", nodeId: node.nodeId, consumer: name}, retry));
+      retry.addEventListener("click", () => act({action: "retry_dead_letters", nodeId: node.nodeId, queue}, retry));
       const discard = h("button", {type: "button", class: "small danger discard-dead-letters"}, "Discard");
       discard.addEventListener("click", () => confirmThen(discard, "Discard",
-        () => act({action: "discard_dead_letters", nodeId: node.nodeId, consumer: name}, discard)));
-      return h("tr", {"data-consumer": name}, h("td", {class: "path"}, name), h("td", {class: "mono queue"}),
+        () => act({action: "discard_dead_letters", nodeId: node.nodeId, queue}, discard)));
+      return h("tr", {"data-consumer": name, "data-queue": queue}, h("td", {class: "path"}, name), h("td", {class: "mono queue"}),
         h("td", {class: "connected"}), h("td", {class: "num dead-count"}), h("td", {class: "dead-list"}),
         h("td", {class: "actions"}, retry, discard));
     }, (row, consumer) => {
@@ -1211,12 +1246,12 @@
       if (cell.textContent !== connected) cell.replaceChildren(badge(connected, consumer.connected ? "ok" : "bad"));
       setText(row.querySelector(".dead-count"), consumer.numDeadLettered ?? 0);
       const recent = consumer.recentDeadLetters || [];
-      const signature = recent.map((letter) => letter.eventId).join(",");
+      const signature = recent.map((letter) => `${letter.eventId}@${letter.deadLetteredAt}`).join(",");
       const list = row.querySelector(".dead-list");
       if (list.dataset.signature !== signature) {
         list.dataset.signature = signature;
         list.replaceChildren(recent.length ? h("ul", {class: "dead-letters"}, recent.map((letter) => h("li", null,
-          h("code", null, letter.eventId), ` · ${letter.reason || ""} · ${letter.attempts ?? "?"} attempts · ${fmtClock(letter.deadLetteredAt)}`)))
+          h("code", null, letter.eventId || "(no event id)"), ` · ${letter.reason || ""} · ${letter.attempts ?? "?"} attempts · ${fmtClock(letter.deadLetteredAt)}`)))
           : h("span", {class: "muted"}, "none"));
       }
       const any = recent.length > 0 || (consumer.numDeadLettered || 0) > 0;
@@ -1308,9 +1343,17 @@
         h("td", {class: `level-${String(line.level || "").toUpperCase()}`}, line.level || dash),
         h("td", {class: "mono"}, line.target || ""),
         h("td", {class: "wrap"}, line.message || ""),
-        h("td", {class: "fields"}, line.fields && Object.keys(line.fields).length ? JSON.stringify(line.fields) : "")))))
+        h("td", {class: "fields"}, extraFields(line.fields))))))
       : h("p", {class: "muted empty"}, "No log lines for this trace."));
     container.replaceChildren(...parts);
+  }
+
+  // A log line's fields as JSON, less what the other columns already show.
+  const SHOWN_FIELDS = new Set(["level", "message", "target", "timestamp", "trace_id", "span_id", "span", "spans"]);
+  function extraFields(fields) {
+    if (!fields || typeof fields !== "object") return "";
+    const rest = Object.fromEntries(Object.entries(fields).filter(([key]) => !SHOWN_FIELDS.has(key)));
+    return Object.keys(rest).length ? JSON.stringify(rest) : "";
   }
 
   function fmtClockMicros(text) {
@@ -1332,7 +1375,7 @@
     };
     return h("table", {class: "waterfall"},
       h("thead", null, h("tr", null, h("th", null, "Node"), h("th", null, "Span"),
-        h("th", {class: "bar-cell"}, h("span", null, "0"), h("span", {style: "float:right"}, fmtMicros(total))),
+        h("th", {class: "bar-cell"}, h("span", null, "0"), h("span", {class: "right-end"}, fmtMicros(total))),
         h("th", {class: "num"}, "Duration"), h("th", null, "Status"))),
       h("tbody", null, spans.map((span) => {
         const left = ((span.startMicros - start) / total) * 100;
