@@ -23,25 +23,36 @@ impl PrometheusServer {
     /// and discovering every second (the file says 5 s and 10 s).
     fn start(registry_url: &str) -> PrometheusServer {
         let ops = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/prometheus");
+        let shipped = std::fs::read_to_string(ops.join("prometheus.yml")).unwrap();
+        PrometheusServer::start_with(|secret_file| {
+            let mut config = shipped.clone();
+            for (from, to) in [
+                ("http://registry:8761", registry_url),
+                ("/run/secrets/cluster_secret", secret_file.to_str().unwrap()),
+                ("scrape_interval: 5s", "scrape_interval: 1s"),
+                ("evaluation_interval: 5s", "evaluation_interval: 1s"),
+                ("refresh_interval: 10s", "refresh_interval: 1s"),
+            ] {
+                assert!(
+                    config.contains(from),
+                    "ops/prometheus/prometheus.yml no longer says {from:?}: update this test"
+                );
+                config = config.replace(from, to);
+            }
+            config
+        })
+    }
+
+    /// Starts Prometheus with the configuration `config` writes, given the path of a file that
+    /// holds the cluster secret; the repository's rules are in `rules/`.
+    fn start_with(config: impl FnOnce(&Path) -> String) -> PrometheusServer {
+        let ops = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/prometheus");
         let dir = std::env::temp_dir().join(format!("emporium-prometheus-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(dir.join("rules")).unwrap();
         std::fs::copy(ops.join("rules/emporium.yml"), dir.join("rules/emporium.yml")).unwrap();
         let secret_file = dir.join("cluster-secret");
         std::fs::write(&secret_file, SECRET).unwrap();
-
-        let shipped = std::fs::read_to_string(ops.join("prometheus.yml")).unwrap();
-        let mut config = shipped.clone();
-        for (from, to) in [
-            ("http://registry:8761", registry_url),
-            ("/run/secrets/cluster_secret", secret_file.to_str().unwrap()),
-            ("scrape_interval: 5s", "scrape_interval: 1s"),
-            ("evaluation_interval: 5s", "evaluation_interval: 1s"),
-            ("refresh_interval: 10s", "refresh_interval: 1s"),
-        ] {
-            assert!(config.contains(from), "ops/prometheus/prometheus.yml no longer says {from:?}: update this test");
-            config = config.replace(from, to);
-        }
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        std::fs::write(dir.join("prometheus.yml"), config(&secret_file)).unwrap();
 
         let listen = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
@@ -181,4 +192,64 @@ async fn prometheus_discovers_scrapes_and_forgets_the_cluster_through_the_regist
             .then_some(())
     })
     .await;
+}
+
+/// Prometheus's own Eureka discovery (`eureka_sd_configs`, a client nobody here wrote) finds
+/// every node through the registry's Eureka API, with the cluster secret as the Basic password,
+/// and scrapes each one's /metrics.
+#[tokio::test]
+async fn prometheus_discovers_the_cluster_through_the_eureka_api() {
+    let registry = start_registry("eureka-registry");
+    let _first = start_node("eureka-echo-1", "echo", &registry.url);
+    let _second = start_node("eureka-echo-2", "echo", &registry.url);
+    eventually(Duration::from_secs(15), "both echo nodes registered", || async {
+        (instances(&registry.node, "echo").await.len() == 2).then_some(())
+    })
+    .await;
+
+    let registry_url = registry.url.clone();
+    let prometheus = PrometheusServer::start_with(|secret_file| {
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: eureka\n    eureka_sd_configs:\n      \
+             - server: {registry_url}/eureka\n        refresh_interval: 1s\n        basic_auth:\n          \
+             username: prometheus\n          password_file: {}\n",
+            secret_file.display()
+        )
+    });
+    // (application, instance id, health) of every active target of the job.
+    let targets = || async {
+        let data = prometheus.api("targets?state=active").await?;
+        let mut targets: Vec<(String, String, String)> = data["activeTargets"]
+            .as_array()?
+            .iter()
+            .map(|target| {
+                let labels = &target["discoveredLabels"];
+                let text = |value: &Value| value.as_str().unwrap_or("?").to_string();
+                (
+                    text(&labels["__meta_eureka_app_name"]),
+                    text(&labels["__meta_eureka_app_instance_id"]),
+                    text(&target["health"]),
+                )
+            })
+            .collect();
+        targets.sort();
+        Some(targets)
+    };
+    let expected = vec![
+        ("ECHO".to_string(), "echo@eureka-echo-1".to_string(), "up".to_string()),
+        ("ECHO".to_string(), "echo@eureka-echo-2".to_string(), "up".to_string()),
+        ("REGISTRY".to_string(), "registry@eureka-registry".to_string(), "up".to_string()),
+    ];
+    let seen = eventually(Duration::from_secs(60), "Prometheus discovers and scrapes the three nodes", || async {
+        let targets = targets().await?;
+        (targets == expected).then_some(targets)
+    })
+    .await;
+    assert_eq!(seen.len(), 3);
+    let build = eventually(Duration::from_secs(30), "emporium_build_info from the three nodes", || async {
+        let result = prometheus.query("emporium_build_info{job=\"eureka\"}").await;
+        (result.len() == 3).then_some(result)
+    })
+    .await;
+    assert!(build.iter().all(|series| series["metric"]["version"].as_str().is_some_and(|v| !v.is_empty())));
 }

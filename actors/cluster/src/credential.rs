@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
+use base64::Engine;
 use parking_lot::RwLock;
 use rand::Rng;
 
@@ -36,14 +37,27 @@ impl ClusterSecret {
         format!("{CLUSTER_AUTH_SCHEME} {}", self.0)
     }
 
-    /// Whether `header` (an `Authorization` value) carries this secret. Constant time in the
-    /// secret's length.
+    /// Whether `header` (an `Authorization` value) carries this secret: `Cluster <secret>`, or
+    /// HTTP Basic with the secret as the password and any user name (what Eureka clients,
+    /// Spring config clients and Prometheus can send). Constant time in the secret's length.
     pub fn matches_header(&self, header: &str) -> bool {
-        let Some(presented) = header.strip_prefix(CLUSTER_AUTH_SCHEME).and_then(|rest| rest.strip_prefix(' ')) else {
+        if let Some(presented) = header.strip_prefix(CLUSTER_AUTH_SCHEME).and_then(|rest| rest.strip_prefix(' ')) {
+            return self.matches(presented.trim().as_bytes());
+        }
+        let Some(encoded) = header.strip_prefix("Basic ") else {
             return false;
         };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        match decoded.iter().position(|byte| *byte == b':') {
+            Some(colon) => self.matches(&decoded[colon + 1..]),
+            None => false,
+        }
+    }
+
+    fn matches(&self, presented: &[u8]) -> bool {
         let expected = self.0.as_bytes();
-        let presented = presented.trim().as_bytes();
         let mut difference = (expected.len() != presented.len()) as u8;
         for (index, byte) in expected.iter().enumerate() {
             difference |= byte ^ presented.get(index).copied().unwrap_or(0);
@@ -140,6 +154,19 @@ mod tests {
         assert!(!secret.matches_header("Bearer 0123456789abcdef-secret"));
         assert!(!secret.matches_header("Cluster "));
         assert!(!secret.matches_header(""));
+    }
+
+    #[test]
+    fn basic_authentication_carries_the_secret_as_the_password() {
+        let secret = ClusterSecret::new("0123456789abcdef-secret".into()).unwrap();
+        let basic =
+            |credentials: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials));
+        assert!(secret.matches_header(&basic("eureka:0123456789abcdef-secret")));
+        assert!(secret.matches_header(&basic(":0123456789abcdef-secret")));
+        assert!(!secret.matches_header(&basic("eureka:0123456789abcdef-secreT")));
+        assert!(!secret.matches_header(&basic("0123456789abcdef-secret")), "no colon: no password");
+        assert!(!secret.matches_header(&basic("0123456789abcdef-secret:")), "the secret as the user name");
+        assert!(!secret.matches_header("Basic not-base64!"));
     }
 
     #[test]

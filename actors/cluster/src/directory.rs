@@ -155,7 +155,8 @@ impl Directory {
     }
 
     /// The UP instances of `service` not in `exclude`, without those set aside unless every
-    /// one is (a slow instance is still better than none).
+    /// one is (a slow instance is still better than none). Only Emporium nodes answer asks:
+    /// instances registered through the Eureka API are never candidates.
     pub fn candidates(&self, service: &str, exclude: &[String]) -> Vec<Endpoint> {
         let now = Instant::now();
         let state = self.state.read();
@@ -163,7 +164,7 @@ impl Directory {
             .endpoints
             .values()
             .filter(|endpoint| endpoint.instance.service == service && endpoint.instance.status == InstanceStatus::Up)
-            .filter(|endpoint| !exclude.contains(&endpoint.instance.id))
+            .filter(|endpoint| endpoint.instance.is_emporium_node() && !exclude.contains(&endpoint.instance.id))
             .cloned()
             .partition(|endpoint| state.set_aside_until.get(&endpoint.instance.id).is_none_or(|until| *until <= now));
         if fresh.is_empty() { set_aside } else { fresh }
@@ -231,6 +232,7 @@ mod tests {
             registered_at: Utc::now(),
             last_heartbeat_at: Utc::now(),
             metadata: Default::default(),
+            lease_millis: None,
         }
     }
 
@@ -239,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn only_up_instances_of_the_service_are_candidates() {
+    fn only_up_instances_of_the_service_in_emporium_nodes_are_candidates() {
         let directory = Directory::new();
         assert!(directory.is_stale());
         directory.apply(snapshot(
@@ -248,6 +250,11 @@ mod tests {
                 instance("a", "echo", InstanceStatus::Up),
                 instance("b", "echo", InstanceStatus::Down),
                 instance("c", "other", InstanceStatus::Up),
+                {
+                    let mut spring = instance("d", "echo", InstanceStatus::Up);
+                    spring.metadata.insert("registeredThrough".into(), "eureka".into());
+                    spring
+                },
             ],
         ));
         assert!(!directory.is_stale());

@@ -372,6 +372,7 @@ impl Node {
                 roles: self.options.roles.clone(),
                 version: self.options.version.clone(),
                 metadata,
+                lease_millis: None,
             },
             health,
             registered,

@@ -43,6 +43,10 @@ pub struct RegisterInstance {
     /// Free-form metadata (for example the public HTTP address of a gateway).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// A lease of its own, in milliseconds (a Eureka client's `durationInSecs`); the
+    /// registry's `lease_millis` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_millis: Option<u64>,
 }
 
 /// An instance as the registry lists it.
@@ -69,6 +73,23 @@ pub struct InstanceInfo {
     pub last_heartbeat_at: DateTime<Utc>,
     /// Free-form metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Its own lease, in milliseconds, when it asked for one (see [`RegisterInstance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_millis: Option<u64>,
+}
+
+/// The metadata key and value that mark an instance registered through the registry's Eureka
+/// API: a service outside Emporium, with no Emporium node endpoints.
+pub const REGISTERED_THROUGH_EUREKA: (&str, &str) = ("registeredThrough", "eureka");
+
+impl InstanceInfo {
+    /// Whether it runs in an Emporium node (not registered through the Eureka API), so its
+    /// address serves the node endpoints (`/metrics`, `/admin/v1/...`) and the cluster
+    /// credential may be sent there.
+    pub fn is_emporium_node(&self) -> bool {
+        let (key, value) = REGISTERED_THROUGH_EUREKA;
+        self.metadata.get(key).map(String::as_str) != Some(value)
+    }
 }
 
 /// The answer to a registration: the lease terms the instance must keep.

@@ -19,8 +19,9 @@ use crate::config_store::ConfigStore;
 use crate::error::RegistryError;
 use crate::journal::Journal;
 use crate::messages::{
-    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, ListJournal, NodeGone, OverrideStatus,
-    RecordInJournal, RefreshConfig, RefreshOutcome, Register, RenewLease, Subscribe, Subscription, WatcherClosed,
+    AckConfig, Deregister, GetConfig, GetSpringEnvironment, GetState, ListConfigAcks, ListInstances, ListJournal,
+    NodeGone, OverrideStatus, RecordInJournal, RefreshConfig, RefreshOutcome, Register, RenewLease, Subscribe,
+    Subscription, WatcherClosed,
 };
 use crate::state::{EVENT_LOG_CAPACITY, InstanceTable};
 
@@ -152,8 +153,8 @@ impl RegistryActor {
     /// (Re)starts the eviction sweep and the configuration poll when their periods changed.
     fn schedule_timers(&mut self, ctx: &mut Context<Self>) {
         let terms = self.table.terms();
-        // A lapsed lease is noticed within a twentieth of the lease (150 ms for 3 s), so a dead
-        // instance is gone within about the lease itself; a sweep is cheap.
+        // A lapsed lease is noticed within a twentieth of the lease (140 ms for 2.8 s), so a
+        // silent instance is gone within the lease and a twentieth (2.94 s); a sweep is cheap.
         let sweep_period = Duration::from_millis(terms.lease_millis / 20).max(MIN_SWEEP_PERIOD);
         let poll_period = Duration::from_millis(terms.config_poll_millis.max(1));
         if self.sweeper.as_ref().is_none_or(|(period, _)| *period != sweep_period) {
@@ -326,6 +327,14 @@ impl Handler<GetConfig> for RegistryActor {
 
     fn handle(&mut self, message: GetConfig, _: &mut Self::Context) -> Self::Result {
         self.store.document(&message.service, message.profile.as_deref())
+    }
+}
+
+impl Handler<GetSpringEnvironment> for RegistryActor {
+    type Result = Result<crate::spring_config::SpringEnvironment, RegistryError>;
+
+    fn handle(&mut self, message: GetSpringEnvironment, _: &mut Self::Context) -> Self::Result {
+        crate::spring_config::environment_of(&self.store, message.0)
     }
 }
 

@@ -156,6 +156,21 @@ impl ConfigStore {
         }
     }
 
+    /// The layers of `application` for `profiles` that exist, first to last (later wins), with
+    /// their file names: `application.toml`, `<application>.toml`, then for each profile in
+    /// turn `application-<profile>.toml` and `<application>-<profile>.toml`. Any name is safe:
+    /// it only selects among the files already loaded.
+    pub fn layers(&self, application: &str, profiles: &[&str]) -> Vec<(String, toml::Table)> {
+        let mut names = vec![format!("{APPLICATION}.toml"), format!("{application}.toml")];
+        for profile in profiles {
+            names.push(format!("{APPLICATION}-{profile}.toml"));
+            names.push(format!("{application}-{profile}.toml"));
+        }
+        let mut seen = BTreeSet::new();
+        names.retain(|name| seen.insert(name.clone()));
+        names.into_iter().filter_map(|name| self.files.tables.get(&name).map(|table| (name, table.clone()))).collect()
+    }
+
     /// The merged configuration of `service` for `profile` (the registry's when `None`).
     pub fn document(&self, service: &str, profile: Option<&str>) -> Result<ConfigDocument, RegistryError> {
         let profile = profile.unwrap_or(&self.profile);
@@ -325,7 +340,7 @@ pub fn table_to_json(table: toml::Table) -> serde_json::Value {
     serde_json::Value::Object(table.into_iter().map(|(key, value)| (key, value_to_json(value))).collect())
 }
 
-fn value_to_json(value: toml::Value) -> serde_json::Value {
+pub(crate) fn value_to_json(value: toml::Value) -> serde_json::Value {
     match value {
         toml::Value::String(text) => serde_json::Value::String(text),
         toml::Value::Integer(integer) => integer.into(),

@@ -36,6 +36,9 @@ pub enum RegistryError {
     /// No registry route has this path.
     #[error("no registry route {0}")]
     RouteNotFound(String),
+    /// A configuration label (branch or tag) the configuration source does not have.
+    #[error("{0}")]
+    NoSuchLabel(String),
     /// The registry actor is not running.
     #[error("the registry is not running")]
     Unavailable,
@@ -57,6 +60,7 @@ impl RegistryError {
             RegistryError::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
             RegistryError::CredentialRequired => (StatusCode::UNAUTHORIZED, "cluster_credential_required"),
             RegistryError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            RegistryError::NoSuchLabel(_) => (StatusCode::NOT_FOUND, "no_such_label"),
             RegistryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable"),
             RegistryError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }

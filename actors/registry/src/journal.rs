@@ -117,6 +117,7 @@ mod tests {
             registered_at: Utc::now(),
             last_heartbeat_at: Utc::now(),
             metadata: BTreeMap::new(),
+            lease_millis: None,
         };
         WatchEvent { version: 1, change: WatchChange::InstanceUpserted { instance } }
     }

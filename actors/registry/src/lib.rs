@@ -14,6 +14,10 @@
 //! - [`journal::Journal`]: instances' registrations, status changes and evictions, and
 //!   operators' actions recorded by a gateway (`/registry/v1/journal`).
 //! - [`scrape_targets`]: the directory as Prometheus HTTP service-discovery target groups.
+//! - [`eureka`]: the directory through Eureka's REST API (`/eureka/apps`, register,
+//!   heartbeat, cancel, status override), for Eureka clients and Prometheus.
+//! - [`spring_config`]: the configuration as Spring Cloud Config `Environment` documents
+//!   (`GET /config/{application}/{profile}`), for Spring Boot applications.
 //! - [`error::RegistryError`]: every failure, with its HTTP status and stable code.
 //!
 //! Metrics: `emporium_registry_instances{service,status}`, `emporium_registry_evictions_total`,
@@ -24,11 +28,13 @@ pub mod actor;
 pub mod config_store;
 mod definition;
 pub mod error;
+pub mod eureka;
 mod handle;
 pub mod journal;
 pub mod messages;
 pub mod routes;
 pub mod scrape_targets;
+pub mod spring_config;
 pub mod state;
 #[cfg(test)]
 mod test_dir;

@@ -93,6 +93,11 @@ pub struct GetConfig {
     pub profile: Option<String>,
 }
 
+/// The Spring Cloud Config `Environment` of an application (`GET /config/...`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::spring_config::SpringEnvironment, RegistryError>")]
+pub struct GetSpringEnvironment(pub crate::spring_config::EnvironmentRequest);
+
 /// Re-read the configuration directory now.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<RefreshOutcome, RegistryError>")]

@@ -32,8 +32,26 @@ use crate::messages::{
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 impl Registry {
-    /// Mounts every `/registry/v1/...` route.
+    /// Mounts every `/registry/v1/...` route, the Spring Cloud Config routes under `/config`
+    /// ([`crate::spring_config`]) and the Eureka routes under `/eureka` ([`crate::eureka`]),
+    /// with the same credentials.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let registry = self.clone();
+        cfg.service(
+            crate::spring_config::routes(web::scope("/config").app_data(web::Data::new(self.clone())))
+                .wrap(from_fn(move |request, next| authorize(registry.clone(), request, next)))
+                .default_service(web::to(route_not_found)),
+        );
+        let registry = self.clone();
+        let eureka = web::scope("/eureka").app_data(web::Data::new(self.clone())).app_data(
+            web::QueryConfig::default()
+                .error_handler(|error, _| RegistryError::InvalidQuery(query_error(error)).into()),
+        );
+        cfg.service(
+            crate::eureka::routes(eureka)
+                .wrap(from_fn(move |request, next| authorize(registry.clone(), request, next)))
+                .default_service(web::to(route_not_found)),
+        );
         let registry = self.clone();
         cfg.service(
             web::scope("/registry/v1")
@@ -61,11 +79,13 @@ impl Registry {
                 .service(web::resource("/config/refresh").post(refresh_config))
                 .service(web::resource("/config/{service}").get(config))
                 .service(web::resource("/prometheus/targets").get(prometheus_targets))
-                .default_service(web::to(|request: HttpRequest| async move {
-                    RegistryError::RouteNotFound(format!("{} {}", request.method(), request.path())).error_response()
-                })),
+                .default_service(web::to(route_not_found)),
         );
     }
+}
+
+async fn route_not_found(request: HttpRequest) -> HttpResponse {
+    RegistryError::RouteNotFound(format!("{} {}", request.method(), request.path())).error_response()
 }
 
 /// Refuses writes without the cluster credential, and reads (unless `registry.public_reads`)

@@ -20,10 +20,11 @@ pub struct TargetGroup {
 }
 
 /// One group per node, whatever the status of its instances: a node that stops answering is
-/// shown as `up == 0` by Prometheus until its lease is evicted.
+/// shown as `up == 0` by Prometheus until its lease is evicted. Instances registered through
+/// the Eureka API are not Emporium nodes (no `/metrics` of Emporium's) and are left out.
 pub fn target_groups(instances: &[InstanceInfo]) -> Vec<TargetGroup> {
     let mut nodes: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
-    for instance in instances {
+    for instance in instances.iter().filter(|instance| instance.is_emporium_node()) {
         let roles = nodes.entry((&instance.node_id, &instance.address)).or_default();
         roles.extend(instance.roles.iter().map(String::as_str));
         roles.insert(&instance.service);
@@ -58,6 +59,7 @@ mod tests {
             registered_at: Utc::now(),
             last_heartbeat_at: Utc::now(),
             metadata: BTreeMap::new(),
+            lease_millis: None,
         }
     }
 
@@ -76,6 +78,15 @@ mod tests {
                 {"targets": ["10.0.0.2:8761"], "labels": {"node": "node-b", "roles": "gateway,order"}},
             ])
         );
+    }
+
+    #[test]
+    fn instances_registered_through_eureka_are_not_targets() {
+        let mut spring = instance("billing", "10.0.0.7:billing:8080", "10.0.0.7:8080", &[]);
+        spring.metadata.insert("registeredThrough".to_string(), "eureka".to_string());
+        let groups = target_groups(&[spring, instance("order", "n1", "127.0.0.1:9001", &["order"])]);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].targets, ["127.0.0.1:9001"]);
     }
 
     #[test]

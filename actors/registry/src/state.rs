@@ -20,6 +20,11 @@ use crate::error::RegistryError;
 /// How many watch events the log keeps for `since` resumption.
 pub const EVENT_LOG_CAPACITY: usize = 1024;
 
+/// The bounds of a lease an instance asks for itself (a Eureka client's `durationInSecs`).
+pub const MIN_OWN_LEASE_MILLIS: u64 = 1_000;
+/// See [`MIN_OWN_LEASE_MILLIS`].
+pub const MAX_OWN_LEASE_MILLIS: u64 = 300_000;
+
 /// The longest instance id accepted.
 pub const MAX_INSTANCE_ID_LEN: usize = 200;
 
@@ -31,6 +36,13 @@ struct Registration {
     /// The status the instance itself last reported; `info.status` is this unless an
     /// operator's override holds it out of service.
     reported: InstanceStatus,
+}
+
+impl Registration {
+    /// Its own lease, else the registry's.
+    fn lease(&self, terms: &RegistrySettings) -> Duration {
+        Duration::from_millis(self.info.lease_millis.unwrap_or(terms.lease_millis))
+    }
 }
 
 /// The last configuration ack of one instance.
@@ -124,11 +136,12 @@ impl InstanceTable {
             registered_at,
             last_heartbeat_at: wall,
             metadata: registration.metadata,
+            lease_millis: registration.lease_millis,
         };
-        let lease = self.lease(&info.id);
-        self.instances.insert(info.id.clone(), Registration { info: info.clone(), renewed_at: now, reported });
+        let id = info.id.clone();
+        self.instances.insert(id.clone(), Registration { info: info.clone(), renewed_at: now, reported });
         self.emit(WatchChange::InstanceUpserted { instance: info });
-        Ok(lease)
+        Ok(self.lease(&id))
     }
 
     /// Renews the lease of `id`; a status in the heartbeat changes the instance (and emits).
@@ -274,11 +287,12 @@ impl InstanceTable {
     /// Evicts instances whose lease lapsed, unless so many lapsed at once that the registry is
     /// more likely cut off than they are all dead (self-preservation). Returns the evicted.
     pub fn sweep(&mut self, now: Instant) -> Vec<InstanceInfo> {
-        let lease = Duration::from_millis(self.terms.lease_millis);
         let lapsed: Vec<String> = self
             .instances
             .values()
-            .filter(|registration| now.saturating_duration_since(registration.renewed_at) > lease)
+            .filter(|registration| {
+                now.saturating_duration_since(registration.renewed_at) > registration.lease(&self.terms)
+            })
             .map(|registration| registration.info.id.clone())
             .collect();
         let total = self.instances.len();
@@ -384,10 +398,11 @@ impl InstanceTable {
     }
 
     fn lease(&self, id: &str) -> Lease {
+        let own = self.instances.get(id).and_then(|registration| registration.info.lease_millis);
         Lease {
             instance_id: id.to_string(),
             heartbeat_millis: self.terms.heartbeat_millis,
-            lease_millis: self.terms.lease_millis,
+            lease_millis: own.unwrap_or(self.terms.lease_millis),
         }
     }
 
@@ -425,6 +440,9 @@ fn validate_registration(registration: &RegisterInstance) -> Result<(), Registry
     if registration.address.trim().is_empty() {
         return invalid("address must not be empty".to_string());
     }
+    if registration.lease_millis.is_some_and(|lease| !(MIN_OWN_LEASE_MILLIS..=MAX_OWN_LEASE_MILLIS).contains(&lease)) {
+        return invalid(format!("lease_millis must be {MIN_OWN_LEASE_MILLIS} to {MAX_OWN_LEASE_MILLIS}"));
+    }
     Ok(())
 }
 
@@ -454,6 +472,7 @@ mod tests {
             roles: vec![service.to_string()],
             version: "0.1.0".to_string(),
             metadata: BTreeMap::new(),
+            lease_millis: None,
         }
     }
 
@@ -463,6 +482,23 @@ mod tests {
 
     fn ids(instances: &[InstanceInfo]) -> Vec<&str> {
         instances.iter().map(|instance| instance.id.as_str()).collect()
+    }
+
+    #[test]
+    fn an_instance_may_ask_for_a_lease_of_its_own_within_bounds() {
+        let start = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 1);
+        let eureka = RegisterInstance { lease_millis: Some(90_000), ..registration("billing-1", "billing") };
+        assert_eq!(table.register(eureka, start, wall(0)).unwrap().lease_millis, 90_000);
+        table.register(registration("inv-1", "inventory"), start, wall(0)).unwrap();
+        let evicted = table.sweep(start + 4 * SECOND);
+        assert_eq!(ids(&evicted), ["inv-1"], "the registry's lease for the others");
+        assert!(table.sweep(start + 90 * SECOND).is_empty());
+        assert_eq!(ids(&table.sweep(start + 91 * SECOND)), ["billing-1"]);
+        for lease in [999, 300_001] {
+            let too = RegisterInstance { lease_millis: Some(lease), ..registration("x", "billing") };
+            assert!(matches!(table.register(too, start, wall(0)), Err(RegistryError::InvalidInstance(_))));
+        }
     }
 
     #[test]

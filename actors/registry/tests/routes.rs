@@ -191,7 +191,7 @@ async fn an_instance_registers_renews_changes_status_and_leaves() {
         )
     );
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(lease, json!({"instanceId": "inv-1", "heartbeatMillis": 1000, "leaseMillis": 3000}));
+    assert_eq!(lease, json!({"instanceId": "inv-1", "heartbeatMillis": 1000, "leaseMillis": 2800}));
     call!(
         app,
         authorized(test::TestRequest::post().uri("/registry/v1/instances").set_json(registration("ord-1", "order")))
@@ -543,4 +543,204 @@ async fn a_lapsed_lease_is_evicted_by_the_sweep_and_announced() {
 async fn the_handle_can_cross_threads() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<Registry>();
+}
+
+/// What a Spring Boot config client does: `GET /config/{application}/{profile}` with HTTP Basic
+/// (`spring.cloud.config.username`/`password`), answered with Spring's `Environment`.
+#[actix_web::test]
+async fn spring_config_clients_get_the_environment_document() {
+    let dir = ConfigDir::new(&[
+        ("application.toml", QUIET_APPLICATION),
+        ("order.toml", "[log]\nlevel = \"debug\"\n"),
+        ("order-prod.toml", "[log]\nlevel = \"warn\"\n"),
+    ]);
+    let registry = start_registry(&dir);
+    let app = app!(registry);
+    let basic = format!("Basic {}", base64_of(&format!("spring:{SECRET}")));
+
+    let (status, environment) =
+        call!(app, test::TestRequest::get().uri("/config/order/prod").insert_header((AUTHORIZATION, basic.clone())));
+    assert_eq!(status, StatusCode::OK, "{environment}");
+    assert_eq!(environment["name"], "order");
+    assert_eq!(environment["profiles"], json!(["prod"]));
+    assert_eq!(environment["label"], Value::Null);
+    assert_eq!(environment["state"], Value::Null);
+    assert!(environment["version"].as_str().unwrap().parse::<u64>().is_ok(), "{environment}");
+    let sources = environment["propertySources"].as_array().unwrap();
+    let names: Vec<&str> = sources.iter().map(|source| source["name"].as_str().unwrap()).collect();
+    assert!(names[0].ends_with("/order-prod.toml") && names[0].starts_with("file:"), "{names:?}");
+    assert!(names[1].ends_with("/order.toml") && names[2].ends_with("/application.toml"), "{names:?}");
+    assert_eq!(sources[0]["source"], json!({"log.level": "warn"}));
+    assert_eq!(sources[2]["source"], json!({"registry.config_poll_millis": 600000}));
+
+    // The cluster credential works as for every registry read; none gets 401.
+    let (status, _) = call!(app, authorized(test::TestRequest::get().uri("/config/order/default")));
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call!(app, test::TestRequest::get().uri("/config/order/prod"));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("cluster_credential_required"))
+    );
+    let wrong = format!("Basic {}", base64_of("spring:wrong-password"));
+    let (status, _) =
+        call!(app, test::TestRequest::get().uri("/config/order/prod").insert_header((AUTHORIZATION, wrong)));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A directory has no labels; bad names and unknown routes get JSON errors.
+    let (status, body) = call!(app, authorized(test::TestRequest::get().uri("/config/order/prod/main")));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_such_label")));
+    let (status, body) = call!(app, authorized(test::TestRequest::get().uri("/config/order/p%20rod")));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_name")));
+    let (status, body) = call!(app, authorized(test::TestRequest::get().uri("/config/order")));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A Eureka client's cycle (register, fetch, heartbeat, status override, cancel) with HTTP
+/// Basic, the XML Prometheus reads, and Emporium's own instances seen as Eureka applications.
+#[actix_web::test]
+async fn eureka_clients_register_renew_override_and_cancel() {
+    let dir = ConfigDir::new(&[("application.toml", QUIET_APPLICATION)]);
+    let registry = start_registry(&dir);
+    let app = app!(registry);
+    let basic = || (AUTHORIZATION, format!("Basic {}", base64_of(&format!("eureka:{SECRET}"))));
+    let json_accept = || (actix_web::http::header::ACCEPT, "application/json");
+
+    call!(
+        app,
+        authorized(test::TestRequest::post().uri("/registry/v1/instances").set_json(registration("order@n1", "order")))
+    );
+    let spring_instance = json!({"instance": {
+        "instanceId": "10.1.2.3:billing:8080", "hostName": "billing.local", "app": "BILLING", "ipAddr": "10.1.2.3",
+        "status": "UP", "overriddenStatus": "UNKNOWN", "port": {"$": 8080, "@enabled": "true"},
+        "securePort": {"$": 443, "@enabled": "false"}, "countryId": 1,
+        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+        "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90},
+        "metadata": {"management.port": "8080"}, "vipAddress": "billing", "secureVipAddress": "billing",
+        "isCoordinatingDiscoveryServer": "false", "lastUpdatedTimestamp": "1", "lastDirtyTimestamp": "1"
+    }});
+    let (status, _) = call!(
+        app,
+        test::TestRequest::post().uri("/eureka/apps/BILLING").insert_header(basic()).set_json(&spring_instance)
+    );
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // The Eureka view (JSON, as Spring clients ask for it).
+    let (status, apps) =
+        call!(app, test::TestRequest::get().uri("/eureka/apps").insert_header(basic()).insert_header(json_accept()));
+    assert_eq!(status, StatusCode::OK, "{apps}");
+    assert_eq!(apps["applications"]["apps__hashcode"], "UP_2_");
+    let names: Vec<&str> =
+        apps["applications"]["application"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["BILLING", "ORDER"]);
+    let billing = &apps["applications"]["application"][0]["instance"][0];
+    assert_eq!(billing["instanceId"], "10.1.2.3:billing:8080");
+    assert_eq!(billing["port"], json!({"$": 8080, "@enabled": "true"}));
+    assert_eq!(billing["leaseInfo"]["durationInSecs"], 90);
+    assert_eq!(billing["metadata"]["registeredThrough"], "eureka");
+    let order = &apps["applications"]["application"][1]["instance"][0];
+    assert_eq!((order["hostName"].as_str(), order["port"]["$"].as_i64()), (Some("127.0.0.1"), Some(9100)));
+
+    // The registry's own list has it, with its own lease.
+    let (_, listed) = call!(app, authorized(test::TestRequest::get().uri("/registry/v1/instances?service=billing")));
+    assert_eq!(
+        (listed[0]["address"].as_str(), listed[0]["leaseMillis"].as_u64()),
+        (Some("10.1.2.3:8080"), Some(90_000))
+    );
+
+    // XML by default (what Prometheus's eureka_sd_configs reads).
+    let response =
+        test::call_service(&app, test::TestRequest::get().uri("/eureka/apps").insert_header(basic()).to_request())
+            .await;
+    assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), "application/xml");
+    let xml = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+    assert!(
+        xml.starts_with("<?xml")
+            && xml
+                .contains("<application><name>BILLING</name><instance><instanceId>10.1.2.3:billing:8080</instanceId>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<port enabled=\"true\">8080</port>") && xml.contains("<apps__hashcode>UP_2_</apps__hashcode>"),
+        "{xml}"
+    );
+
+    // Heartbeat, one app, one instance, status override and its removal.
+    let (status, _) = call!(
+        app,
+        test::TestRequest::put()
+            .uri("/eureka/apps/BILLING/10.1.2.3:billing:8080?status=UP&lastDirtyTimestamp=1")
+            .insert_header(basic())
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (status, one) = call!(
+        app,
+        test::TestRequest::get().uri("/eureka/apps/BILLING").insert_header(basic()).insert_header(json_accept())
+    );
+    assert_eq!((status, one["application"]["instance"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    let (status, _) = call!(
+        app,
+        test::TestRequest::put()
+            .uri("/eureka/apps/BILLING/10.1.2.3:billing:8080/status?value=OUT_OF_SERVICE")
+            .insert_header(basic())
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (_, instance) = call!(
+        app,
+        test::TestRequest::get()
+            .uri("/eureka/apps/BILLING/10.1.2.3:billing:8080")
+            .insert_header(basic())
+            .insert_header(json_accept())
+    );
+    assert_eq!(instance["instance"]["status"], "OUT_OF_SERVICE");
+    let (status, _) = call!(
+        app,
+        test::TestRequest::delete()
+            .uri("/eureka/apps/BILLING/10.1.2.3:billing:8080/status?value=UP")
+            .insert_header(basic())
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (_, instance) = call!(
+        app,
+        test::TestRequest::get()
+            .uri("/eureka/instances/10.1.2.3:billing:8080")
+            .insert_header(basic())
+            .insert_header(json_accept())
+    );
+    assert_eq!(instance["instance"]["status"], "UP");
+
+    // Cancel; then a heartbeat is 404, which tells a Eureka client to register again.
+    let (status, _) = call!(
+        app,
+        test::TestRequest::delete().uri("/eureka/apps/BILLING/10.1.2.3:billing:8080").insert_header(basic())
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) =
+        call!(app, test::TestRequest::put().uri("/eureka/apps/BILLING/10.1.2.3:billing:8080").insert_header(basic()));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_instance")));
+    let (status, _) = call!(app, test::TestRequest::get().uri("/eureka/apps/BILLING").insert_header(basic()));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // No credential, a bad body, a bad override, an invalid name: JSON errors, nothing stored.
+    let (status, _) = call!(app, test::TestRequest::get().uri("/eureka/apps"));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call!(
+        app,
+        test::TestRequest::post().uri("/eureka/apps/BILLING").insert_header(basic()).set_payload("<instance/>")
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
+    let (status, body) = call!(
+        app,
+        test::TestRequest::put().uri("/eureka/apps/ORDER/order@n1/status?value=DOWN").insert_header(basic())
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+    let (status, body) = call!(
+        app,
+        test::TestRequest::post().uri("/eureka/apps/MY_APP").insert_header(basic()).set_json(&spring_instance)
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_name")));
 }

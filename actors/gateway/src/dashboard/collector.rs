@@ -97,13 +97,20 @@ impl Collector {
     /// The cluster listener of `node_id`, from the registry (or the directory).
     pub async fn node_address(&self, node_id: &str) -> Option<String> {
         let (instances, _) = self.instances().await;
-        instances.into_iter().find(|instance| instance.node_id == node_id).map(|instance| instance.address)
+        instances
+            .into_iter()
+            .find(|instance| instance.node_id == node_id && instance.is_emporium_node())
+            .map(|instance| instance.address)
     }
 
     /// Every node's cluster listener, by node id.
     pub async fn node_addresses(&self) -> BTreeMap<String, String> {
         let (instances, _) = self.instances().await;
-        instances.into_iter().map(|instance| (instance.node_id, instance.address)).collect()
+        instances
+            .into_iter()
+            .filter(InstanceInfo::is_emporium_node)
+            .map(|instance| (instance.node_id, instance.address))
+            .collect()
     }
 
     /// One view of the cluster now.
@@ -113,8 +120,13 @@ impl Collector {
             tokio::time::timeout(READ_BUDGET, self.registry.journal(JOURNAL_SENT)).await.ok().and_then(Result::ok)
         };
         let ((instances, reachable), state, journal) = futures::join!(self.instances(), state, journal);
-        let addresses: BTreeMap<String, String> =
-            instances.iter().map(|instance| (instance.node_id.clone(), instance.address.clone())).collect();
+        // The cluster credential goes to Emporium nodes only, not to services registered
+        // through the Eureka API.
+        let addresses: BTreeMap<String, String> = instances
+            .iter()
+            .filter(|instance| instance.is_emporium_node())
+            .map(|instance| (instance.node_id.clone(), instance.address.clone()))
+            .collect();
         let reads = addresses.iter().map(|(node_id, address)| async move {
             let snapshot = tokio::time::timeout(READ_BUDGET, self.nodes.supervision(address)).await;
             (node_id.clone(), snapshot.ok().and_then(Result::ok))

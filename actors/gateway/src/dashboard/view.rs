@@ -246,6 +246,7 @@ mod tests {
             registered_at: heartbeat,
             last_heartbeat_at: heartbeat,
             metadata: BTreeMap::new(),
+            lease_millis: None,
         }
     }
 
