@@ -11,6 +11,7 @@ use emporium_runtime::ServiceHealth;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::live_config::LiveConfig;
 use crate::registry_client::{RegistryClient, RegistryError};
 
 /// An instance this node registers.
@@ -32,19 +33,29 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Starts one loop per instance. `draining` turns every instance OUT_OF_SERVICE.
+    /// Starts one loop per instance. `draining` turns every instance OUT_OF_SERVICE; each
+    /// heartbeat carries the configuration version `live_config` applied.
     pub fn start(
         client: RegistryClient,
         instances: Vec<LocalInstance>,
         heartbeat: Duration,
         draining: watch::Receiver<bool>,
+        live_config: LiveConfig,
     ) -> Membership {
         let (stop_tx, stop_rx) = watch::channel(false);
         let instance_ids = instances.iter().map(|instance| instance.registration.id.clone()).collect();
         let tasks = instances
             .into_iter()
             .map(|instance| {
-                tokio::spawn(keep_registered(client.clone(), instance, heartbeat, draining.clone(), stop_rx.clone()))
+                let loop_ = keep_registered(
+                    client.clone(),
+                    instance,
+                    heartbeat,
+                    draining.clone(),
+                    stop_rx.clone(),
+                    live_config.clone(),
+                );
+                tokio::spawn(loop_)
             })
             .collect();
         Membership { tasks, client, instance_ids, stop_tx }
@@ -87,6 +98,7 @@ async fn keep_registered(
     heartbeat: Duration,
     mut draining: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
+    live_config: LiveConfig,
 ) {
     let mut interval = tokio::time::interval(heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,7 +111,9 @@ async fn keep_registered(
         let status = desired_status(&instance.health, &draining);
         let result = if registered {
             let change = (reported_status != Some(status)).then_some(status);
-            client.heartbeat(&id, &Heartbeat { status: change }).await.map(|_| ())
+            let applied = live_config.applied_version();
+            let heartbeat = Heartbeat { status: change, config_version: (applied > 0).then_some(applied) };
+            client.heartbeat(&id, &heartbeat).await.map(|_| ())
         } else {
             instance.registration.status = status;
             client.register(&instance.registration).await.map(|_| ())

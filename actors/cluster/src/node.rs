@@ -474,7 +474,13 @@ impl Node {
 
         let (draining_tx, draining_rx) = watch::channel(false);
         let heartbeat = Duration::from_millis(settings.registry.heartbeat_millis);
-        let membership = Membership::start(self.registry_client.clone(), self.instances, heartbeat, draining_rx);
+        let membership = Membership::start(
+            self.registry_client.clone(),
+            self.instances,
+            heartbeat,
+            draining_rx,
+            self.live_config.clone(),
+        );
         let watcher = crate::watcher::start(
             self.registry_client.clone(),
             self.cluster.clone(),

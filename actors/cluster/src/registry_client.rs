@@ -50,6 +50,9 @@ pub enum RegistryError {
 pub struct RegistryClient {
     urls: std::sync::Arc<Vec<String>>,
     current: std::sync::Arc<AtomicUsize>,
+    /// 1 + the index of the registry that served the last watch stream (0: none yet). Watch
+    /// versions are a registry's own: resuming `since` a version works with that one only.
+    last_watched: std::sync::Arc<AtomicUsize>,
     http: reqwest::Client,
     watch_http: reqwest::Client,
     secret: ClusterSecret,
@@ -70,7 +73,14 @@ impl RegistryClient {
             .tcp_nodelay(true)
             .build()
             .expect("a plain HTTP client builds");
-        RegistryClient { urls: std::sync::Arc::new(urls), current: std::sync::Arc::default(), http, watch_http, secret }
+        RegistryClient {
+            urls: std::sync::Arc::new(urls),
+            current: std::sync::Arc::default(),
+            last_watched: std::sync::Arc::default(),
+            http,
+            watch_http,
+            secret,
+        }
     }
 
     /// The cluster credential this client sends (also what the nodes' operator endpoints take).
@@ -192,7 +202,8 @@ impl RegistryClient {
         for offset in 0..self.urls.len() {
             let index = (start + offset) % self.urls.len();
             let mut url = format!("{}/registry/v1/watch", self.urls[index]);
-            if let Some(since) = since {
+            // Another registry (a peer) numbers its events its own way: start from its snapshot.
+            if let Some(since) = since.filter(|_| self.last_watched.load(Ordering::Relaxed) == index + 1) {
                 url.push_str(&format!("?since={since}"));
             }
             let mut request = self
@@ -217,6 +228,7 @@ impl RegistryClient {
                 return Err(decode::<serde_json::Value>(response).await.err().unwrap_or_else(empty_reply));
             }
             self.current.store(index, Ordering::Relaxed);
+            self.last_watched.store(index + 1, Ordering::Relaxed);
             return Ok(sse_events(response.bytes_stream(), silence_limit));
         }
         Err(RegistryError::Unreachable(last_error))

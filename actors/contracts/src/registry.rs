@@ -111,6 +111,11 @@ pub struct Heartbeat {
     /// A new status, when it changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<InstanceStatus>,
+    /// The configuration version the instance runs (0: none applied yet). A registry that
+    /// holds no acknowledgement for the instance (it restarted, or a peer took over) records
+    /// it as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<u64>,
 }
 
 /// An operator's status override (`PUT /registry/v1/instances/{id}/status`), as Eureka's:
@@ -305,6 +310,72 @@ pub struct ConfigAcks {
     pub config_version: u64,
     /// One row per registered instance.
     pub instances: Vec<ConfigAckStatus>,
+}
+
+/// What a registry sends each of its peers (`POST /registry/v1/peers/sync`): its whole view
+/// of the instances, and what it knows to be gone. Peers merge it entry by entry, newest
+/// renewal or change winning (see the registry's `peers` module).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSync {
+    /// The sending registry (random per run).
+    pub registry_id: String,
+    /// Every instance it holds.
+    pub instances: Vec<PeerInstance>,
+    /// Instances it removed, while it remembers them.
+    pub removed: Vec<RemovedInstance>,
+}
+
+/// One instance as a peer holds it. Its `instance.lastHeartbeatAt` is the time of the last
+/// renewal that peer saw: the version of the lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInstance {
+    /// The instance, with its effective status.
+    pub instance: InstanceInfo,
+    /// The status the instance itself reported last.
+    pub reported: InstanceStatus,
+    /// Whether an operator holds it out of service.
+    pub out_of_service: bool,
+    /// When its registration or status last changed: the version of everything but the lease.
+    pub changed_at: DateTime<Utc>,
+    /// Its last configuration acknowledgement, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<PeerAck>,
+}
+
+/// A configuration acknowledgement as a peer holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerAck {
+    /// The acknowledgement.
+    pub ack: ConfigAck,
+    /// When it was given.
+    pub acked_at: DateTime<Utc>,
+}
+
+/// An instance a peer removed. Copies of it last renewed at or before `goneAsOf` are gone
+/// everywhere; a copy renewed later is alive and stays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedInstance {
+    /// The instance.
+    pub id: String,
+    /// Its service.
+    pub service: String,
+    /// Why it left.
+    pub reason: RemovalReason,
+    /// For a lease that lapsed, the last renewal the peer saw; for a deregistration or a
+    /// process found gone, when it happened.
+    pub gone_as_of: DateTime<Utc>,
+}
+
+/// A peer's answer to a [`PeerSync`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSyncReply {
+    /// The answering registry (a registry that reaches itself through its peer list learns so).
+    pub registry_id: String,
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use actix::{Actor, AsyncContext, Context, Handler, SpawnHandle};
 use chrono::Utc;
 use emporium_cluster::settings::Settings;
 use emporium_contracts::registry::{
-    ConfigAcks, ConfigDocument, InstanceInfo, InstanceStatus, JournalEntry, Lease, RegistryState, WatchEvent,
+    ConfigAcks, ConfigDocument, InstanceInfo, InstanceStatus, JournalEntry, Lease, PeerSync, PeerSyncReply,
+    RegistryState, WatchEvent,
 };
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
@@ -20,9 +21,10 @@ use crate::error::RegistryError;
 use crate::journal::Journal;
 use crate::messages::{
     AckConfig, Deregister, GetConfig, GetSpringEnvironment, GetState, ListConfigAcks, ListInstances, ListJournal,
-    NodeGone, OverrideStatus, RecordInJournal, RefreshConfig, RefreshOutcome, Register, RenewLease, Subscribe,
-    Subscription, WatcherClosed,
+    MergePeerView, NodeGone, OverrideStatus, RecordInJournal, RefreshConfig, RefreshOutcome, Register, RenewLease,
+    Subscribe, Subscription, WatcherClosed,
 };
+use crate::peers::PeerLink;
 use crate::state::{EVENT_LOG_CAPACITY, InstanceTable};
 
 /// The shortest period between two eviction sweeps.
@@ -38,11 +40,15 @@ pub struct RegistryActor {
     config_poller: Option<(Duration, SpawnHandle)>,
     published_gauges: HashSet<(String, InstanceStatus)>,
     journal: Journal,
+    /// The other registries, when there are any.
+    peers: Option<PeerLink>,
+    /// This registry's id for its run (peers tell themselves apart by it).
+    registry_id: String,
 }
 
 impl RegistryActor {
     /// An actor serving `store`; it publishes its current settings into `published_settings`.
-    pub fn new(store: ConfigStore, published_settings: Arc<RwLock<Settings>>) -> Self {
+    pub(crate) fn new(store: ConfigStore, published_settings: Arc<RwLock<Settings>>, peers: Option<PeerLink>) -> Self {
         let settings = store.settings().clone();
         *published_settings.write() = settings.clone();
         // Versions start from the wall clock so that a watcher resuming from a previous run of
@@ -60,6 +66,10 @@ impl RegistryActor {
             config_poller: None,
             published_gauges: HashSet::new(),
             journal: Journal::default(),
+            registry_id: peers
+                .as_ref()
+                .map_or_else(crate::peers::new_registry_id, |peers| peers.registry_id().to_string()),
+            peers,
         }
     }
 
@@ -76,6 +86,15 @@ impl RegistryActor {
             let _ = self.events_tx.send(event);
         }
         self.publish_gauges();
+        self.send_to_peers();
+    }
+
+    /// Hands this registry's view to the peers' sender (no-op without peers).
+    fn send_to_peers(&self) {
+        if let Some(peers) = &self.peers {
+            let (instances, removed) = self.table.peer_view();
+            peers.send(PeerSync { registry_id: peers.registry_id().to_string(), instances, removed });
+        }
     }
 
     fn publish_gauges(&mut self) {
@@ -191,6 +210,11 @@ impl Actor for RegistryActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.schedule_timers(ctx);
         self.publish_gauges();
+        if self.peers.is_some() {
+            // Renewals and acks change no watch event: they reach the peers with this.
+            ctx.run_interval(crate::peers::SYNC_PERIOD, |actor, _| actor.send_to_peers());
+            self.send_to_peers();
+        }
         tracing::info!(
             config_dir = %self.store.dir().display(),
             profile = self.store.profile(),
@@ -228,7 +252,7 @@ impl Handler<Deregister> for RegistryActor {
     type Result = Result<(), RegistryError>;
 
     fn handle(&mut self, message: Deregister, _: &mut Self::Context) -> Self::Result {
-        let instance = self.table.deregister(&message.instance_id)?;
+        let instance = self.table.deregister(&message.instance_id, Instant::now(), Utc::now())?;
         tracing::info!(instance_id = %instance.id, service = %instance.service, "instance deregistered");
         self.publish();
         Ok(())
@@ -275,7 +299,7 @@ impl Handler<NodeGone> for RegistryActor {
     type Result = ();
 
     fn handle(&mut self, message: NodeGone, _: &mut Self::Context) {
-        let removed = self.table.remove_node(&message.node_id, &message.address);
+        let removed = self.table.remove_node(&message.node_id, &message.address, Instant::now(), Utc::now());
         for instance in &removed {
             tracing::info!(
                 instance_id = %instance.id,
@@ -330,6 +354,19 @@ impl Handler<GetConfig> for RegistryActor {
     }
 }
 
+impl Handler<MergePeerView> for RegistryActor {
+    type Result = Result<PeerSyncReply, RegistryError>;
+
+    fn handle(&mut self, message: MergePeerView, _: &mut Self::Context) -> Self::Result {
+        let registry_id = self.registry_id.clone();
+        if message.0.registry_id != registry_id {
+            self.table.merge_peer(message.0.instances, message.0.removed, Instant::now(), Utc::now());
+            self.publish();
+        }
+        Ok(PeerSyncReply { registry_id })
+    }
+}
+
 impl Handler<GetSpringEnvironment> for RegistryActor {
     type Result = Result<crate::spring_config::SpringEnvironment, RegistryError>;
 
@@ -371,7 +408,7 @@ impl Handler<OverrideStatus> for RegistryActor {
     type Result = Result<InstanceInfo, RegistryError>;
 
     fn handle(&mut self, message: OverrideStatus, _: &mut Self::Context) -> Self::Result {
-        let instance = self.table.override_status(&message.instance_id, message.status)?;
+        let instance = self.table.override_status(&message.instance_id, message.status, Utc::now())?;
         tracing::info!(instance_id = %instance.id, status = ?message.status, "status overridden by an operator");
         self.publish();
         Ok(instance)

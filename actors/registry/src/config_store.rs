@@ -55,8 +55,8 @@ pub struct ConfigStore {
 }
 
 impl ConfigStore {
-    /// Reads and validates `dir` for a registry running `profile`; the first version is the
-    /// load time in milliseconds (see `first_version`).
+    /// Reads and validates `dir` for a registry running `profile`; the version is the files'
+    /// fingerprint (see `fingerprint`).
     /// A missing directory holds no files (every setting takes its default).
     /// `schema` names the service sections the files may hold.
     pub fn load(dir: impl Into<PathBuf>, profile: &str, schema: SettingsSchema) -> Result<ConfigStore, RegistryError> {
@@ -89,7 +89,7 @@ impl ConfigStore {
             dir,
             profile: profile.to_string(),
             schema,
-            version: first_version(),
+            version: fingerprint(&files.texts),
             files,
             settings,
             last_error: None,
@@ -143,9 +143,9 @@ impl ConfigStore {
                 Ok(false)
             }
             Ok(Some((files, settings))) => {
+                self.version = fingerprint(&files.texts);
                 self.files = files;
                 self.settings = settings;
-                self.version += 1;
                 self.last_error = None;
                 Ok(true)
             }
@@ -220,13 +220,20 @@ fn merge_layers(
     (sources, merged)
 }
 
-/// The first version a registry serves: the time it loaded the files, in milliseconds. Versions
-/// so keep growing across registry restarts: a node that applied an earlier registry's version
-/// sees a different one, fetches, applies and acknowledges again, so the acks page is complete
-/// within a heartbeat of the restart.
-fn first_version() -> u64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX / 2).max(1)
+/// The version of a set of files: a fingerprint of their names and texts (64-bit FNV-1a, kept
+/// to 53 bits so that JSON readers in JavaScript hold it exactly). The same files give the same
+/// version on every registry and across restarts, so peers agree on it and a restarted registry
+/// does not make every node fetch and apply again; any edit gives another one.
+fn fingerprint(texts: &BTreeMap<String, String>) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET_BASIS;
+    for (name, text) in texts {
+        for byte in name.bytes().chain([0]).chain(text.bytes()).chain([0]) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+        }
+    }
+    (hash & ((1 << 53) - 1)).max(1)
 }
 
 /// The text of every `*.toml` file directly in `dir`, by file name; `fallback` when `dir` does
@@ -381,9 +388,9 @@ mod tests {
         dir.write("inventory-prod.toml", "[resilience.product]\nmax_retries = 0\n");
         dir.write("order.toml", "[log]\nlevel = \"trace\"\n");
         dir.write("README.md", "not configuration");
-        let before = first_version();
         let store = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
-        assert!(store.version() >= before, "the first version is the load time");
+        let again = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
+        assert_eq!(store.version(), again.version(), "the same files, the same version (peers, restarts)");
         assert_eq!(store.settings().registry.lease_millis, 3000, "local has no overlay");
 
         let document = store.document("inventory", Some("prod")).unwrap();
@@ -472,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn an_edit_bumps_the_version_and_an_invalid_edit_keeps_the_old_one() {
+    fn an_edit_changes_the_version_and_an_invalid_edit_keeps_the_old_one() {
         let dir = TestDir::new();
         dir.write("application.toml", APPLICATION_TOML);
         let mut store = ConfigStore::load(dir.path(), "local", SettingsSchema::default()).unwrap();
@@ -482,28 +489,31 @@ mod tests {
 
         dir.write("inventory.toml", "[log]\nlevel = \"debug\"\n");
         assert!(store.reload().unwrap());
-        assert_eq!(store.version(), first + 1);
+        let second = store.version();
+        assert_ne!(second, first);
         assert_eq!(store.document("inventory", None).unwrap().settings["log"]["level"], "debug");
 
         dir.write("inventory.toml", "[log]\nlevel = \"debug\"\ncolour = \"red\"\n");
         let error = store.reload().unwrap_err();
         assert!(matches!(error, RegistryError::InvalidConfig(ref message) if message.contains("inventory.toml")));
-        assert_eq!(store.version(), first + 1);
+        assert_eq!(store.version(), second);
         assert!(store.last_error().unwrap().contains("colour"));
         let served = store.document("inventory", None).unwrap();
-        assert_eq!((served.version, served.settings["log"]["level"].as_str()), (first + 1, Some("debug")));
+        assert_eq!((served.version, served.settings["log"]["level"].as_str()), (second, Some("debug")));
 
         dir.write("application.toml", "[registry]\nheartbeat_millis = 500\nlease_millis = 2000\n");
         dir.write("inventory.toml", "[log]\nlevel = \"warn\"\n");
         assert!(store.reload().unwrap());
-        assert_eq!(store.version(), first + 2);
+        let third = store.version();
+        assert!(third != second && third != first);
         assert_eq!(store.last_error(), None);
         assert_eq!(store.settings().registry.lease_millis, 2000);
 
         dir.remove("inventory.toml");
         assert!(store.reload().unwrap(), "a removed file is a change");
-        assert_eq!(store.version(), first + 3);
+        assert!(![first, second, third].contains(&store.version()));
         assert_eq!(store.file_names(), ["application.toml"]);
+        assert!(store.version() < 1 << 53, "exact in JavaScript");
     }
 
     #[test]

@@ -31,12 +31,18 @@ fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>
                 std::path::PathBuf::from(BUILT_IN_CONFIG_DIR)
             }
         };
+        // The registries named by --registry are this one's peers (its own URL, when there,
+        // is left out here or found out by the peers' sender).
+        let own_url = format!("http://{}", setup.node().advertise_address());
+        let peers: Vec<String> =
+            setup.node().registry_client().urls().iter().filter(|url| **url != own_url).cloned().collect();
         let registry = start(RegistryOptions {
             config_dir,
             profile: setup.paths().profile.clone(),
             access: setup.node().operator_access().clone(),
             schema: setup.catalog().settings_schema(),
             built_in_when_missing,
+            peers,
         })
         .context("the registry could not start")?;
         setup.node().live_config().seed(&registry.settings().await).map_err(anyhow::Error::msg)?;

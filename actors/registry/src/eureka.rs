@@ -331,7 +331,7 @@ async fn heartbeat(
         Some("STARTING") => Some(InstanceStatus::Starting),
         _ => None,
     };
-    registry.addr.send(RenewLease { instance_id: id, heartbeat: Heartbeat { status } }).await??;
+    registry.addr.send(RenewLease { instance_id: id, heartbeat: Heartbeat { status, config_version: None } }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 

@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 
 use crate::actor::RegistryActor;
 use crate::config_store::ConfigStore;
+use crate::peers::PeerLink;
 
 /// What the registry needs to start.
 pub struct RegistryOptions {
@@ -27,6 +28,8 @@ pub struct RegistryOptions {
     /// Serve the built-in configuration ([`crate::config_store::BUILT_IN_FILES`]) while
     /// `config_dir` does not exist, instead of the bare typed defaults.
     pub built_in_when_missing: bool,
+    /// The other registries' URLs ([`crate::peers`]); this registry's own may be among them.
+    pub peers: Vec<String>,
 }
 
 /// A handle on a running registry: mount its routes with [`Registry::configure`].
@@ -49,7 +52,11 @@ pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
     }
     .map_err(anyhow::Error::new)?;
     let settings = Arc::new(RwLock::new(store.settings().clone()));
-    let addr = RegistryActor::new(store, settings.clone()).start();
+    let peers = (!options.peers.is_empty()).then(|| {
+        tracing::info!(peers = ?options.peers, "registry peers: replicating the directory");
+        PeerLink::start(options.peers.clone(), options.access.secret().clone(), crate::peers::new_registry_id())
+    });
+    let addr = RegistryActor::new(store, settings.clone(), peers).start();
     Ok(Registry { addr, access: options.access, settings })
 }
 

@@ -13,6 +13,7 @@
 //!   `Subscribe`, `GetConfig`, `RefreshConfig`, `AckConfig`, `ListConfigAcks`.
 //! - [`journal::Journal`]: instances' registrations, status changes and evictions, and
 //!   operators' actions recorded by a gateway (`/registry/v1/journal`).
+//! - [`peers`]: several registries replicating the directory to each other, no leader.
 //! - [`scrape_targets`]: the directory as Prometheus HTTP service-discovery target groups.
 //! - [`eureka`]: the directory through Eureka's REST API (`/eureka/apps`, register,
 //!   heartbeat, cancel, status override), for Eureka clients and Prometheus.
@@ -32,6 +33,7 @@ pub mod eureka;
 mod handle;
 pub mod journal;
 pub mod messages;
+pub mod peers;
 pub mod routes;
 pub mod scrape_targets;
 pub mod spring_config;

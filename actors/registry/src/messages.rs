@@ -93,6 +93,11 @@ pub struct GetConfig {
     pub profile: Option<String>,
 }
 
+/// Merge a peer registry's view.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<emporium_contracts::registry::PeerSyncReply, RegistryError>")]
+pub struct MergePeerView(pub emporium_contracts::registry::PeerSync);
+
 /// The Spring Cloud Config `Environment` of an application (`GET /config/...`).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<crate::spring_config::SpringEnvironment, RegistryError>")]

@@ -16,7 +16,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use emporium_contracts::registry::{
-    ConfigAck, Heartbeat, JournalRecord, RegisterInstance, StatusOverride, WatchChange, WatchEvent,
+    ConfigAck, Heartbeat, JournalRecord, PeerSync, RegisterInstance, StatusOverride, WatchChange, WatchEvent,
 };
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -24,12 +24,15 @@ use tokio::sync::broadcast;
 use crate::error::RegistryError;
 use crate::handle::Registry;
 use crate::messages::{
-    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, ListJournal, OverrideStatus,
-    RecordInJournal, RefreshConfig, Register, RenewLease, Subscribe, Subscription, WatcherClosed,
+    AckConfig, Deregister, GetConfig, GetState, ListConfigAcks, ListInstances, ListJournal, MergePeerView,
+    OverrideStatus, RecordInJournal, RefreshConfig, Register, RenewLease, Subscribe, Subscription, WatcherClosed,
 };
 
 /// The largest JSON body a registry route accepts.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The largest view a peer registry may send (the whole directory).
+const MAX_PEER_SYNC_BYTES: usize = 32 * 1024 * 1024;
 
 impl Registry {
     /// Mounts every `/registry/v1/...` route, the Spring Cloud Config routes under `/config`
@@ -79,6 +82,11 @@ impl Registry {
                 .service(web::resource("/config/refresh").post(refresh_config))
                 .service(web::resource("/config/{service}").get(config))
                 .service(web::resource("/prometheus/targets").get(prometheus_targets))
+                .service(
+                    web::resource("/peers/sync")
+                        .app_data(web::PayloadConfig::new(MAX_PEER_SYNC_BYTES))
+                        .post(merge_peer_view),
+                )
                 .default_service(web::to(route_not_found)),
         );
     }
@@ -241,6 +249,13 @@ async fn config(
 ) -> Result<HttpResponse, RegistryError> {
     let message = GetConfig { service: path.into_inner(), profile: query.into_inner().profile };
     Ok(HttpResponse::Ok().json(registry.addr.send(message).await??))
+}
+
+/// A peer registry's view (`crate::peers`): merged, answered with this registry's id.
+async fn merge_peer_view(registry: web::Data<Registry>, body: Bytes) -> Result<HttpResponse, RegistryError> {
+    let view: PeerSync =
+        serde_json::from_slice(&body).map_err(|error| RegistryError::MalformedJson(describe_json_error(&error).1))?;
+    Ok(HttpResponse::Ok().json(registry.addr.send(MergePeerView(view)).await??))
 }
 
 #[tracing::instrument(skip_all)]

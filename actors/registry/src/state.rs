@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use emporium_cluster::settings::RegistrySettings;
 use emporium_contracts::registry::{
-    ConfigAck, ConfigAckStatus, ConfigAcks, Heartbeat, InstanceInfo, InstanceStatus, Lease, RegisterInstance,
-    RegistryState, RemovalReason, WatchChange, WatchEvent,
+    ConfigAck, ConfigAckStatus, ConfigAcks, Heartbeat, InstanceInfo, InstanceStatus, Lease, PeerAck, PeerInstance,
+    RegisterInstance, RegistryState, RemovalReason, RemovedInstance, WatchChange, WatchEvent,
 };
 
 use crate::config_store::is_valid_name;
@@ -25,6 +25,9 @@ pub const MIN_OWN_LEASE_MILLIS: u64 = 1_000;
 /// See [`MIN_OWN_LEASE_MILLIS`].
 pub const MAX_OWN_LEASE_MILLIS: u64 = 300_000;
 
+/// How long the registry remembers a removed instance for its peers.
+pub const REMOVED_MEMORY: Duration = Duration::from_secs(60);
+
 /// The longest instance id accepted.
 pub const MAX_INSTANCE_ID_LEN: usize = 200;
 
@@ -36,6 +39,8 @@ struct Registration {
     /// The status the instance itself last reported; `info.status` is this unless an
     /// operator's override holds it out of service.
     reported: InstanceStatus,
+    /// When its registration or status last changed (peers merge by it).
+    changed_at: DateTime<Utc>,
 }
 
 impl Registration {
@@ -67,6 +72,9 @@ pub struct InstanceTable {
     self_preservation_reason: Option<String>,
     /// Instances an operator took out of service (until put back UP or removed).
     out_of_service: std::collections::HashSet<String>,
+    /// Instances removed lately, for peers ([`InstanceTable::merge_peer`]), with the monotonic
+    /// time of removal (forgotten after [`REMOVED_MEMORY`]).
+    removed: HashMap<String, (RemovedInstance, Instant)>,
 }
 
 impl InstanceTable {
@@ -82,6 +90,7 @@ impl InstanceTable {
             unpublished: Vec::new(),
             self_preservation_reason: None,
             out_of_service: Default::default(),
+            removed: HashMap::new(),
         }
     }
 
@@ -139,7 +148,9 @@ impl InstanceTable {
             lease_millis: registration.lease_millis,
         };
         let id = info.id.clone();
-        self.instances.insert(id.clone(), Registration { info: info.clone(), renewed_at: now, reported });
+        self.removed.remove(&id);
+        let registration = Registration { info: info.clone(), renewed_at: now, reported, changed_at: wall };
+        self.instances.insert(id.clone(), registration);
         self.emit(WatchChange::InstanceUpserted { instance: info });
         Ok(self.lease(&id))
     }
@@ -162,17 +173,39 @@ impl InstanceTable {
         let status = if held_out { InstanceStatus::OutOfService } else { registration.reported };
         let changed = (status != registration.info.status).then(|| {
             registration.info.status = status;
+            registration.changed_at = wall;
             registration.info.clone()
         });
         if let Some(instance) = changed {
             self.emit(WatchChange::InstanceUpserted { instance });
         }
+        if let Some(version) = heartbeat.config_version {
+            self.ack_from_heartbeat(id, version, wall);
+        }
         Ok(self.lease(id))
+    }
+
+    /// A heartbeat names the configuration version the instance runs: recorded as its ack
+    /// when the registry holds none (it restarted, or the instance moved from a peer) or holds
+    /// an older applied one. A refusal stays: it says why the instance is behind.
+    fn ack_from_heartbeat(&mut self, id: &str, version: u64, wall: DateTime<Utc>) {
+        let stale = match self.acks.get(id) {
+            None => true,
+            Some(record) => record.applied && record.version != version,
+        };
+        if stale {
+            self.acks.insert(id.to_string(), AckRecord { version, applied: true, error: None, acked_at: wall });
+        }
     }
 
     /// An operator takes `id` out of service (`OUT_OF_SERVICE`: no traffic, whatever it
     /// reports) or lifts that (`UP`: its own status applies again). Answers the instance.
-    pub fn override_status(&mut self, id: &str, status: InstanceStatus) -> Result<InstanceInfo, RegistryError> {
+    pub fn override_status(
+        &mut self,
+        id: &str,
+        status: InstanceStatus,
+        wall: DateTime<Utc>,
+    ) -> Result<InstanceInfo, RegistryError> {
         let held_out = match status {
             InstanceStatus::OutOfService => true,
             InstanceStatus::Up => false,
@@ -191,6 +224,7 @@ impl InstanceTable {
         }
         let changed = status != registration.info.status;
         registration.info.status = status;
+        registration.changed_at = wall;
         let instance = registration.info.clone();
         if changed {
             self.emit(WatchChange::InstanceUpserted { instance: instance.clone() });
@@ -203,16 +237,27 @@ impl InstanceTable {
     }
 
     /// Removes `id` because it asked to leave.
-    pub fn deregister(&mut self, id: &str) -> Result<InstanceInfo, RegistryError> {
-        let registration = self.instances.remove(id).ok_or_else(|| RegistryError::UnknownInstance(id.to_string()))?;
+    pub fn deregister(&mut self, id: &str, now: Instant, wall: DateTime<Utc>) -> Result<InstanceInfo, RegistryError> {
+        self.remove(id, RemovalReason::Deregistered, now, wall)
+            .ok_or_else(|| RegistryError::UnknownInstance(id.to_string()))
+    }
+
+    /// Removes `id`, remembers it for peers (as of `gone_as_of`) and announces it.
+    fn remove(
+        &mut self,
+        id: &str,
+        reason: RemovalReason,
+        now: Instant,
+        gone_as_of: DateTime<Utc>,
+    ) -> Option<InstanceInfo> {
+        let registration = self.instances.remove(id)?;
         self.acks.remove(id);
         self.out_of_service.remove(id);
-        self.emit(WatchChange::InstanceRemoved {
-            id: registration.info.id.clone(),
-            service: registration.info.service.clone(),
-            reason: RemovalReason::Deregistered,
-        });
-        Ok(registration.info)
+        let service = registration.info.service.clone();
+        let removed = RemovedInstance { id: id.to_string(), service: service.clone(), reason, gone_as_of };
+        self.removed.insert(id.to_string(), (removed, now));
+        self.emit(WatchChange::InstanceRemoved { id: id.to_string(), service, reason });
+        Some(registration.info)
     }
 
     /// The listener addresses of `node_id`'s instances.
@@ -230,27 +275,20 @@ impl InstanceTable {
 
     /// Removes the instances of `node_id` at `address` (its process is gone). Positive evidence,
     /// so self-preservation does not hold it back. Returns the removed.
-    pub fn remove_node(&mut self, node_id: &str, address: &str) -> Vec<InstanceInfo> {
+    pub fn remove_node(
+        &mut self,
+        node_id: &str,
+        address: &str,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Vec<InstanceInfo> {
         let ids: Vec<String> = self
             .instances
             .values()
             .filter(|registration| registration.info.node_id == node_id && registration.info.address == address)
             .map(|registration| registration.info.id.clone())
             .collect();
-        let mut removed = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(registration) = self.instances.remove(&id) {
-                self.acks.remove(&id);
-                self.out_of_service.remove(&id);
-                self.emit(WatchChange::InstanceRemoved {
-                    id,
-                    service: registration.info.service.clone(),
-                    reason: RemovalReason::ProcessGone,
-                });
-                removed.push(registration.info);
-            }
-        }
-        removed
+        ids.iter().filter_map(|id| self.remove(id, RemovalReason::ProcessGone, now, wall)).collect()
     }
 
     /// Registered instances, of one service or all, sorted by service then id.
@@ -312,18 +350,127 @@ impl InstanceTable {
         }
         let mut evicted = Vec::with_capacity(lapsed.len());
         for id in lapsed {
-            if let Some(registration) = self.instances.remove(&id) {
-                self.acks.remove(&id);
-                self.out_of_service.remove(&id);
-                self.emit(WatchChange::InstanceRemoved {
-                    id,
-                    service: registration.info.service.clone(),
-                    reason: RemovalReason::LeaseExpired,
-                });
-                evicted.push(registration.info);
+            // Gone as of its last renewal: a peer that saw a later one keeps it.
+            let Some(last_renewal) = self.instances.get(&id).map(|registration| registration.info.last_heartbeat_at)
+            else {
+                continue;
+            };
+            evicted.extend(self.remove(&id, RemovalReason::LeaseExpired, now, last_renewal));
+        }
+        self.removed.retain(|_, (_, removed_at)| now.saturating_duration_since(*removed_at) < REMOVED_MEMORY);
+        evicted
+    }
+
+    /// This registry's view for its peers: every instance, and what it removed lately.
+    pub fn peer_view(&self) -> (Vec<PeerInstance>, Vec<RemovedInstance>) {
+        let instances = self
+            .instances
+            .values()
+            .map(|registration| PeerInstance {
+                instance: registration.info.clone(),
+                reported: registration.reported,
+                out_of_service: self.out_of_service.contains(&registration.info.id),
+                changed_at: registration.changed_at,
+                ack: self.acks.get(&registration.info.id).map(|record| PeerAck {
+                    ack: ConfigAck { version: record.version, applied: record.applied, error: record.error.clone() },
+                    acked_at: record.acked_at,
+                }),
+            })
+            .collect();
+        let removed = self.removed.values().map(|(removed, _)| removed.clone()).collect();
+        (instances, removed)
+    }
+
+    /// Merges a peer's view (eventual consistency, as Eureka's peers): a removal applies to a
+    /// copy renewed no later than it; an instance is taken when it is new here and its lease is
+    /// still running, and no removal here supersedes it; a later renewal renews the lease; a
+    /// later change replaces status, override and registration; a later ack replaces the ack.
+    /// Stale copies (a lease run out, a renewal older than a removal) never come back.
+    pub fn merge_peer(
+        &mut self,
+        instances: Vec<PeerInstance>,
+        removed: Vec<RemovedInstance>,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) {
+        for gone in removed {
+            let superseded = self
+                .instances
+                .get(&gone.id)
+                .is_some_and(|registration| registration.info.last_heartbeat_at <= gone.gone_as_of);
+            if superseded {
+                self.remove(&gone.id, gone.reason, now, gone.gone_as_of);
+            } else if !self.instances.contains_key(&gone.id) {
+                let newer = self.removed.get(&gone.id).is_none_or(|(known, _)| known.gone_as_of < gone.gone_as_of);
+                if newer {
+                    self.removed.insert(gone.id.clone(), (gone, now));
+                }
             }
         }
-        evicted
+        for peer in instances {
+            self.merge_peer_instance(peer, now, wall);
+        }
+    }
+
+    fn merge_peer_instance(&mut self, peer: PeerInstance, now: Instant, wall: DateTime<Utc>) {
+        let id = peer.instance.id.clone();
+        let renewal = peer.instance.last_heartbeat_at;
+        if self.removed.get(&id).is_some_and(|(gone, _)| renewal <= gone.gone_as_of) {
+            return;
+        }
+        let lease = Duration::from_millis(peer.instance.lease_millis.unwrap_or(self.terms.lease_millis));
+        let age = (wall - renewal).to_std().unwrap_or(Duration::ZERO);
+        if age > lease {
+            return;
+        }
+        let renewed_at = now.checked_sub(age).unwrap_or(now);
+        if let Some(ack) = &peer.ack {
+            let newer = self.acks.get(&id).is_none_or(|record| record.acked_at < ack.acked_at);
+            if newer {
+                let record = AckRecord {
+                    version: ack.ack.version,
+                    applied: ack.ack.applied,
+                    error: ack.ack.error.clone(),
+                    acked_at: ack.acked_at,
+                };
+                self.acks.insert(id.clone(), record);
+            }
+        }
+        let Some(local) = self.instances.get_mut(&id) else {
+            self.removed.remove(&id);
+            if peer.out_of_service {
+                self.out_of_service.insert(id.clone());
+            }
+            let registration = Registration {
+                info: peer.instance.clone(),
+                renewed_at,
+                reported: peer.reported,
+                changed_at: peer.changed_at,
+            };
+            self.instances.insert(id, registration);
+            self.emit(WatchChange::InstanceUpserted { instance: peer.instance });
+            return;
+        };
+        if renewal > local.info.last_heartbeat_at {
+            local.info.last_heartbeat_at = renewal;
+            local.renewed_at = local.renewed_at.max(renewed_at);
+        }
+        if peer.changed_at > local.changed_at {
+            let last_heartbeat_at = local.info.last_heartbeat_at;
+            let changed = local.info != InstanceInfo { last_heartbeat_at, ..peer.instance.clone() };
+            local.info = InstanceInfo { last_heartbeat_at, ..peer.instance };
+            local.reported = peer.reported;
+            local.changed_at = peer.changed_at;
+            if peer.out_of_service {
+                self.out_of_service.insert(id.clone());
+            } else {
+                self.out_of_service.remove(&id);
+            }
+            if changed {
+                let instance = self.instances[&id].info.clone();
+                self.emit(WatchChange::InstanceUpserted { instance });
+            }
+        }
     }
 
     /// The events after `since`, when the log still holds all of them; `None` means the caller
@@ -528,7 +675,7 @@ mod tests {
             }
         );
 
-        table.deregister("inv-1").unwrap();
+        table.deregister("inv-1", Instant::now(), wall(9)).unwrap();
         assert!(matches!(
             table.events_since(3).unwrap()[0].change,
             WatchChange::InstanceRemoved { reason: RemovalReason::Deregistered, .. }
@@ -537,7 +684,7 @@ mod tests {
             table.heartbeat("inv-1", Heartbeat::default(), start, wall(5)),
             Err(RegistryError::UnknownInstance(_))
         ));
-        assert!(matches!(table.deregister("inv-1"), Err(RegistryError::UnknownInstance(_))));
+        assert!(matches!(table.deregister("inv-1", Instant::now(), wall(9)), Err(RegistryError::UnknownInstance(_))));
         assert_eq!(table.take_unpublished().len(), 4);
         assert!(table.take_unpublished().is_empty());
     }
@@ -565,7 +712,7 @@ mod tests {
         let mut starting = registration("inv-1", "inventory");
         starting.status = InstanceStatus::Starting;
         table.register(starting, start, wall(0)).unwrap();
-        let up = Heartbeat { status: Some(InstanceStatus::Up) };
+        let up = Heartbeat { status: Some(InstanceStatus::Up), config_version: None };
         table.heartbeat("inv-1", up.clone(), start, wall(1)).unwrap();
         assert_eq!(table.version(), 2);
         match &table.events_since(1).unwrap()[0].change {
@@ -581,9 +728,9 @@ mod tests {
         let mut table = InstanceTable::new(terms(), 0, 0);
         let now = Instant::now();
         table.register(registration("a", "echo"), now, wall(0)).unwrap();
-        let instance = table.override_status("a", InstanceStatus::OutOfService).unwrap();
+        let instance = table.override_status("a", InstanceStatus::OutOfService, wall(9)).unwrap();
         assert_eq!(instance.status, InstanceStatus::OutOfService);
-        let heartbeat = Heartbeat { status: Some(InstanceStatus::Up) };
+        let heartbeat = Heartbeat { status: Some(InstanceStatus::Up), config_version: None };
         table.heartbeat("a", heartbeat, now, wall(1)).unwrap();
         table.register(registration("a", "echo"), now, wall(2)).unwrap();
         assert_eq!(
@@ -591,9 +738,12 @@ mod tests {
             InstanceStatus::OutOfService,
             "heartbeats and re-registration keep it out"
         );
-        assert_eq!(table.override_status("a", InstanceStatus::Up).unwrap().status, InstanceStatus::Up);
-        assert!(table.override_status("a", InstanceStatus::Down).is_err());
-        assert!(matches!(table.override_status("b", InstanceStatus::Up), Err(RegistryError::UnknownInstance(_))));
+        assert_eq!(table.override_status("a", InstanceStatus::Up, wall(9)).unwrap().status, InstanceStatus::Up);
+        assert!(table.override_status("a", InstanceStatus::Down, wall(9)).is_err());
+        assert!(matches!(
+            table.override_status("b", InstanceStatus::Up, wall(9)),
+            Err(RegistryError::UnknownInstance(_))
+        ));
     }
 
     #[test]
@@ -689,7 +839,7 @@ mod tests {
 
         for index in 0..EVENT_LOG_CAPACITY + 10 {
             let status = if index % 2 == 0 { InstanceStatus::Down } else { InstanceStatus::Up };
-            table.heartbeat("i-0", Heartbeat { status: Some(status) }, now, wall(1)).unwrap();
+            table.heartbeat("i-0", Heartbeat { status: Some(status), config_version: None }, now, wall(1)).unwrap();
         }
         let version = table.version();
         assert_eq!(version, 101 + EVENT_LOG_CAPACITY as u64 + 10);
@@ -703,6 +853,112 @@ mod tests {
         let snapshot = table.snapshot();
         assert_eq!(snapshot.version, version);
         assert!(matches!(snapshot.change, WatchChange::Snapshot { ref instances, .. } if instances.len() == 1));
+    }
+
+    /// `to` merges the view of `from`, at the same moment (`now`, `wall`).
+    fn sync(from: &InstanceTable, to: &mut InstanceTable, now: Instant, wall: DateTime<Utc>) {
+        let (instances, removed) = from.peer_view();
+        to.merge_peer(instances, removed, now, wall);
+    }
+
+    #[test]
+    fn peers_take_registrations_renewals_overrides_and_acks() {
+        let start = Instant::now();
+        let (mut a, mut b) = (InstanceTable::new(terms(), 0, 1), InstanceTable::new(terms(), 500, 1));
+        a.register(registration("inv-1", "inventory"), start, wall(0)).unwrap();
+        a.ack_config("inv-1", ConfigAck { version: 1, applied: true, error: None }, wall(0)).unwrap();
+        sync(&a, &mut b, start, wall(0));
+        assert_eq!(ids(&b.list(None)), ["inv-1"]);
+        assert!(b.config_acks().instances[0].current, "the ack came along");
+        assert!(b.take_unpublished().iter().any(|event| matches!(event.change, WatchChange::InstanceUpserted { .. })));
+
+        // Renewals at a keep the copy at b alive past its own lease.
+        a.heartbeat("inv-1", Heartbeat::default(), start + 2 * SECOND, wall(2)).unwrap();
+        sync(&a, &mut b, start + 2 * SECOND, wall(2));
+        assert!(b.sweep(start + 4 * SECOND).is_empty(), "renewed at 2 s through a");
+        assert_eq!(b.list(None)[0].last_heartbeat_at, wall(2));
+
+        // An override at b reaches a; a merge with nothing new changes nothing.
+        b.override_status("inv-1", InstanceStatus::OutOfService, wall(3)).unwrap();
+        sync(&b, &mut a, start + 3 * SECOND, wall(3));
+        assert_eq!(a.list(None)[0].status, InstanceStatus::OutOfService);
+        let version = a.version();
+        sync(&b, &mut a, start + 3 * SECOND, wall(3));
+        assert_eq!(a.version(), version, "the same view twice is no change");
+        a.heartbeat(
+            "inv-1",
+            Heartbeat { status: Some(InstanceStatus::Up), config_version: None },
+            start + 3 * SECOND,
+            wall(3),
+        )
+        .unwrap();
+        assert_eq!(a.list(None)[0].status, InstanceStatus::OutOfService, "the override holds on a too");
+    }
+
+    #[test]
+    fn a_removal_wins_over_older_copies_and_stale_copies_never_come_back() {
+        let start = Instant::now();
+        let (mut a, mut b) = (InstanceTable::new(terms(), 0, 1), InstanceTable::new(terms(), 500, 1));
+        a.register(registration("dead", "inventory"), start, wall(0)).unwrap();
+        a.register(registration("leaving", "order"), start, wall(0)).unwrap();
+        sync(&a, &mut b, start, wall(0));
+        assert_eq!(b.list(None).len(), 2);
+
+        // a finds "dead"'s process gone and "leaving" deregisters; b, cut off meanwhile, still
+        // holds both, then the two meet again.
+        a.remove_node("node-a", "127.0.0.1:9000", start + SECOND, wall(1));
+        assert!(a.list(None).is_empty());
+        sync(&b, &mut a, start + SECOND, wall(1));
+        assert!(a.list(None).is_empty(), "b's older copies do not resurrect them");
+        sync(&a, &mut b, start + SECOND, wall(1));
+        assert!(b.list(None).is_empty(), "a's removals apply at b");
+        assert!(b.take_unpublished().iter().any(|event| matches!(event.change, WatchChange::InstanceRemoved { .. })));
+
+        // A copy whose lease ran out is not taken, even with no removal known.
+        let mut c = InstanceTable::new(terms(), 900, 1);
+        let mut d = InstanceTable::new(terms(), 900, 1);
+        c.register(registration("old", "inventory"), start, wall(0)).unwrap();
+        sync(&c, &mut d, start + 4 * SECOND, wall(4));
+        assert!(d.list(None).is_empty(), "renewed 4 s ago, lease 3 s: stale");
+    }
+
+    #[test]
+    fn an_instance_alive_elsewhere_survives_a_peer_that_evicted_it() {
+        let start = Instant::now();
+        let (mut a, mut b) = (InstanceTable::new(terms(), 0, 1), InstanceTable::new(terms(), 500, 1));
+        a.register(registration("inv-1", "inventory"), start, wall(0)).unwrap();
+        sync(&a, &mut b, start, wall(0));
+        // b is cut off: it sees no renewal and evicts; a keeps getting them.
+        a.heartbeat("inv-1", Heartbeat::default(), start + 3 * SECOND, wall(3)).unwrap();
+        assert_eq!(ids(&b.sweep(start + 4 * SECOND)), ["inv-1"]);
+        sync(&b, &mut a, start + 4 * SECOND, wall(4));
+        assert_eq!(ids(&a.list(None)), ["inv-1"], "b's removal is as of 0 s; a saw a renewal at 3 s");
+        sync(&a, &mut b, start + 4 * SECOND, wall(4));
+        assert_eq!(ids(&b.list(None)), ["inv-1"], "and it comes back at b");
+        assert!(b.sweep(start + 5 * SECOND).is_empty(), "with the lease of its renewal at a");
+    }
+
+    #[test]
+    fn heartbeats_fill_in_acks_but_never_hide_a_refusal() {
+        let start = Instant::now();
+        let mut table = InstanceTable::new(terms(), 0, 7);
+        table.register(registration("inv-1", "inventory"), start, wall(0)).unwrap();
+        let beat = |version| Heartbeat { status: None, config_version: Some(version) };
+        table.heartbeat("inv-1", beat(7), start, wall(1)).unwrap();
+        let row = &table.config_acks().instances[0];
+        assert_eq!((row.applied_version, row.current), (Some(7), true), "a restarted registry learns it");
+
+        table.set_config_version(8);
+        let refusal = ConfigAck { version: 8, applied: false, error: Some("bad key".into()) };
+        table.ack_config("inv-1", refusal, wall(2)).unwrap();
+        table.heartbeat("inv-1", beat(7), start, wall(3)).unwrap();
+        let row = &table.config_acks().instances[0];
+        assert_eq!((row.applied_version, row.error.as_deref()), (Some(8), Some("bad key")), "the refusal stays");
+
+        table.set_config_version(9);
+        table.ack_config("inv-1", ConfigAck { version: 9, applied: true, error: None }, wall(4)).unwrap();
+        table.heartbeat("inv-1", beat(9), start, wall(5)).unwrap();
+        assert!(table.config_acks().instances[0].current);
     }
 
     #[test]
@@ -741,7 +997,7 @@ mod tests {
         assert_eq!(acks.instances[0].acked_at, Some(wall(2)));
         assert_eq!(acks.instances[1].error.as_deref(), Some("bad level"));
 
-        table.deregister("inv-1").unwrap();
+        table.deregister("inv-1", Instant::now(), wall(9)).unwrap();
         table.register(registration("inv-1", "inventory"), now, wall(3)).unwrap();
         assert_eq!(table.config_acks().instances[0].applied_version, None, "acks leave with the instance");
     }
