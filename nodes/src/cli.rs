@@ -19,8 +19,15 @@ pub struct Cli {
     /// The configuration repository (read by the registry role). Default: `config` when that
     /// directory exists, else the built-in defaults (the values of the repository's
     /// `config/application.toml`).
-    #[arg(long, env = "EMPORIUM_CONFIG_DIR")]
+    #[arg(long, env = "EMPORIUM_CONFIG_DIR", conflicts_with = "config_repo")]
     pub config_dir: Option<PathBuf>,
+    /// A git repository (a path, or a file:// URL) whose commit at --config-label holds the
+    /// configuration files, instead of --config-dir (read by the registry role).
+    #[arg(long, env = "EMPORIUM_CONFIG_REPO")]
+    pub config_repo: Option<String>,
+    /// The branch, tag or commit of --config-repo to serve.
+    #[arg(long, env = "EMPORIUM_CONFIG_LABEL", default_value = "main", requires = "config_repo")]
+    pub config_label: String,
     /// Selects `<name>-<profile>.toml` overlays.
     #[arg(long, env = "EMPORIUM_PROFILE", default_value = "local")]
     pub profile: String,

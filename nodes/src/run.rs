@@ -86,6 +86,7 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
             let default = std::path::PathBuf::from("config");
             default.is_dir().then_some(default)
         }),
+        config_repo: cli.config_repo.clone().map(|location| (location, cli.config_label.clone())),
         profile: cli.profile.clone(),
         http: cli.http,
     };

@@ -144,6 +144,9 @@ pub struct NodePaths {
     /// The configuration repository (`--config-dir`), read by the registry; `None`: the
     /// built-in defaults (and `config/` if it appears later).
     pub config_dir: Option<PathBuf>,
+    /// A git repository and label to read the configuration from instead (`--config-repo`,
+    /// `--config-label`).
+    pub config_repo: Option<(String, String)>,
     /// The configuration profile (`--profile`).
     pub profile: String,
     /// The public HTTP listener (`--http`), opened by the gateway.

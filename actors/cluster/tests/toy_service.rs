@@ -119,6 +119,7 @@ fn paths(data_dir: &std::path::Path) -> NodePaths {
     NodePaths {
         data_dir: data_dir.to_path_buf(),
         config_dir: None,
+        config_repo: None,
         profile: "local".to_string(),
         http: "127.0.0.1:0".parse().unwrap(),
     }

@@ -259,6 +259,9 @@ pub struct ConfigDocument {
     pub sources: Vec<String>,
     /// The merged settings.
     pub settings: serde_json::Value,
+    /// The commit the files come from, when the registry reads a git repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// An instance telling the registry which configuration version it now runs.

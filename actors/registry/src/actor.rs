@@ -148,7 +148,11 @@ impl RegistryActor {
                     self.table.set_terms(settings.registry.clone());
                     *self.published_settings.write() = settings;
                     self.table.set_config_version(self.store.version());
-                    tracing::info!(config_version = self.store.version(), "configuration reloaded");
+                    tracing::info!(
+                        config_version = self.store.version(),
+                        revision = self.store.revision().unwrap_or(""),
+                        "configuration reloaded"
+                    );
                     self.schedule_timers(ctx);
                     self.publish();
                 } else if previous_error.is_some() {
@@ -380,7 +384,11 @@ impl Handler<RefreshConfig> for RegistryActor {
 
     fn handle(&mut self, _: RefreshConfig, ctx: &mut Self::Context) -> Self::Result {
         let changed = self.reload_config(ctx)?;
-        Ok(RefreshOutcome { config_version: self.store.version(), changed })
+        Ok(RefreshOutcome {
+            config_version: self.store.version(),
+            changed,
+            config_revision: self.store.revision().map(str::to_string),
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use emporium_cluster::settings::{Settings, SettingsSchema, merge_tables};
 use emporium_contracts::registry::ConfigDocument;
 
+use crate::config_git::GitSource;
 use crate::error::RegistryError;
 
 /// The layer every service inherits.
@@ -52,6 +53,10 @@ pub struct ConfigStore {
     last_error: Option<String>,
     /// Served while the directory does not exist (empty: the typed defaults).
     fallback: BTreeMap<String, String>,
+    /// The git repository the files come from, instead of the directory.
+    git: Option<GitSource>,
+    /// The commit served, with a git repository.
+    revision: Option<String>,
 }
 
 impl ConfigStore {
@@ -94,7 +99,57 @@ impl ConfigStore {
             settings,
             last_error: None,
             fallback,
+            git: None,
+            revision: None,
         })
+    }
+
+    /// Reads the configuration from the git repository `location` at `label` (see
+    /// [`crate::config_git`]); a clone of a URL goes under `data_dir`.
+    pub fn load_git(
+        location: &str,
+        label: &str,
+        data_dir: &Path,
+        profile: &str,
+        schema: SettingsSchema,
+    ) -> Result<ConfigStore, RegistryError> {
+        if !is_valid_name(profile) {
+            return Err(RegistryError::InvalidName(format!("profile {profile:?} must match ^[a-z][a-z0-9-]{{0,62}}$")));
+        }
+        let mut git = GitSource::open(location, label, data_dir).map_err(RegistryError::InvalidConfig)?;
+        let read = git.read().map_err(RegistryError::InvalidConfig)?;
+        let shown = PathBuf::from(git.display(&read.commit));
+        let (files, settings) = validate(&shown, profile, read.texts, &schema).map_err(RegistryError::InvalidConfig)?;
+        Ok(ConfigStore {
+            dir: PathBuf::from(location),
+            profile: profile.to_string(),
+            schema,
+            version: fingerprint(&files.texts),
+            files,
+            settings,
+            last_error: None,
+            fallback: BTreeMap::new(),
+            git: Some(git),
+            revision: Some(read.commit),
+        })
+    }
+
+    /// Where `file` is served from: `file:<dir>/<file>`, or `<repository>@<commit>/<file>`.
+    pub fn source_name(&self, file: &str) -> String {
+        match (&self.git, &self.revision) {
+            (Some(git), Some(commit)) => format!("{}/{file}", git.display(commit)),
+            _ => format!("file:{}/{file}", self.dir.display()),
+        }
+    }
+
+    /// The commit served, when the configuration comes from git.
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
+    }
+
+    /// The label served, when the configuration comes from git.
+    pub fn label(&self) -> Option<&str> {
+        self.git.as_ref().map(GitSource::label)
     }
 
     /// The directory read.
@@ -131,21 +186,31 @@ impl ConfigStore {
     /// `Ok(false)`: nothing changed; `Err`: the files on disk are invalid and the previous
     /// version stays in service.
     pub fn reload(&mut self) -> Result<bool, RegistryError> {
-        let outcome = read_dir(&self.dir, &self.fallback).and_then(|texts| {
+        let read = match &mut self.git {
+            Some(git) => git.read().map(|read| {
+                let shown = PathBuf::from(git.display(&read.commit));
+                (read.texts, shown, Some(read.commit))
+            }),
+            None => read_dir(&self.dir, &self.fallback).map(|texts| (texts, self.dir.clone(), None)),
+        };
+        let outcome = read.and_then(|(texts, shown, revision)| {
             if texts == self.files.texts {
-                return Ok(None);
+                return Ok((None, revision));
             }
-            validate(&self.dir, &self.profile, texts, &self.schema).map(Some)
+            validate(&shown, &self.profile, texts, &self.schema).map(|valid| (Some(valid), revision))
         });
         match outcome {
-            Ok(None) => {
+            Ok((None, revision)) => {
+                // Another commit with the same files: served as it, under the same version.
+                self.revision = revision;
                 self.last_error = None;
                 Ok(false)
             }
-            Ok(Some((files, settings))) => {
+            Ok((Some((files, settings)), revision)) => {
                 self.version = fingerprint(&files.texts);
                 self.files = files;
                 self.settings = settings;
+                self.revision = revision;
                 self.last_error = None;
                 Ok(true)
             }
@@ -187,6 +252,7 @@ impl ConfigStore {
             version: self.version,
             sources,
             settings: table_to_json(merged),
+            revision: self.revision.clone(),
         })
     }
 }

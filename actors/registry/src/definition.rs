@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use emporium_cluster::{NodeSetup, ServiceDefinition};
 use futures::future::LocalBoxFuture;
 
-use crate::{RegistryOptions, start};
+use crate::{ConfigRepo, RegistryOptions, start};
 
 /// Where the registry looks for configuration when none was named: served as the built-in
 /// defaults while it does not exist.
@@ -20,8 +20,14 @@ pub fn definition() -> ServiceDefinition {
 
 fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>> {
     Box::pin(async move {
-        let built_in_when_missing = setup.paths().config_dir.is_none();
+        let config_repo = setup.paths().config_repo.clone().map(|(location, label)| ConfigRepo {
+            location,
+            label,
+            data_dir: setup.paths().data_dir.clone(),
+        });
+        let built_in_when_missing = setup.paths().config_dir.is_none() && config_repo.is_none();
         let config_dir = match setup.paths().config_dir.clone() {
+            _ if config_repo.is_some() => std::path::PathBuf::new(),
             Some(dir) if dir.is_dir() => dir,
             Some(dir) => bail!("the configuration directory {} does not exist (see --config-dir)", dir.display()),
             None => {
@@ -43,6 +49,7 @@ fn start_on_node(setup: &mut NodeSetup) -> LocalBoxFuture<'_, anyhow::Result<()>
             schema: setup.catalog().settings_schema(),
             built_in_when_missing,
             peers,
+            config_repo,
         })
         .context("the registry could not start")?;
         setup.node().live_config().seed(&registry.settings().await).map_err(anyhow::Error::msg)?;

@@ -30,6 +30,19 @@ pub struct RegistryOptions {
     pub built_in_when_missing: bool,
     /// The other registries' URLs ([`crate::peers`]); this registry's own may be among them.
     pub peers: Vec<String>,
+    /// Read the configuration from this git repository instead of `config_dir`.
+    pub config_repo: Option<ConfigRepo>,
+}
+
+/// A git repository the configuration comes from (`--config-repo`, `--config-label`).
+#[derive(Debug, Clone)]
+pub struct ConfigRepo {
+    /// A repository path, or a `file://` URL.
+    pub location: String,
+    /// The branch, tag or commit served.
+    pub label: String,
+    /// Where a URL is cloned (the node's data directory).
+    pub data_dir: PathBuf,
 }
 
 /// A handle on a running registry: mount its routes with [`Registry::configure`].
@@ -45,7 +58,9 @@ pub struct Registry {
 pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
     anyhow::ensure!(actix::System::try_current().is_some(), "the registry must start inside a running actix system");
     // The error already names the file, the line and the key: keep it one line as it is.
-    let store = if options.built_in_when_missing {
+    let store = if let Some(repo) = &options.config_repo {
+        ConfigStore::load_git(&repo.location, &repo.label, &repo.data_dir, &options.profile, options.schema.clone())
+    } else if options.built_in_when_missing {
         ConfigStore::load_or_built_in(&options.config_dir, &options.profile, options.schema.clone())
     } else {
         ConfigStore::load(&options.config_dir, &options.profile, options.schema.clone())

@@ -8,7 +8,8 @@
 //!   [`Registry::configure`] mounts the `/registry/v1/...` routes ([`routes`]).
 //! - [`state::InstanceTable`]: instances, leases, the version counter, the bounded event log,
 //!   self-preservation and config acks, as a plain value with explicit time.
-//! - [`config_store::ConfigStore`]: the layered, validated, versioned `config/` files.
+//! - [`config_store::ConfigStore`]: the layered, validated, versioned `config/` files, from a
+//!   directory or a git repository ([`config_git`]).
 //! - [`messages`]: `Register`, `RenewLease`, `Deregister`, `ListInstances`, `GetState`,
 //!   `Subscribe`, `GetConfig`, `RefreshConfig`, `AckConfig`, `ListConfigAcks`.
 //! - [`journal::Journal`]: instances' registrations, status changes and evictions, and
@@ -26,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod config_git;
 pub mod config_store;
 mod definition;
 pub mod error;
@@ -43,4 +45,4 @@ mod test_dir;
 
 pub use definition::definition;
 pub use error::RegistryError;
-pub use handle::{Registry, RegistryOptions, start};
+pub use handle::{ConfigRepo, Registry, RegistryOptions, start};

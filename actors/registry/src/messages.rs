@@ -116,6 +116,9 @@ pub struct RefreshOutcome {
     pub config_version: u64,
     /// Whether the files changed (and the version with them).
     pub changed: bool,
+    /// The commit served, when the configuration comes from git.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_revision: Option<String>,
 }
 
 /// Record the configuration version an instance applied.

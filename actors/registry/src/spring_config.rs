@@ -85,10 +85,21 @@ pub fn environment_of(store: &ConfigStore, request: EnvironmentRequest) -> Resul
     }
     if let Some(label) = &request.label {
         check_name("label", label)?;
-        return Err(RegistryError::NoSuchLabel(format!(
-            "label {label:?}: the configuration comes from the directory {}, which has no labels",
-            store.dir().display()
-        )));
+        match store.label() {
+            Some(served) if served == label => {}
+            Some(served) => {
+                return Err(RegistryError::NoSuchLabel(format!(
+                    "label {label:?}: this registry serves {served} of {}",
+                    store.dir().display()
+                )));
+            }
+            None => {
+                return Err(RegistryError::NoSuchLabel(format!(
+                    "label {label:?}: the configuration comes from the directory {}, which has no labels",
+                    store.dir().display()
+                )));
+            }
+        }
     }
     let property_sources = store
         .layers(&request.application, &profiles)
@@ -99,14 +110,14 @@ pub fn environment_of(store: &ConfigStore, request: EnvironmentRequest) -> Resul
             for (key, value) in table {
                 flatten(key, value, &mut source);
             }
-            PropertySource { name: format!("file:{}/{file}", store.dir().display()), source }
+            PropertySource { name: store.source_name(&file), source }
         })
         .collect();
     Ok(SpringEnvironment {
         name: request.application,
         profiles: profiles.into_iter().map(str::to_string).collect(),
-        label: None,
-        version: Some(store.version().to_string()),
+        label: store.label().map(str::to_string),
+        version: Some(store.revision().map_or_else(|| store.version().to_string(), str::to_string)),
         state: None,
         property_sources,
     })

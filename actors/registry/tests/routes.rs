@@ -60,6 +60,7 @@ fn start_registry(dir: &ConfigDir) -> Registry {
         schema: emporium_cluster::settings::SettingsSchema::default(),
         built_in_when_missing: false,
         peers: Vec::new(),
+        config_repo: None,
         access: OperatorAccess::new(ClusterSecret::new(SECRET.to_string()).unwrap()),
     })
     .unwrap()
@@ -503,6 +504,7 @@ async fn a_bad_file_at_start_is_one_line_naming_the_file_and_key() {
         schema: emporium_cluster::settings::SettingsSchema::default(),
         built_in_when_missing: false,
         peers: Vec::new(),
+        config_repo: None,
         access: OperatorAccess::new(ClusterSecret::generate()),
     })
     .err()
