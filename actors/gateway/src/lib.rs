@@ -25,6 +25,7 @@ pub mod dashboard;
 mod definition;
 pub mod docs;
 pub mod error;
+pub mod http_backends;
 pub mod key_refresher;
 pub mod messages;
 pub mod middleware;

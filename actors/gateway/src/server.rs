@@ -108,6 +108,11 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
     let cluster = web::Data::new(ctx.cluster.clone());
     let registry = web::Data::new(options.registry.clone());
     let routes = options.routes;
+    let http_backends = crate::http_backends::BackendRoute::all(
+        &options.settings.http_routes,
+        &ctx.cluster,
+        Duration::from_millis(options.settings.request_timeout_millis),
+    )?;
     let body_limit = options.settings.body_limit_bytes;
     let address = options.listener.local_addr()?;
     let server_options = EdgeServerOptions {
@@ -138,6 +143,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
             let mount = mount.clone();
             app = app.configure(move |config| mount(config));
         }
+        app = app.configure(|config| crate::http_backends::configure(config, &http_backends));
         app.default_service(web::to(not_found))
     })?;
     let server_handle = server.handle();

@@ -1,5 +1,7 @@
 //! The `[gateway]` section of the configuration.
 
+use std::collections::BTreeMap;
+
 use emporium_cluster::settings::ServiceSettings;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,36 @@ pub struct GatewaySettings {
     /// `refuse` (503 `auth_unavailable`). The reason for the default is in `active_users.rs`
     /// and docs/OPERATIONS.md.
     pub user_check_unanswered: UnansweredUserCheck,
+    /// HTTP routes to services outside Emporium (registered through the registry's Eureka
+    /// API), by name: `[gateway.http_routes.billing]` (see `http_backends.rs`).
+    pub http_routes: BTreeMap<String, HttpRoute>,
+}
+
+/// A path prefix of the public API proxied to the HTTP listener of a registered service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRoute {
+    /// The public path prefix (`/api/v1/billing`): the prefix itself and everything under it.
+    pub prefix: String,
+    /// The registry service whose UP instances serve it (`billing`).
+    pub service: String,
+    /// Who may call it: `public`, `signed_in` or `admin`.
+    pub access: RouteAccess,
+    /// Forward the path without the prefix (`/api/v1/billing/invoices` -> `/invoices`).
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+/// Who may call an [`HttpRoute`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteAccess {
+    /// Anyone; a token, when sent, is still verified and forwarded.
+    Public,
+    /// A valid access token.
+    SignedIn,
+    /// A valid access token with the admin role.
+    Admin,
 }
 
 /// The policy when auth cannot say whether a token's user still exists.
@@ -51,6 +83,7 @@ impl Default for GatewaySettings {
             user_check_ttl_millis: 5_000,
             user_check_timeout_millis: 500,
             user_check_unanswered: UnansweredUserCheck::Allow,
+            http_routes: BTreeMap::new(),
         }
     }
 }
@@ -63,6 +96,21 @@ impl ServiceSettings for GatewaySettings {
             return Err(
                 "body_limit_bytes, request_timeout_millis and user_check_timeout_millis must be positive".to_string()
             );
+        }
+        for (name, route) in &self.http_routes {
+            let prefix = &route.prefix;
+            let reserved = ["/api/v1/auth", "/api/v1/dashboard", "/dashboard", "/openapi.json", "/docs"];
+            if !prefix.starts_with("/api/") || prefix.ends_with('/') || prefix.contains("//") || prefix.contains('{') {
+                return Err(format!(
+                    "gateway.http_routes.{name}.prefix must start with /api/, not end with / and hold no {{}}: {prefix:?}"
+                ));
+            }
+            if reserved.iter().any(|taken| prefix.starts_with(taken)) {
+                return Err(format!("gateway.http_routes.{name}.prefix {prefix:?} is a route of Emporium's own"));
+            }
+            if route.service.is_empty() || route.service.len() > 63 {
+                return Err(format!("gateway.http_routes.{name}.service must be a service name"));
+            }
         }
         Ok(())
     }
