@@ -4,7 +4,8 @@
 Measures, on a release build with the `test-services` feature:
 
   1. eviction after kill -9 of a single-role echo node (registry lists it no more; worst case);
-     1b. the same node silent (SIGSTOP), evicted by its lease (worst case)
+     1b. the same node silent (SIGSTOP), evicted by its lease (worst case); 1c. kill -9 with three
+     registry peers, gone from every peer (worst case)
   2. a config edit applied and acked on every instance (file poll, and explicit refresh)
   3. remote ask on loopback (probe node -> echo node): p50/p99 at concurrency 1,
      asks/s at concurrency 32 and 64
@@ -99,6 +100,48 @@ def figure_eviction(bench: Bench) -> dict:
     return results
 
 
+def figure_peer_eviction(bench: Bench) -> dict:
+    """1c. Three registry peers; kill -9 of an echo node that follows one of them -> gone from
+    the instance list of every peer."""
+    config_dir = bench.own_config("peers")
+    ports = [free_port() for _ in range(3)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    peers = [bench.node(f"reg-peer-{index}", "registry", ",".join(urls), listen=f"127.0.0.1:{port}",
+                        config_dir=config_dir) for index, port in enumerate(ports)]
+    for peer in peers:
+        peer.wait_started().wait_ready()
+    times = []
+    for run in range(bench.args.silent_runs):
+        node_id = f"echo-peers-{run}"
+        instance = f"echo@{node_id}"
+        first = run % 3
+        order = ",".join(urls[(first + offset) % 3] for offset in range(3))
+        time.sleep(random.random() * 0.15)
+        echo = bench.node(node_id, "echo", order).wait_started()
+        wait_until(f"{instance} UP on every peer",
+                   lambda: all((instance_ids(peer, "echo") or {}).get(instance) == "UP" for peer in peers), 20)
+        time.sleep(1.0 + random.random())
+        os.kill(echo.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        tick, deadline = killed, killed + 20
+        while True:
+            listed = [instance_ids(peer, "echo") for peer in peers]
+            if all(ids is not None and instance not in ids for ids in listed):
+                took = time.monotonic() - killed
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{instance} still listed by a peer 20 s after kill -9")
+            tick += 0.005
+            time.sleep(max(0.0, tick - time.monotonic()))
+        echo.proc.wait(timeout=10)
+        times.append(took)
+        log(f"  peers run {run + 1}: {took:.3f} s (followed peer {first})")
+    bench.stop_all()
+    result = summary(times)
+    result["met"] = result["max"] <= 0.5
+    return result
+
+
 def evict_one(bench: Bench, registry, node_id: str, sig: int) -> float:
     """Seconds from `sig` to a fresh echo node `node_id` to its instance gone from the registry."""
     instance = f"echo@{node_id}"
@@ -185,9 +228,9 @@ def figure_config(bench: Bench) -> dict:
                 if status == 200:
                     version = acks["configVersion"]
                     rows = acks.get("instances") or []
-                    if version > version_before and seen_version is None:
+                    if version != version_before and seen_version is None:
                         seen_version = now - edited
-                    if (version > version_before and len(rows) == expected
+                    if (version != version_before and len(rows) == expected
                             and all(row.get("appliedVersion") == version and row.get("applied") for row in rows)):
                         took = now - edited
                         break
@@ -409,6 +452,10 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         r = results["silent"]
         out.append((f"1b. Eviction of a silent node, SIGSTOP (worst of {len(r['runs'])}; median, min)",
                     "worst <= 3 s", f"{ms(r['max'])} (median {ms(r['median'])}, min {ms(r['min'])})", yes(r["met"])))
+    if "peers" in results:
+        r = results["peers"]
+        out.append((f"1c. Eviction after kill -9, gone from all 3 registry peers (worst of {len(r['runs'])}; median, min)",
+                    "worst <= 0.5 s", f"{ms(r['max'])} (median {ms(r['median'])}, min {ms(r['min'])})", yes(r["met"])))
     if "config" in results:
         for mode, label in (("poll", "file edit, registry's 500 ms poll"), ("refresh", "file edit + POST refresh")):
             r = results["config"][mode]
@@ -482,6 +529,10 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         "heartbeat 1 s and a sweep every lease/20 = 140 ms (`config/application.toml`), eviction comes "
         "2.8 s - (time since the last renewal, 0-1 s) + (wait for the next sweep, 0-0.14 s) after the stop: "
         "between 1.8 and 2.94 s (plus the heartbeat's own latency).",
+        "1c. Three registries started as peers (`--registry` with the three URLs, one copy of `config/`); each "
+        "run starts an `echo` node whose registry list begins with the next peer in turn (it registers with and "
+        "watches that one), SIGKILLs it 1-2 s after it is UP on all three, and polls the three instance lists "
+        "every 5 ms until none lists it: the followed peer evicts it (process gone) and replicates the removal.",
         "2. Registry + 2 `echo` + 2 `probe` nodes (5 instances). `timeout_millis` in the registry's copy "
         "of `application.toml` is changed (temp file + rename) at a random point of the registry's 500 ms "
         "file poll; `GET /registry/v1/config/acks` is polled every 10 ms until every instance's "
@@ -505,6 +556,9 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
     if "eviction" in results:
         r = results["eviction"]
         details.append(f"- Eviction runs (s): {', '.join(f'{v:.3f}' for v in r['runs'])}.")
+    if "peers" in results:
+        r = results["peers"]
+        details.append(f"- Eviction across peers runs (s): {', '.join(f'{v:.3f}' for v in r['runs'])}.")
     if "silent" in results:
         r = results["silent"]
         details.append(f"- Silent-node eviction runs (s): {', '.join(f'{v:.3f}' for v in r['runs'])}.")
@@ -564,7 +618,7 @@ def main() -> int:
     parser.add_argument("--rev", help="build and measure this commit from a clean export (e.g. HEAD), "
                                       "not the working tree")
     parser.add_argument("--runs", type=int, default=5, help="runs of figures 1, 2 and 5 (default 5)")
-    parser.add_argument("--silent-runs", type=int, default=20, help="runs of figure 1b (default 20)")
+    parser.add_argument("--silent-runs", type=int, default=20, help="runs of figures 1b and 1c (default 20)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each ask run (default 3)")
     parser.add_argument("--latency-asks", type=int, default=5000)
     parser.add_argument("--throughput-asks", type=int, default=50000)
@@ -609,6 +663,8 @@ def main() -> int:
         if 1 in only:
             log("figure 1: eviction after kill -9")
             results.update(figure_eviction(bench))
+            log("figure 1c: eviction across three registry peers")
+            results["peers"] = figure_peer_eviction(bench)
         if 2 in only:
             log("figure 2: config change applied and acked")
             results["config"] = figure_config(bench)
