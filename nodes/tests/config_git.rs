@@ -1,7 +1,7 @@
 //! Configuration from a git repository the test creates: the registry serves the label's commit
 //! (the revision is the commit id), a new commit reaches every node after a refresh, a bad
 //! commit is refused with file and line while the previous version stays, and a `file://` URL
-//! (cloned, then fetched) serves the same.
+//! or a `git://` URL served by `git daemon` (cloned, then fetched) serves the same.
 
 mod support;
 
@@ -158,6 +158,62 @@ async fn the_registry_serves_a_git_label_and_follows_its_commits() {
         (Some(fetched_commit.as_str()), Some("main"))
     );
     assert!(environment["propertySources"][0]["name"].as_str().unwrap().ends_with("/order.toml"), "{environment}");
+}
+
+/// `git daemon` serving `repo`'s parent directory on a free port, killed on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    url: String,
+}
+
+impl GitDaemon {
+    fn serve(repo: &ConfigRepo) -> GitDaemon {
+        let port = free_port();
+        let parent = repo.path.parent().unwrap();
+        let child = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(format!("--base-path={}", parent.display()))
+            .arg(parent)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let name = repo.path.file_name().unwrap().to_str().unwrap();
+        GitDaemon { child, url: format!("git://127.0.0.1:{port}/{name}") }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_repository_behind_a_git_url_is_cloned_and_fetched() {
+    let repo = ConfigRepo::new();
+    let daemon = GitDaemon::serve(&repo);
+    let address = daemon.url.trim_start_matches("git://").split('/').next().unwrap().to_string();
+    eventually(Duration::from_secs(10), "git daemon listening", || async {
+        std::net::TcpStream::connect(&address).ok().map(|_| ())
+    })
+    .await;
+    let data = DataDir::new();
+    let registry = start_git_registry("git-daemon-registry", &daemon.url, &data);
+    let (_, document) = get_json(&registry.url("/registry/v1/config/echo")).await;
+    assert_eq!(document["revision"].as_str(), Some(repo.git(&["rev-parse", "HEAD"]).as_str()), "{document}");
+
+    repo.write("echo.toml", "[log]\nlevel = \"warn\"\n");
+    let commit = repo.commit("echo logs at warn");
+    let (status, outcome) = post_json(&registry.url("/registry/v1/config/refresh"), &serde_json::json!({})).await;
+    assert_eq!(
+        (status, outcome["configRevision"].as_str(), outcome["changed"].as_bool()),
+        (200, Some(commit.as_str()), Some(true)),
+        "{outcome}"
+    );
+    let (_, document) = get_json(&registry.url("/registry/v1/config/echo")).await;
+    assert_eq!(document["settings"]["log"]["level"], "warn");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ pub struct GatewaySettings {
     pub user_check_unanswered: UnansweredUserCheck,
     /// HTTP routes to services outside Emporium (registered through the registry's Eureka
     /// API), by name: `[gateway.http_routes.billing]` (see `http_backends.rs`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub http_routes: BTreeMap<String, HttpRoute>,
 }
 

@@ -3,9 +3,9 @@
 //! (`git2`), never from a work tree.
 //!
 //! A local repository (a path; bare or not) is read in place: a new commit on the label is seen
-//! at the next poll. A URL (`file://...`) is cloned bare under the node's data directory and
-//! fetched at every poll and refresh. This build has no https or ssh transport: mirror such a
-//! remote to a path the registry can read.
+//! at the next poll. A URL (`file://`, `git://`, `https://` through the system OpenSSL) is cloned
+//! bare under the node's data directory and fetched at every poll and refresh. There is no ssh
+//! transport in this build.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ const CLONE_DIR: &str = "registry-config.git";
 
 /// One configuration repository and the label the registry serves.
 pub struct GitSource {
+    /// The repository as shown in logs and errors: a URL's user and password are masked.
     location: String,
     label: String,
     repo: Repository,
@@ -46,8 +47,10 @@ impl GitSource {
         if label.trim().is_empty() {
             return Err("--config-label must name a branch, a tag or a commit".to_string());
         }
-        let local = Path::new(location);
-        let (repo, fetches) = if !location.contains("://") {
+        let url = location;
+        let location = &masked(location);
+        let local = Path::new(url);
+        let (repo, fetches) = if !url.contains("://") {
             let repo = Repository::open(local)
                 .map_err(|error| format!("--config-repo {location}: not a git repository: {}", error.message()))?;
             (repo, false)
@@ -68,7 +71,7 @@ impl GitSource {
                     let _ = std::fs::remove_dir_all(&clone_dir);
                     RepoBuilder::new()
                         .bare(true)
-                        .clone(location, &clone_dir)
+                        .clone(url, &clone_dir)
                         .map_err(|error| format!("--config-repo {location}: cannot clone: {}", error.message()))?
                 }
             };
@@ -77,7 +80,7 @@ impl GitSource {
         Ok(GitSource { location: location.to_string(), label: label.to_string(), repo, fetches })
     }
 
-    /// The repository as given.
+    /// The repository as given, a URL's credentials masked.
     pub fn location(&self) -> &str {
         &self.location
     }
@@ -148,5 +151,29 @@ impl GitSource {
 
     fn error(&self, what: &str, error: &git2::Error) -> String {
         format!("--config-repo {} ({}): {what}: {}", self.location, self.label, error.message())
+    }
+}
+
+/// `location` with the user and password of a URL masked (`https://***@host/repo`): a token in
+/// the URL never reaches a log line or an error.
+fn masked(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else { return location.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => location.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_masked() {
+        assert_eq!(masked("https://deploy:s3cret@git.example/config.git"), "https://***@git.example/config.git");
+        assert_eq!(masked("https://token@git.example/a@b"), "https://***@git.example/a@b");
+        assert_eq!(masked("git://127.0.0.1:9418/config"), "git://127.0.0.1:9418/config");
+        assert_eq!(masked("/srv/config-repo"), "/srv/config-repo");
     }
 }

@@ -121,7 +121,7 @@ impl ConfigStore {
         let shown = PathBuf::from(git.display(&read.commit));
         let (files, settings) = validate(&shown, profile, read.texts, &schema).map_err(RegistryError::InvalidConfig)?;
         Ok(ConfigStore {
-            dir: PathBuf::from(location),
+            dir: PathBuf::from(git.location()),
             profile: profile.to_string(),
             schema,
             version: fingerprint(&files.texts),
