@@ -85,11 +85,26 @@ impl ConfigStore {
         schema: SettingsSchema,
         fallback: BTreeMap<String, String>,
     ) -> Result<ConfigStore, RegistryError> {
+        let texts = read_dir(&dir, &fallback).map_err(RegistryError::InvalidConfig)?;
+        let shown = dir.clone();
+        ConfigStore::validated(dir, &shown, profile, schema, texts, fallback, None)
+    }
+
+    /// A store serving `texts` once they validate; `shown` is how errors name their folder.
+    fn validated(
+        dir: PathBuf,
+        shown: &Path,
+        profile: &str,
+        schema: SettingsSchema,
+        texts: BTreeMap<String, String>,
+        fallback: BTreeMap<String, String>,
+        git: Option<(GitSource, String)>,
+    ) -> Result<ConfigStore, RegistryError> {
         if !is_valid_name(profile) {
             return Err(RegistryError::InvalidName(format!("profile {profile:?} must match ^[a-z][a-z0-9-]{{0,62}}$")));
         }
-        let texts = read_dir(&dir, &fallback).map_err(RegistryError::InvalidConfig)?;
-        let (files, settings) = validate(&dir, profile, texts, &schema).map_err(RegistryError::InvalidConfig)?;
+        let (files, settings) = validate(shown, profile, texts, &schema).map_err(RegistryError::InvalidConfig)?;
+        let (git, revision) = git.map_or((None, None), |(git, revision)| (Some(git), Some(revision)));
         Ok(ConfigStore {
             dir,
             profile: profile.to_string(),
@@ -99,8 +114,8 @@ impl ConfigStore {
             settings,
             last_error: None,
             fallback,
-            git: None,
-            revision: None,
+            git,
+            revision,
         })
     }
 
@@ -113,25 +128,11 @@ impl ConfigStore {
         profile: &str,
         schema: SettingsSchema,
     ) -> Result<ConfigStore, RegistryError> {
-        if !is_valid_name(profile) {
-            return Err(RegistryError::InvalidName(format!("profile {profile:?} must match ^[a-z][a-z0-9-]{{0,62}}$")));
-        }
         let mut git = GitSource::open(location, label, data_dir).map_err(RegistryError::InvalidConfig)?;
         let read = git.read().map_err(RegistryError::InvalidConfig)?;
         let shown = PathBuf::from(git.display(&read.commit));
-        let (files, settings) = validate(&shown, profile, read.texts, &schema).map_err(RegistryError::InvalidConfig)?;
-        Ok(ConfigStore {
-            dir: PathBuf::from(git.location()),
-            profile: profile.to_string(),
-            schema,
-            version: fingerprint(&files.texts),
-            files,
-            settings,
-            last_error: None,
-            fallback: BTreeMap::new(),
-            git: Some(git),
-            revision: Some(read.commit),
-        })
+        let dir = PathBuf::from(git.location());
+        ConfigStore::validated(dir, &shown, profile, schema, read.texts, BTreeMap::new(), Some((git, read.commit)))
     }
 
     /// Where `file` is served from: `file:<dir>/<file>`, or `<repository>@<commit>/<file>`.
