@@ -2,7 +2,7 @@
 //! same run with a raw lapin publish/consume loop with publisher confirms.
 //!
 //! ```text
-//! cargo run --release -p emporium-bus --example bus_bench -- [EVENTS] [PRODUCERS]
+//! cargo run --release -p emporium-bus --example bus_bench -- [EVENTS] [PRODUCERS] [default]
 //! ```
 //!
 //! Bus: `PRODUCERS` tasks insert `EVENTS` events into the outbox, one event per transaction
@@ -58,14 +58,18 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
 }
 
-fn sample_envelope(index: usize) -> EventEnvelope {
+/// An event type of the order exchange that no subscription of the topology wants: only the
+/// bench's queue (bound to `order.*`) gets it, as the raw lapin loop's one queue does.
+const BENCH_ONLY: &str = "order.bench_measured";
+
+fn sample_envelope(index: usize, event_type: &str) -> EventEnvelope {
     let payload = OrderConfirmed {
         order_id: format!("order-{index}"),
         user_id: "user-1".into(),
         total: "19.98".into(),
         currency: "USD".into(),
     };
-    EventEnvelope::new("/emporium/order", ORDER_CONFIRMED, &format!("order-{index}"), &payload).expect("envelope")
+    EventEnvelope::new("/emporium/order", event_type, &format!("order-{index}"), &payload).expect("envelope")
 }
 
 async fn raw_lapin(num_events: usize) -> Figures {
@@ -89,7 +93,7 @@ async fn raw_lapin(num_events: usize) -> Figures {
         .basic_consume(queue.clone().into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
         .expect("consume");
-    let body_size = sample_envelope(0).to_json().expect("json").len();
+    let body_size = sample_envelope(0, BENCH_ONLY).to_json().expect("json").len();
     let started = Instant::now();
     let consuming = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(num_events);
@@ -135,6 +139,52 @@ async fn raw_lapin(num_events: usize) -> Figures {
     }
 }
 
+/// The database's own limit for the producers' part: `num_producers` tasks commit
+/// `num_events` one-row transactions (the outbox row's size) through one pool, as the bus's
+/// producers do, with no relay and no consumer. Answers transactions per second.
+async fn raw_mariadb(num_events: usize, num_producers: usize) -> f64 {
+    let database_name = format!("bus_bench_raw_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(&mysql_url()).await.expect("mariadb");
+    admin.execute(&format!("CREATE DATABASE {database_name}")).await.expect("create database");
+    let database = Database::connect(&format!("{}/{database_name}", mysql_url())).await.expect("database");
+    database
+        .execute(
+            "CREATE TABLE raw_rows (id BIGINT AUTO_INCREMENT PRIMARY KEY, event_id VARCHAR(64) NOT NULL UNIQUE, \
+             envelope TEXT NOT NULL)",
+        )
+        .await
+        .expect("table");
+    let started = Instant::now();
+    let per_producer = num_events / num_producers;
+    let producers: Vec<_> = (0..num_producers)
+        .map(|producer| {
+            let database = database.clone();
+            tokio::spawn(async move {
+                for index in 0..per_producer {
+                    let envelope = sample_envelope(producer * per_producer + index, BENCH_ONLY);
+                    let body = String::from_utf8(envelope.to_json().expect("json")).expect("utf-8");
+                    let mut tx = database.begin().await.expect("begin");
+                    sqlx::query("INSERT INTO raw_rows (event_id, envelope) VALUES (?, ?)")
+                        .bind(&envelope.id)
+                        .bind(&body)
+                        .execute(tx.connection())
+                        .await
+                        .expect("insert");
+                    tx.commit().await.expect("commit");
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.expect("producer");
+    }
+    let per_second = (per_producer * num_producers) as f64 / started.elapsed().as_secs_f64();
+    database.close().await;
+    admin.execute(&format!("DROP DATABASE {database_name}")).await.expect("drop database");
+    admin.close().await;
+    per_second
+}
+
 fn service_context() -> ServiceContext {
     let (_settings_tx, settings_rx) = watch::channel(Arc::new(Settings::default()));
     ServiceContext {
@@ -147,11 +197,20 @@ fn service_context() -> ServiceContext {
     }
 }
 
-async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch_size: usize) -> Figures {
+async fn through_the_bus(
+    num_events: usize,
+    num_producers: usize,
+    consumer_batch_size: usize,
+    consumer_lanes: usize,
+    event_type: &'static str,
+) -> Figures {
     let database_name = format!("bus_bench_{}", uuid::Uuid::new_v4().simple());
     let admin = Database::connect(&mysql_url()).await.expect("mariadb");
     admin.execute(&format!("CREATE DATABASE {database_name}")).await.expect("create database");
+    // Two services, two pools (as on two nodes): the producing service writes its outbox and
+    // runs its relay on one, the consuming service applies events on the other.
     let database = Database::connect(&format!("{}/{database_name}", mysql_url())).await.expect("database");
+    let producer_database = Database::connect(&format!("{}/{database_name}", mysql_url())).await.expect("database");
     database
         .execute(
             "CREATE TABLE bench_applied (event_id VARCHAR(64) NOT NULL PRIMARY KEY, subject VARCHAR(64) NOT NULL, \
@@ -162,7 +221,9 @@ async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch
     let namespace = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let config = BusConfig {
         consumer_batch_size,
-        prefetch: consumer_batch_size.max(64) as u16,
+        consumer_lanes,
+        // A batch per lane in flight, as the default (64 x 4 = 256) does.
+        prefetch: (consumer_batch_size * consumer_lanes).clamp(64, usize::from(u16::MAX)) as u16,
         ..BusConfig::amqp(&amqp_url()).with_namespace(&namespace)
     };
     let bus = Bus::connect(config).await.expect("bus");
@@ -181,19 +242,19 @@ async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch
         .subscribe(&ctx, ConsumerSpec::new("bench", ORDER_EVENTS, &["order.*"]), database.clone(), handler)
         .await
         .expect("subscribe");
-    let relay = bus.start_relay(&ctx, "order", database.clone()).await.expect("relay");
+    let relay = bus.start_relay(&ctx, "order", producer_database.clone()).await.expect("relay");
     bus.start_delivery();
 
     let started = Instant::now();
     let per_producer = num_events / num_producers;
     let mut producers = Vec::new();
     for producer in 0..num_producers {
-        let database = database.clone();
+        let database = producer_database.clone();
         producers.push(tokio::spawn(async move {
             for index in 0..per_producer {
-                let envelope = sample_envelope(producer * per_producer + index);
+                let envelope = sample_envelope(producer * per_producer + index, event_type);
                 let mut tx = database.begin().await.expect("begin");
-                outbox::enqueue(&mut tx, "order", &envelope, None).await.expect("enqueue");
+                outbox::enqueue_to(&mut tx, "order", ORDER_EVENTS, &envelope, None).await.expect("enqueue");
                 tx.commit().await.expect("commit");
             }
         }));
@@ -230,7 +291,7 @@ async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch
         .collect();
     latencies.sort_by(f64::total_cmp);
     eprintln!(
-        "  bus (consumer batch {consumer_batch_size}): inserts done after {:.2}s, all applied after {:.2}s; consumer {:?}",
+        "  bus ({event_type}, consumer batch {consumer_batch_size} x {consumer_lanes} lanes): inserts done after {:.2}s, all applied after {:.2}s; consumer {:?}",
         inserted_after.as_secs_f64(),
         elapsed.as_secs_f64(),
         consumer.snapshot().num_applied
@@ -243,6 +304,7 @@ async fn through_the_bus(num_events: usize, num_producers: usize, consumer_batch
     }
     bus.close().await;
     database.close().await;
+    producer_database.close().await;
     admin.execute(&format!("DROP DATABASE {database_name}")).await.expect("drop database");
     let cleanup = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("rabbitmq");
     if let Ok(channel) = cleanup.create_channel().await {
@@ -263,6 +325,8 @@ fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let num_events: usize = arguments.first().and_then(|value| value.parse().ok()).unwrap_or(20_000);
     let num_producers: usize = arguments.get(1).and_then(|value| value.parse().ok()).unwrap_or(32);
+    // `default`: only the default configuration (for profiling); anything else: every run.
+    let only_default = arguments.get(2).is_some_and(|mode| mode == "default");
     actix_rt::System::new().block_on(async move {
         let flush: String = {
             let admin = Database::connect(&mysql_url()).await.expect("mariadb");
@@ -283,10 +347,23 @@ fn main() {
             "raw lapin (confirms, manual acks): {:>8.0} events/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
             raw.events_per_second, raw.p50_millis, raw.p99_millis
         );
-        for batch in [64, 256, 1] {
-            let bus = through_the_bus(num_events, num_producers, batch).await;
+        let raw_transactions = raw_mariadb(num_events, num_producers).await;
+        println!("raw MariaDB (one-row transactions, {num_producers} tasks): {raw_transactions:>8.0} commits/s");
+        // (consumer batch, lanes, event type): the default (64 x 4); one lane (no concurrent
+        // transactions); larger batches; no batching; and the default where the event also
+        // reaches the topology's two other queues (inventory, notification: no consumers).
+        let runs = [
+            (64, 4, BENCH_ONLY),
+            (64, 1, BENCH_ONLY),
+            (256, 4, BENCH_ONLY),
+            (1, 1, BENCH_ONLY),
+            (64, 4, ORDER_CONFIRMED),
+        ];
+        for (batch, lanes, event_type) in runs.into_iter().take(if only_default { 1 } else { usize::MAX }) {
+            let bus = through_the_bus(num_events, num_producers, batch, lanes, event_type).await;
+            let queues = if event_type == ORDER_CONFIRMED { "3 queues" } else { "1 queue " };
             println!(
-                "bus outbox->inbox, batch {batch:>2}:     {:>8.0} events/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({:.1}% of raw lapin)",
+                "bus outbox->inbox, {queues}, batch {batch:>3} x {lanes} lanes: {:>8.0} events/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({:.1}% of raw lapin)",
                 bus.events_per_second,
                 bus.p50_millis,
                 bus.p99_millis,

@@ -23,6 +23,9 @@ pub const DEFAULT_NAMESPACE: &str = "emporium";
 /// The longest namespace accepted: queue names (at most 255 bytes) must still fit.
 pub const MAX_NAMESPACE_LEN: usize = 64;
 
+/// The most lanes (concurrent transactions) one consumer may run.
+pub const MAX_CONSUMER_LANES: usize = 32;
+
 /// The bus's settings. [`BusConfig::default`] is the embedded in-process bus.
 #[derive(Clone)]
 pub struct BusConfig {
@@ -36,6 +39,11 @@ pub struct BusConfig {
     pub prefetch: u16,
     /// Events a consumer applies in one transaction at most.
     pub consumer_batch_size: usize,
+    /// Transactions a consumer runs at once: a batch taken from the queue is split by the
+    /// events' subjects into this many lanes, applied concurrently, each in its own
+    /// transaction. Events of one subject always share a lane, so they stay in order; events
+    /// of different subjects may be applied in either order (see `consumer_driver`).
+    pub consumer_lanes: usize,
     /// Times a handler may fail on one event before it is dead-lettered.
     pub max_attempts: u32,
     /// Delay before the first retry of a failed event; doubles with each attempt, up to 10 s.
@@ -61,8 +69,9 @@ impl Default for BusConfig {
         BusConfig {
             amqp_url: None,
             namespace: DEFAULT_NAMESPACE.to_string(),
-            prefetch: 64,
+            prefetch: 256,
             consumer_batch_size: 64,
+            consumer_lanes: 4,
             max_attempts: 5,
             retry_delay: Duration::from_millis(200),
             relay_batch_size: 256,
@@ -84,6 +93,7 @@ impl fmt::Debug for BusConfig {
             .field("namespace", &self.namespace)
             .field("prefetch", &self.prefetch)
             .field("consumer_batch_size", &self.consumer_batch_size)
+            .field("consumer_lanes", &self.consumer_lanes)
             .field("max_attempts", &self.max_attempts)
             .field("retry_delay", &self.retry_delay)
             .field("relay_batch_size", &self.relay_batch_size)
@@ -113,6 +123,9 @@ impl BusConfig {
         if self.consumer_batch_size == 0 || self.consumer_batch_size > self.prefetch as usize {
             return invalid("consumer_batch_size must be between 1 and prefetch");
         }
+        if self.consumer_lanes == 0 || self.consumer_lanes > MAX_CONSUMER_LANES {
+            return invalid(&format!("consumer_lanes must be between 1 and {MAX_CONSUMER_LANES}"));
+        }
         if self.max_attempts == 0 {
             return invalid("max_attempts must be at least 1");
         }
@@ -138,6 +151,12 @@ impl BusConfig {
     pub fn queue_names(&self, consumer: &str, exchange: &str) -> QueueNames {
         let queue = format!("{}{consumer}.{exchange}", self.prefix());
         QueueNames { dead_letter_exchange: format!("{queue}.dlx"), dead_letter_queue: format!("{queue}.dlq"), queue }
+    }
+
+    /// How many deliveries a consumer takes from its queue per step: a batch for each lane, as
+    /// far as the prefetch allows.
+    pub fn consumer_step_size(&self) -> usize {
+        self.consumer_batch_size.saturating_mul(self.consumer_lanes).min(usize::from(self.prefetch)).max(1)
     }
 
     /// The delay before reconnection attempt or retry number `attempt` (1 = the first) after
@@ -310,7 +329,15 @@ mod tests {
     fn validation_rejects_unusable_settings_and_debug_hides_the_password() {
         assert!(BusConfig::default().validate().is_ok());
         assert!(BusConfig { prefetch: 0, ..BusConfig::default() }.validate().is_err());
-        assert!(BusConfig { consumer_batch_size: 65, ..BusConfig::default() }.validate().is_err());
+        assert!(BusConfig { consumer_batch_size: 257, ..BusConfig::default() }.validate().is_err());
+        assert!(BusConfig { consumer_lanes: 0, ..BusConfig::default() }.validate().is_err());
+        assert!(BusConfig { consumer_lanes: 33, ..BusConfig::default() }.validate().is_err());
+        let step = |prefetch, consumer_batch_size, consumer_lanes| {
+            BusConfig { prefetch, consumer_batch_size, consumer_lanes, ..BusConfig::default() }.consumer_step_size()
+        };
+        assert_eq!(step(256, 64, 4), 256, "a batch per lane");
+        assert_eq!(step(100, 64, 4), 100, "no more than the prefetch");
+        assert_eq!(step(64, 1, 1), 1);
         for bad in ["a b", "a/b", ".a", "a.", "a..b", "amq", "amq.x", "AMQ.x", &"n".repeat(65)] {
             assert!(BusConfig::default().with_namespace(bad).validate().is_err(), "{bad:?}");
         }

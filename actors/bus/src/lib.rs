@@ -31,10 +31,12 @@
 //! **Consuming (idempotent inbox).** [`Bus::subscribe`] declares the consumer's durable queue
 //! `<consumer>.<exchange>` with its routing-key bindings and dead-letter exchange and queue,
 //! and starts a supervised actor ([`consumer::InboxConsumer`], `<consumer>.<exchange>/consumer`)
-//! with a supervised driver task, `<consumer>.<exchange>/driver` (manual acks, prefetch 64).
+//! with a supervised driver task, `<consumer>.<exchange>/driver` (manual acks, prefetch 256).
 //! The service's [`EventHandler`] applies each event inside the transaction the bus gives it;
 //! the bus adds the `bus_inbox` row (consumer, event id) to the same transaction, commits, and
-//! only then acks. A redelivered event already in the inbox is acked without a second effect.
+//! only then acks. Events are applied in batches (up to [`BusConfig::consumer_batch_size`] per
+//! transaction) split into lanes by subject ([`BusConfig::consumer_lanes`] transactions at
+//! once): the events of one subject keep their order, events of different subjects may not. A redelivered event already in the inbox is acked without a second effect.
 //! An unreadable message, or one whose handler failed `max_attempts` times, goes to the
 //! dead-letter queue with the reason in its headers, and is recorded as a fault in the node's
 //! supervision snapshot; consuming goes on.

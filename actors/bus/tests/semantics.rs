@@ -1,6 +1,7 @@
 //! The bus's semantics, run against both implementations (RabbitMQ and in-process) and both
 //! databases (MariaDB and SQLite): the round trip with trace context, a consumer killed
-//! mid-batch, a poison message, a handler that keeps failing.
+//! mid-batch, a poison message, a handler that keeps failing, the order of one subject's
+//! events across the consumer's lanes.
 //!
 //! They run against the machine's real RabbitMQ and MariaDB (`EMPORIUM_TEST_AMQP_URL`,
 //! `EMPORIUM_TEST_MYSQL_URL`), with a fresh database and a unique namespace per test, and fail
@@ -108,6 +109,7 @@ on_every_bus!(an_event_goes_round_trip_with_its_trace_context);
 on_every_bus!(a_consumer_killed_mid_batch_gets_its_messages_again_and_applies_each_once);
 on_every_bus!(a_poison_message_is_dead_lettered_while_the_next_is_processed);
 on_every_bus!(a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts);
+on_every_bus!(the_events_of_one_subject_are_applied_in_order_across_lanes);
 
 async fn an_event_goes_round_trip_with_its_trace_context(transport: Transport, store: Store) {
     let mut sandbox = Sandbox::start(transport, store, |_| {}).await;
@@ -263,6 +265,48 @@ async fn a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts(transp
         assert_eq!(letters[0].1, Some(3));
     } else {
         assert_eq!(consumer.stored_dead_letters().await.unwrap().len(), 1);
+    }
+    consumer.stop().await;
+    relay.stop().await;
+    sandbox.finish().await;
+}
+
+/// Events of eight subjects, taken from the queue in steps of several lanes (batches of 8 x 4
+/// lanes): every event is applied once, and the events of each subject in the order they were
+/// published.
+async fn the_events_of_one_subject_are_applied_in_order_across_lanes(transport: Transport, store: Store) {
+    let mut sandbox = Sandbox::start(transport, store, |config| {
+        config.consumer_batch_size = 8;
+        config.consumer_lanes = 4;
+    })
+    .await;
+    let database = sandbox.database();
+    let (recording, handler) = recorder();
+    // Each event takes a while, so that lanes run side by side and a subject split across two
+    // of them would come out of order.
+    *recording.delay.lock() = Duration::from_millis(1);
+    let consumer = sandbox.bus.subscribe(&sandbox.ctx, test_spec("payment"), database.clone(), handler).await.unwrap();
+    sandbox.queues.push(consumer.queue_names().clone());
+    let mut published: std::collections::HashMap<String, Vec<String>> = Default::default();
+    // Enqueued before the relay starts, so that the consumer's steps are full.
+    for index in 0..160 {
+        let subject = format!("order-{}", index % 8);
+        let envelope = enqueue_event(&database, "order", &subject, None).await;
+        published.entry(subject).or_default().push(envelope.id);
+    }
+    let relay = sandbox.bus.start_relay(&sandbox.ctx, "order", database.clone()).await.unwrap();
+    sandbox.bus.start_delivery();
+    wait_until("all 160 events applied", WITHIN, || async { applied_counts(&database).await.1 == 160 }).await;
+
+    assert_eq!(applied_counts(&database).await, (160, 160), "each event applied exactly once");
+    for (subject, expected) in &published {
+        let applied: Vec<String> =
+            sqlx::query_scalar("SELECT event_id FROM applied_events WHERE subject = ? ORDER BY row_id")
+                .bind(subject)
+                .fetch_all(database.pool())
+                .await
+                .unwrap();
+        assert_eq!(&applied, expected, "the events of {subject} in the order they were published");
     }
     consumer.stop().await;
     relay.stop().await;

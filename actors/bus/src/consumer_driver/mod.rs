@@ -21,6 +21,16 @@
 //! dead-letter policy. `dead_letter`: setting a message aside. `delivery`, `amqp_delivery`,
 //! `in_process_delivery`: the two transports.
 //!
+//! **Batches and lanes.** Each step takes up to [`BusConfig::consumer_step_size`] deliveries
+//! (a batch for each lane) and splits them by the events' subjects into
+//! [`BusConfig::consumer_lanes`] lanes. The actor applies the lanes concurrently, each in one
+//! transaction (at most `consumer_batch_size` events), and the driver acks a lane's deliveries
+//! together once its transaction committed. One subject always maps to the same lane, and a
+//! step ends before the next starts, so the events of one subject are applied in the order the
+//! queue gave them; events of different subjects may be applied in either order (the services'
+//! handlers key their effects by order or product, never on the order across subjects). The
+//! commits of the lanes are what the database groups into one log flush.
+//!
 //! Attempts are counted per event id in memory (RabbitMQ 3.10's classic queues keep no
 //! delivery count): after a crash of the process an event gets `max_attempts` fresh
 //! attempts. A failure of the actor itself (a panic in a handler) fails a whole batch: its

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use emporium_contracts::EventEnvelope;
+use emporium_contracts::{EventEnvelope, ServiceError};
 use emporium_runtime::TraceParent;
 use emporium_runtime::spans::{SpanKind, SpanTimer};
 
@@ -16,15 +16,34 @@ use super::run::ConsumerDriver;
 use crate::ask::ask;
 use crate::error::BusError;
 use crate::handler::ReceivedEvent;
-use crate::messages::{ApplyEvents, EventOutcome, PendingEvent};
+use crate::messages::{ApplyEvents, DeliveryOutcome, EventOutcome, PendingEvent};
 use crate::transport::Transport;
 
+/// One lane of a step: the events it applies in one transaction and their deliveries.
+#[derive(Default)]
+struct Lane {
+    pending: Vec<PendingEvent>,
+    held: HashMap<u64, (Incoming, String)>,
+}
+
+/// The lane of events about `subject` among `num_lanes`: the same for every event of one
+/// subject, so they are applied in order, one transaction after the other.
+fn lane_of(subject: &str, num_lanes: usize) -> usize {
+    // FNV-1a: stable, and cheap for short subjects.
+    let hash = subject
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    (hash % num_lanes.max(1) as u64) as usize
+}
+
 impl ConsumerDriver {
-    /// Applies one batch and settles every delivery of it. An error means the session broke.
+    /// Applies the deliveries of one step and settles every one of them. They are split into
+    /// lanes by subject (see [`crate::BusConfig::consumer_lanes`]); the actor applies the
+    /// lanes concurrently, each in its own transaction. An error means the session broke.
     pub(crate) async fn process(&mut self, batch: Vec<Incoming>, source: &Source) -> Result<(), BusError> {
-        let mut pending = Vec::with_capacity(batch.len());
+        let num_lanes = self.setup.config.consumer_lanes.max(1);
+        let mut lanes: Vec<Lane> = (0..num_lanes).map(|_| Lane::default()).collect();
         let mut process_spans: HashMap<u64, SpanTimer> = HashMap::new();
-        let mut held: HashMap<u64, (Incoming, String)> = HashMap::with_capacity(batch.len());
         for incoming in batch {
             match EventEnvelope::from_json(&incoming.body) {
                 Ok(envelope) => {
@@ -33,11 +52,11 @@ impl ConsumerDriver {
                     if let Some(span) = span {
                         process_spans.insert(incoming.delivery_id, span);
                     }
-                    pending.push(PendingEvent {
-                        delivery_id: incoming.delivery_id,
-                        event: ReceivedEvent { envelope: envelope.clone(), traceparent, attempt },
-                    });
-                    held.insert(incoming.delivery_id, (incoming, envelope.id));
+                    let delivery_id = incoming.delivery_id;
+                    let lane = &mut lanes[lane_of(&envelope.subject, num_lanes)];
+                    lane.held.insert(delivery_id, (incoming, envelope.id.clone()));
+                    lane.pending
+                        .push(PendingEvent { delivery_id, event: ReceivedEvent { envelope, traceparent, attempt } });
                 }
                 Err(error) => {
                     let reason = retry::unreadable_reason(&error);
@@ -45,72 +64,100 @@ impl ConsumerDriver {
                 }
             }
         }
-        if pending.is_empty() {
-            return Ok(());
+        lanes.retain(|lane| !lane.pending.is_empty());
+        let cell = &self.setup.cell;
+        let answers = futures::future::join_all(lanes.iter_mut().map(|lane| {
+            let events = std::mem::take(&mut lane.pending);
+            let trace =
+                events.first().and_then(|first| first.event.traceparent.as_deref()).and_then(TraceParent::parse);
+            ask(cell, ApplyEvents { events }, trace)
+        }))
+        .await;
+        let mut pause_after = false;
+        for (lane, answer) in lanes.into_iter().zip(answers) {
+            pause_after |= self.settle_lane(lane.held, answer, &mut process_spans, source).await?;
         }
-        let batch_size = pending.len();
-        let trace = pending.first().and_then(|first| first.event.traceparent.as_deref()).and_then(TraceParent::parse);
+        if pause_after {
+            let delay = self.setup.config.reconnect_delay_for(2);
+            let _ = self.pause(delay).await;
+        }
+        Ok(())
+    }
+
+    /// Settles the deliveries of one lane by the actor's answer: acknowledges what was applied
+    /// or was a duplicate (all at once), retries or dead-letters what failed, delivers again
+    /// what the actor could not answer for. Answers whether the driver should pause before the
+    /// next step (the actor could not run at all).
+    async fn settle_lane(
+        &mut self,
+        mut held: HashMap<u64, (Incoming, String)>,
+        answer: Result<Vec<DeliveryOutcome>, ServiceError>,
+        process_spans: &mut HashMap<u64, SpanTimer>,
+        source: &Source,
+    ) -> Result<bool, BusError> {
+        let batch_size = held.len();
         let queue = self.setup.names.queue.clone();
-        match ask(&self.setup.cell, ApplyEvents { events: pending }, trace).await {
+        match answer {
             Ok(outcomes) => {
                 self.shared.retry_book.lock().batch_answered(batch_size);
-                for outcome in &outcomes {
+                let mut to_ack = Vec::with_capacity(outcomes.len());
+                for outcome in outcomes {
                     if let Some(span) = process_spans.remove(&outcome.delivery_id) {
                         span.finish(match &outcome.outcome {
                             EventOutcome::Failed { reason, .. } => Some(reason.clone()),
                             EventOutcome::Applied | EventOutcome::Duplicate => None,
                         });
                     }
-                }
-                for outcome in outcomes {
                     let Some((incoming, event_id)) = held.remove(&outcome.delivery_id) else { continue };
                     match outcome.outcome {
                         EventOutcome::Applied => {
                             self.shared.retry_book.lock().forget(&event_id);
                             self.shared.num_applied.fetch_add(1, Ordering::Relaxed);
-                            delivery::ack(incoming).await?;
+                            to_ack.push(incoming);
                         }
                         EventOutcome::Duplicate => {
                             self.shared.retry_book.lock().forget(&event_id);
                             self.shared.num_duplicates.fetch_add(1, Ordering::Relaxed);
                             metrics::counter!("emporium_bus_duplicates_total", "queue" => queue.clone()).increment(1);
-                            delivery::ack(incoming).await?;
+                            to_ack.push(incoming);
                         }
                         EventOutcome::Failed { reason, permanent } => {
                             self.handler_failed(incoming, event_id, &reason, permanent, source).await?;
                         }
                     }
                 }
+                // The acks go out together: one wait for the lot, not one per delivery.
+                futures::future::try_join_all(to_ack.into_iter().map(delivery::ack)).await?;
                 // An outcome the actor did not give (never expected): deliver again.
                 for (_, (incoming, _)) in held.drain() {
                     delivery::requeue(incoming).await;
                 }
+                Ok(false)
             }
             Err(error) => {
-                for (_, span) in process_spans.drain() {
-                    span.finish(Some(error.to_string()));
+                for delivery_id in held.keys() {
+                    if let Some(span) = process_spans.remove(delivery_id) {
+                        span.finish(Some(error.to_string()));
+                    }
                 }
                 let prefetch = self.setup.config.prefetch;
                 let decision = self.shared.retry_book.lock().batch_failed(error.kind, batch_size, prefetch);
                 if decision == BatchFailureDecision::CountAgainstTheEvent
                     && let Some((_, (incoming, event_id))) = held.drain().next()
                 {
-                    return self.handler_failed(incoming, event_id, &error.message, false, source).await;
+                    self.handler_failed(incoming, event_id, &error.message, false, source).await?;
+                    return Ok(false);
                 }
                 // The actor failed as a whole (a panic, the database, the service is down):
-                // nothing was committed; deliver again.
+                // nothing of this lane was committed; deliver it again.
                 tracing::warn!(queue = %queue, error = %error, "consumer actor could not apply a batch");
                 self.shared.record_error(&error.to_string());
                 for (_, (incoming, _)) in held.drain() {
                     delivery::requeue(incoming).await;
                 }
-                if decision == BatchFailureDecision::RequeueAfterPause {
-                    let delay = self.setup.config.reconnect_delay_for(2);
-                    let _ = self.pause(delay).await;
-                }
+                Ok(decision == BatchFailureDecision::RequeueAfterPause)
             }
         }
-        Ok(())
     }
 
     /// The CONSUMER span of one delivery (when spans are recorded), child of the publisher's
@@ -179,6 +226,7 @@ impl ConsumerDriver {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -212,6 +260,22 @@ mod tests {
 
     fn envelope(subject: &str) -> EventEnvelope {
         EventEnvelope::new("/emporium/test", ORDER_CREATED, subject, &serde_json::json!({})).expect("envelope")
+    }
+
+    /// Every event of a subject goes to the same lane, whatever the number of lanes; and a
+    /// handful of subjects spread over more than one lane.
+    #[test]
+    fn one_subject_keeps_one_lane() {
+        for num_lanes in [1, 2, 4, 7, crate::config::MAX_CONSUMER_LANES] {
+            for subject in ["", "o", "order-1", "order-2", "a-much-longer-subject-0123456789"] {
+                let lane = lane_of(subject, num_lanes);
+                assert!(lane < num_lanes);
+                assert_eq!(lane, lane_of(subject, num_lanes), "stable");
+            }
+        }
+        assert_eq!(lane_of("order-1", 0), 0, "no lanes counts as one");
+        let used: HashSet<usize> = (0..64).map(|index| lane_of(&format!("order-{index}"), 4)).collect();
+        assert_eq!(used.len(), 4, "64 orders use every one of 4 lanes: {used:?}");
     }
 
     /// One batch on the in-process bus, through a real consumer actor on SQLite: the good event

@@ -143,7 +143,7 @@ impl ConsumerDriver {
                 return SessionEnd::Ended;
             }
             self.shared.panic_if_requested(&queue);
-            let max = self.shared.retry_book.lock().next_batch_size(self.setup.config.consumer_batch_size);
+            let max = self.shared.retry_book.lock().next_batch_size(self.setup.config.consumer_step_size());
             let next = tokio::select! {
                 batch = source.next_batch(max, &mut self.ids) => Some(batch),
                 _ = stop_rx.wait_for(|stop| *stop) => None,
