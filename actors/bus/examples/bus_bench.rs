@@ -6,15 +6,23 @@
 //! ```
 //!
 //! Bus: `PRODUCERS` tasks insert `EVENTS` events into the outbox, one event per transaction
-//! (as a service would); the relay publishes them with confirms; a consumer applies each in a
-//! transaction (one insert into a table of its own, plus the inbox row) and acks after commit.
-//! Throughput = events / (first insert .. last inbox commit); latency = event time (just
-//! before the producer's transaction) to the inbox row's `processed_at` (just before the
-//! consumer's commit). Raw lapin: the same number of persistent messages of the same size,
-//! published to a durable queue with confirms (windows of 256) and consumed with manual acks
-//! (prefetch 64). The bus runs with consumer batches of 64 (the default), 256 (prefetch 256)
-//! and 1 (no batching). Uses `EMPORIUM_TEST_AMQP_URL` and `EMPORIUM_TEST_MYSQL_URL` (defaults: the
-//! local servers); creates and drops its own database and queues.
+//! (as a service would), on the producing service's pool; the relay publishes them with
+//! confirms; a consumer with a pool of its own applies each in a transaction (one insert into a
+//! table of its own, plus the inbox row) and acks after commit. Throughput = events / (first
+//! insert .. last inbox commit); latency = event time (just before the producer's transaction)
+//! to the inbox row's `processed_at` (just before the consumer's commit). The events have a
+//! type only the bench's queue is bound to, so the broker stores each once, as in the raw loop;
+//! the last run uses `order.confirmed`, which the topology also routes to the inventory's and
+//! the notification's queues. Runs: consumer batch 64 x 4 lanes (the default), 64 x 1 lane,
+//! 256 x 4, 1 x 1 (no batching), and the default with three queues.
+//!
+//! Baselines in the same run: raw lapin, the same number of persistent messages of the same
+//! size published to one durable queue with confirms (windows of 256) and consumed with manual
+//! acks (prefetch 64); and raw MariaDB, the producers' part alone (the same number of one-row
+//! transactions from the same number of tasks through one pool). `default` as the third
+//! argument runs only the default configuration (for profiling). Uses `EMPORIUM_TEST_AMQP_URL`
+//! and `EMPORIUM_TEST_MYSQL_URL` (defaults: the local servers); creates and drops its own
+//! databases and queues.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

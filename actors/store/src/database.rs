@@ -21,12 +21,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections a MariaDB/MySQL pool opens at most.
 const MYSQL_MAX_CONNECTIONS: u32 = 16;
 
-/// How long a pooled MariaDB/MySQL connection may have been idle and still be handed out
-/// without a ping.
-const MYSQL_TRUSTED_IDLE: Duration = Duration::from_secs(1);
-
-/// How long a caller waits for a connection of a MariaDB/MySQL pool (a free one, pinged when it
-/// was idle for a while, or a new one) before the pool answers "unavailable" (503 with `Retry-After`): a
+/// How long a caller waits for a connection of a MariaDB/MySQL pool (a free one, checked with
+/// a ping, or a new one) before the pool answers "unavailable" (503 with `Retry-After`): a
 /// database that stopped answering costs a request at most this, well under a second.
 const MYSQL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(750);
 
@@ -145,19 +141,6 @@ impl Database {
         let pool = AnyPoolOptions::new()
             .max_connections(MYSQL_MAX_CONNECTIONS)
             .acquire_timeout(MYSQL_ACQUIRE_TIMEOUT)
-            // A connection back in the pool for less than MYSQL_TRUSTED_IDLE is handed out as
-            // it is; one idle for longer is pinged first (and replaced when the ping fails).
-            // Under load that saves a round trip per transaction; a server that restarted is
-            // still noticed on the connections that waited through it.
-            .test_before_acquire(false)
-            .before_acquire(|connection, metadata| {
-                Box::pin(async move {
-                    if metadata.idle_for >= MYSQL_TRUSTED_IDLE {
-                        connection.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
             .connect_lazy(url)?;
         Ok(Database { pool, dialect: Dialect::MySql, commit_signals: CommitSignals::default() })
     }
