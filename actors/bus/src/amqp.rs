@@ -27,6 +27,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use parking_lot::Mutex;
 
@@ -48,6 +49,20 @@ pub const DEAD_LETTER_CONSUMER_HEADER: &str = "x-emporium-consumer";
 pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-emporium-original-exchange";
 /// The header of a dead letter with its original routing key.
 pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-emporium-original-routing-key";
+
+/// The largest AMQP frame a connection proposes, unless its URL sets `frame_max`. lapin keeps a
+/// receive and a send buffer of 32 frames per connection, zero-filled at the negotiated size:
+/// at RabbitMQ's default of 128 KiB that is 8 MiB resident per connection (two per node), at
+/// 16 KiB 1 MiB. Events are a few KiB; a larger message is sent in more frames.
+pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
+
+/// The URI to connect to: `url` with `frame_max` set to [`DEFAULT_FRAME_MAX`] unless the URL
+/// sets it.
+pub(crate) fn connection_uri(url: &str) -> Result<AMQPUri, String> {
+    let mut uri: AMQPUri = url.parse()?;
+    uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
+    Ok(uri)
+}
 
 /// How long connecting, opening a channel or declaring the topology may take.
 pub(crate) const BROKER_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,7 +162,15 @@ impl AmqpConnector {
         *slot = None;
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(format!("emporium-bus-{}", self.purpose)));
-        let connection = match Connection::connect(&self.url, properties).await {
+        let uri = match connection_uri(&self.url) {
+            Ok(uri) => uri,
+            Err(reason) => {
+                let error = BusError::BrokerUnreachable { url: redact_url(&self.url), reason };
+                self.health.record_down(error.to_string());
+                return Err(error);
+            }
+        };
+        let connection = match Connection::connect_uri(uri, properties).await {
             Ok(connection) => connection,
             Err(error) => {
                 let error = BusError::BrokerUnreachable { url: redact_url(&self.url), reason: error.to_string() };
@@ -400,6 +423,16 @@ mod tests {
             envelope: "{}".into(),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         }
+    }
+
+    #[test]
+    fn connections_propose_small_frames_unless_the_url_sets_them() {
+        let uri = connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f").expect("parsed");
+        assert_eq!(uri.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        assert_eq!(uri.authority.host, "127.0.0.1");
+        let uri = connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f?frame_max=131072").expect("parsed");
+        assert_eq!(uri.query.frame_max, Some(131_072), "the operator's setting wins");
+        assert!(connection_uri("http://not-amqp").is_err());
     }
 
     #[test]
