@@ -42,7 +42,8 @@ pub struct BusConfig {
     /// Transactions a consumer runs at once: a batch taken from the queue is split by the
     /// events' subjects into this many lanes, applied concurrently, each in its own
     /// transaction. Events of one subject always share a lane, so they stay in order; events
-    /// of different subjects may be applied in either order (see `consumer_driver`).
+    /// of different subjects may be applied in either order (see `consumer_driver`). On SQLite,
+    /// which has one writer at a time, a consumer always runs one lane.
     pub consumer_lanes: usize,
     /// Times a handler may fail on one event before it is dead-lettered.
     pub max_attempts: u32,

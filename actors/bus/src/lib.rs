@@ -36,7 +36,9 @@
 //! the bus adds the `bus_inbox` row (consumer, event id) to the same transaction, commits, and
 //! only then acks. Events are applied in batches (up to [`BusConfig::consumer_batch_size`] per
 //! transaction) split into lanes by subject ([`BusConfig::consumer_lanes`] transactions at
-//! once): the events of one subject keep their order, events of different subjects may not. A redelivered event already in the inbox is acked without a second effect.
+//! once on MariaDB, one on SQLite): the events of one subject keep their order, events of
+//! different subjects may not. A redelivered event already in the inbox is acked without a
+//! second effect.
 //! An unreadable message, or one whose handler failed `max_attempts` times, goes to the
 //! dead-letter queue with the reason in its headers, and is recorded as a fault in the node's
 //! supervision snapshot; consuming goes on.

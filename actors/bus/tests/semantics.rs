@@ -273,7 +273,7 @@ async fn a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts(transp
 
 /// Events of eight subjects, taken from the queue in steps of several lanes (batches of 8 x 4
 /// lanes): every event is applied once, and the events of each subject in the order they were
-/// published.
+/// published. (On SQLite the consumer runs one lane; the order must hold all the same.)
 async fn the_events_of_one_subject_are_applied_in_order_across_lanes(transport: Transport, store: Store) {
     let mut sandbox = Sandbox::start(transport, store, |config| {
         config.consumer_batch_size = 8;

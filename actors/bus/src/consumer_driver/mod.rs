@@ -29,7 +29,8 @@
 //! step ends before the next starts, so the events of one subject are applied in the order the
 //! queue gave them; events of different subjects may be applied in either order (the services'
 //! handlers key their effects by order or product, never on the order across subjects). The
-//! commits of the lanes are what the database groups into one log flush.
+//! commits of the lanes are what the database groups into one log flush. On SQLite (one writer
+//! at a time) a consumer runs a single lane.
 //!
 //! Attempts are counted per event id in memory (RabbitMQ 3.10's classic queues keep no
 //! delivery count): after a crash of the process an event gets `max_attempts` fresh

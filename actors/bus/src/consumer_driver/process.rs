@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use emporium_contracts::{EventEnvelope, ServiceError};
 use emporium_runtime::TraceParent;
 use emporium_runtime::spans::{SpanKind, SpanTimer};
+use emporium_store::Dialect;
 
 use super::delivery::{self, Incoming, Source};
 use super::retry::{self, BatchFailureDecision, FailureDecision};
@@ -41,7 +42,11 @@ impl ConsumerDriver {
     /// lanes by subject (see [`crate::BusConfig::consumer_lanes`]); the actor applies the
     /// lanes concurrently, each in its own transaction. An error means the session broke.
     pub(crate) async fn process(&mut self, batch: Vec<Incoming>, source: &Source) -> Result<(), BusError> {
-        let num_lanes = self.setup.config.consumer_lanes.max(1);
+        // SQLite has one writer at a time: a second lane would only wait in its busy handler.
+        let num_lanes = match self.setup.context.database.dialect() {
+            Dialect::MySql => self.setup.config.consumer_lanes.max(1),
+            Dialect::Sqlite => 1,
+        };
         let mut lanes: Vec<Lane> = (0..num_lanes).map(|_| Lane::default()).collect();
         let mut process_spans: HashMap<u64, SpanTimer> = HashMap::new();
         for incoming in batch {
