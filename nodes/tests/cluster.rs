@@ -305,7 +305,7 @@ async fn a_config_edit_reaches_every_node_and_is_acked() {
         let (_, acks) = get_json(&acks_url).await;
         let rows = acks["instances"].as_array()?;
         let version = acks["configVersion"].as_u64()?;
-        (version > first_version && rows.len() == 3 && rows.iter().all(|row| row["appliedVersion"] == version))
+        (version != first_version && rows.len() == 3 && rows.iter().all(|row| row["appliedVersion"] == version))
             .then_some(())
     })
     .await;

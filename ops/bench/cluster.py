@@ -570,10 +570,16 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
 
         def fmt(v):
             return "n/a" if v is None else f"{v:.0f} us"
+
+        def server_means(means: dict) -> str:
+            # Over frame links (the default) the echo node sees no HTTP request per ask.
+            handler = f"the cluster ask handler {fmt(means.get('serverHandler'))}"
+            if means.get("serverHttp") is None:
+                return f", on the echo node {handler}"
+            return f", echo node's HTTP request {fmt(means['serverHttp'])} of which {handler}"
         means = "; ".join(
             f"c={c[1:]}: ask {fmt(r[c]['means'].get('ask'))}"
-            + (f", echo node's HTTP request {fmt(r[c]['means'].get('serverHttp'))} of which the cluster "
-               f"ask handler {fmt(r[c]['means'].get('serverHandler'))}" if key == "remote" else "")
+            + (server_means(r[c]["means"]) if key == "remote" else "")
             for c in ("c1", "c32", "c64"))
         details.append(f"- {key.capitalize()} mean times per ask (from the nodes' `/metrics`): {means}.")
     if "remote" in results:

@@ -5,14 +5,17 @@ Compares, in the same run, a token-checked GET answered by the echo actor:
 
   a. Emporium's gateway with the JWT check, echo actor in the SAME node
      (`--role registry,gateway,auth,echo`): `GET /api/v1/echo?text=hi` with a Bearer token;
-  b. the same through a gateway node (`registry,gateway,auth`) to echo on ANOTHER node (`echo`);
+  b. the same through a gateway node (`registry,gateway,auth`) to echo on ANOTHER node (`echo`),
+     over a frame link (the default cluster transport);
+  h. b's request through a third node (`gateway`, same cluster) that asks over HTTP
+     (`EMPORIUM__CLUSTER__TRANSPORT=http`), the transport before frame links;
   c. nginx as a reverse proxy WITHOUT a JWT check, in front of the echo node of b: the client
      sends the same GET, nginx turns it into `POST /cluster/v1/ask/echo/Echo` with the body
      `{"text":"hi"}` and the `Authorization: Cluster <secret>` header (keep-alive upstream);
   d. the backend alone: wrk straight at the echo node's cluster transport (POST, Lua script);
 
 at 50 and 200 connections (wrk, fixed duration, after a warm-up), and reports req/s, p50, p99,
-the ratios a/c and b/c (goal >= 1.0) and the latency a, b and c add over d (goal: added p99
+the ratios a/c, b/c and h/c (goal >= 1.0) and the latency a, b and c add over d (goal: added p99
 <= 5 ms). Also logins/s (`POST /api/v1/auth/login`, one user, correct password) at
 concurrency 2 and 8.
 
@@ -277,7 +280,8 @@ def cpu_of_group(pids: list[int]) -> float:
 
 SCENARIOS = {
     "a": "gateway + JWT, echo in the same node",
-    "b": "gateway + JWT, echo on another node",
+    "b": "gateway + JWT, echo on another node (frame link)",
+    "h": "gateway + JWT, echo on another node, `cluster.transport = \"http\"`",
     "c": "nginx, no JWT, echo node's cluster transport",
     "d": "echo node's cluster transport alone",
 }
@@ -298,10 +302,14 @@ def figure_gateway(bench: bk.Bench, args) -> dict:
     for node in (local, remote_gw):
         node.wait_started().wait_ready()
     echo = bench.node("echo-remote", "echo", remote_gw.url("")).wait_started().wait_ready()
+    # h: b's path from a gateway node that asks other nodes over HTTP (the transport before
+    # frame links), in the same cluster: same auth, same echo node.
+    http_gw = bench.node("gw-http", "gateway", remote_gw.url(""), http=f"127.0.0.1:{bk.free_port()}",
+                         env={"EMPORIUM__CLUSTER__TRANSPORT": "http"}).wait_started().wait_ready()
 
     def gateway_up(node):
         return lambda: api_call("GET", node.api("/.well-known/jwks.json"), timeout=2)[0] == 200
-    for node in (local, remote_gw):
+    for node in (local, remote_gw, http_gw):
         bk.wait_until(f"{node.node_id} gateway", gateway_up(node), 30, every=0.05)
     token_local = sign_up(local, "bench-local", password)
     token_remote = sign_up(remote_gw, "bench-remote", password)
@@ -315,6 +323,7 @@ def figure_gateway(bench: bk.Bench, args) -> dict:
         return check
     bk.wait_until("echo in the same node", answered_by(local, token_local, "gw-local"), 20, every=0.1)
     bk.wait_until("echo on another node", answered_by(remote_gw, token_remote, "echo-remote"), 20, every=0.1)
+    bk.wait_until("echo on another node over HTTP", answered_by(http_gw, token_remote, "echo-remote"), 20, every=0.1)
     nginx = Nginx(bench, echo.listen)
     status, body = api_call("GET", f"http://{nginx.listen}/api/v1/echo?text=hi", token=token_remote)
     if status != 200 or body.get("nodeId") != "echo-remote":
@@ -330,6 +339,8 @@ def figure_gateway(bench: bk.Bench, args) -> dict:
                   pids={"gateway": local.pid}),
         "b": dict(url=remote_gw.api("/api/v1/echo?text=hi"), headers={"Authorization": f"Bearer {token_remote}"},
                   pids={"gateway": remote_gw.pid, "echo": echo.pid}),
+        "h": dict(url=http_gw.api("/api/v1/echo?text=hi"), headers={"Authorization": f"Bearer {token_remote}"},
+                  pids={"gateway": http_gw.pid, "echo": echo.pid}),
         "c": dict(url=f"http://{nginx.listen}/api/v1/echo?text=hi",
                   headers={"Authorization": f"Bearer {token_remote}"}, pids={"echo": echo.pid}, nginx=True),
         "d": dict(url=echo.url("/cluster/v1/ask/echo/Echo"), script=lua, pids={"echo": echo.pid}),
@@ -367,7 +378,8 @@ def figure_gateway(bench: bk.Bench, args) -> dict:
                     f"{result['socketErrors']}+{result['non2xx']} | cores: {cores} "
                     f"others={result['cpu']['otherCores']:.2f} (incl. wrk)")
     # Every answer came from the expected node, also after the runs.
-    for node, token, expected in ((local, token_local, "gw-local"), (remote_gw, token_remote, "echo-remote")):
+    for node, token, expected in ((local, token_local, "gw-local"), (remote_gw, token_remote, "echo-remote"),
+                                  (http_gw, token_remote, "echo-remote")):
         if not answered_by(node, token, expected)():
             raise RuntimeError(f"{node.node_id} no longer answers from {expected}")
     out: dict = {"scenarios": {}}
@@ -491,12 +503,16 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     for conn in results["connections"]:
         c = str(conn)
         base = g["d"][c]
-        for key in ("a", "b"):
+        for key in ("a", "b", "h"):
+            if key not in g:
+                continue
             ratio = g[key][c]["requestsPerSecond"] / g["c"][c]["requestsPerSecond"]
             out.append((f"{key}/c req/s ratio, {conn} connections ({SCENARIOS[key]} vs nginx)", ">= 1.0",
                         f"{ratio:.2f} ({g[key][c]['requestsPerSecond']:,.0f} / {g['c'][c]['requestsPerSecond']:,.0f})",
                         bk.yes(ratio >= 1.0)))
-        for key in ("a", "b", "c"):
+        for key in ("a", "b", "h", "c"):
+            if key not in g:
+                continue
             added50 = g[key][c]["p50Ms"] - base["p50Ms"]
             added99 = g[key][c]["p99Ms"] - base["p99Ms"]
             goal = "p99 <= 5 ms" if key != "c" else "-"
@@ -512,7 +528,9 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
 def scenario_rows(results: dict) -> list[str]:
     g = results["gateway"]["scenarios"]
     lines = ["| Scenario | Connections | req/s | p50 | p99 | CPU per request (us) |", "|---|---|---|---|---|---|"]
-    for key in ("a", "b", "c", "d"):
+    for key in ("a", "b", "h", "c", "d"):
+        if key not in g:
+            continue
         for conn in results["connections"]:
             r = g[key][str(conn)]
             cpu = ", ".join(f"{n} {v:.0f}" for n, v in r["cpuMicrosPerRequest"].items())
@@ -555,7 +573,11 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         "expire (`actors/gateway/src/verifier.rs`, up to 50,000), so with one token per client the signature is "
         "checked once and every later request is a cache lookup: these figures are that cached path.",
         "- b. A node `--role registry,gateway,auth` and a node `--role echo` registered with it: the same request, "
-        "and `ServiceRef` asks echo over the cluster transport (HTTP/JSON on loopback).",
+        "and `ServiceRef` asks echo over the cluster transport: a frame link (one persistent connection per "
+        "gateway worker thread, binary frames around the JSON body, `actors/cluster/src/frames.rs`).",
+        "- h. As b, from a third node `--role gateway` in the same cluster started with "
+        "`EMPORIUM__CLUSTER__TRANSPORT=http`: it asks echo with one HTTP/1.1 keep-alive request per ask "
+        "(`POST /cluster/v1/ask/echo/Echo`), the transport before frame links. Same token, same echo node.",
         "- c. nginx (Debian's `nginx-light`, its own config in the temp dir: `worker_processes 2`, upstream "
         "`keepalive 256`, `keepalive_requests` unlimited on both sides, access log off) in front of b's echo node: "
         "the same GET with the same Bearer header, which nginx does not check; nginx rewrites it to "
@@ -564,7 +586,7 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
         "- d. wrk straight at b's echo node: `POST /cluster/v1/ask/echo/Echo`, body and headers from a Lua script. "
         "Added latency = the scenario's p50 (p99) minus d's at the same number of connections.",
         f"- Per number of connections: a {results['warmup']:g} s warm-up of each scenario (discarded), then "
-        f"{results['reps']} rounds of a, b, c, d with the order rotated each round; the tables show medians. wrk's "
+        f"{results['reps']} rounds of a, b, h, c, d with the order rotated each round; the tables show medians. wrk's "
         "latency is that of a closed loop: at 200 connections most of it is queueing on 2 cores.",
         f"- Logins: the user of a logs in (`POST /api/v1/auth/login`, correct password, so the login limiter never "
         f"counts a failure) from {', '.join(str(c) for c in results['loginConcurrency'])} Python clients with "
@@ -575,7 +597,9 @@ def markdown(results: dict, info: dict, load_before: str, command: str) -> str:
     ]
     details = []
     g = results["gateway"]["scenarios"]
-    for key in ("a", "b", "c", "d"):
+    for key in ("a", "b", "h", "c", "d"):
+        if key not in g:
+            continue
         parts = []
         for conn in results["connections"]:
             r = g[key][str(conn)]

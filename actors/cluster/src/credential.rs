@@ -56,6 +56,17 @@ impl ClusterSecret {
         }
     }
 
+    /// Whether `presented` is the secret itself (a frame link's `Hello`). Constant time in the
+    /// secret's length.
+    pub fn matches_credential(&self, presented: &[u8]) -> bool {
+        self.matches(presented)
+    }
+
+    /// The secret's bytes, for a frame link's `Hello`. Never log them.
+    pub(crate) fn credential(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
     fn matches(&self, presented: &[u8]) -> bool {
         let expected = self.0.as_bytes();
         let mut difference = (expected.len() != presented.len()) as u8;

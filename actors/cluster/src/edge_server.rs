@@ -17,6 +17,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use actix_http::body::MessageBody;
+use actix_http::error::DispatchError;
 use actix_http::{HttpService, Request, Response};
 use actix_server::Server;
 use actix_service::{IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, fn_service, map_config};
@@ -24,6 +25,8 @@ use actix_web::dev::AppConfig;
 use actix_web::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::frame_server::FrameServer;
 
 /// How one listener is served.
 #[derive(Debug, Clone)]
@@ -42,8 +45,15 @@ pub struct EdgeServerOptions {
 }
 
 /// Serves the app `factory` makes (one per worker) on `listener`, every connection through an
-/// [`EdgeStream`]. Spawn the returned server on the actix System; stop it through its handle.
-pub fn serve<F, I, S, B>(listener: std::net::TcpListener, options: EdgeServerOptions, factory: F) -> io::Result<Server>
+/// [`EdgeStream`]; with `frames` (the cluster listener), a connection that opens with the frame
+/// preface goes to the [`FrameServer`] instead. Spawn the returned server on the actix System;
+/// stop it through its handle.
+pub fn serve<F, I, S, B>(
+    listener: std::net::TcpListener,
+    options: EdgeServerOptions,
+    frames: Option<FrameServer>,
+    factory: F,
+) -> io::Result<Server>
 where
     F: Fn() -> I + Send + Clone + 'static,
     I: IntoServiceFactory<S, Request>,
@@ -71,10 +81,22 @@ where
                 .h1_allow_half_closed(allow_half_closed)
                 .local_addr(local_addr)
                 .h1(map_config(app, move |_| AppConfig::default()));
-            fn_service(|stream: TcpStream| async move {
-                let peer = stream.peer_addr().ok();
-                let _ = stream.set_nodelay(true);
-                Ok((EdgeStream::new(stream), peer))
+            let frames = frames.clone();
+            fn_service(move |stream: TcpStream| {
+                let frames = frames.clone();
+                async move {
+                    if let Some(frames) = frames
+                        && FrameServer::is_frame_link(&stream, client_request_timeout).await
+                    {
+                        frames.serve(stream).await;
+                        // Served; the error only ends the chain before HTTP (actix-server
+                        // drops it). A frame link is, in effect, an upgraded connection.
+                        return Err(DispatchError::Upgrade);
+                    }
+                    let peer = stream.peer_addr().ok();
+                    let _ = stream.set_nodelay(true);
+                    Ok((EdgeStream::new(stream), peer))
+                }
             })
             .and_then(http)
         })?

@@ -2,7 +2,8 @@
 //! the cluster.
 //!
 //! - [`service_ref`]: [`Cluster`] and [`ServiceRef`], location-transparent `ask`.
-//! - [`transport`]: `POST /cluster/v1/ask/{service}/{message}`, client and server.
+//! - [`transport`]: asks between nodes, client and server: over frame links ([`frames`],
+//!   [`frame_link`] calling, [`frame_server`] answering) or `POST /cluster/v1/ask/{service}/{message}`.
 //! - [`call_site`] and [`breaker`]: timeout, retry, circuit breaker and bulkhead per target.
 //! - [`directory`]: the instances the registry knows, cached; [`watcher`] keeps it current.
 //! - [`registry_client`], [`membership`]: registration, leases, deregistration.
@@ -28,6 +29,9 @@ pub mod credential;
 pub mod directory;
 pub mod edge;
 pub mod edge_server;
+pub mod frame_link;
+pub mod frame_server;
+pub mod frames;
 pub use emporium_runtime::input_errors;
 pub mod live_config;
 pub mod log_format;

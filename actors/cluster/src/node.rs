@@ -398,6 +398,7 @@ impl Node {
         self.live_config
             .add_applier(Box::new(move |settings| {
                 call_sites_cluster.call_sites().apply(&settings.resilience);
+                call_sites_cluster.set_transport(settings.cluster.transport);
                 Ok(())
             }))
             .map_err(NodeError::Start)?;
@@ -426,7 +427,9 @@ impl Node {
             // node's watch connection closed without waiting for the next ping to fail.
             allow_half_closed: false,
         };
-        let server = crate::edge_server::serve(self.listener, server_options, move || {
+        let (frame_server, frame_server_stop) =
+            crate::frame_server::FrameServer::new(self.cluster.clone(), self.options.secret.clone());
+        let server = crate::edge_server::serve(self.listener, server_options, Some(frame_server), move || {
             let mut app = App::new()
                 .wrap_fn(|request, service| {
                     let started = std::time::Instant::now();
@@ -538,6 +541,7 @@ impl Node {
         watcher.abort();
         config_follower.abort();
         gauges.abort();
+        frame_server_stop.stop();
         server_handle.stop(true).await;
         let _ = server_task.await;
         for arbiter in self.arbiters {

@@ -18,7 +18,8 @@ use parking_lot::RwLock;
 use crate::call_site::{CallSite, CallSites};
 use crate::credential::ClusterSecret;
 use crate::directory::Directory;
-use crate::transport::{AttemptError, RemoteTransport};
+use crate::settings::ClusterTransport;
+use crate::transport::{AttemptError, OutgoingAsk, RemoteTransport};
 
 struct ClusterInner {
     node_id: String,
@@ -79,6 +80,11 @@ impl Cluster {
     /// The call sites.
     pub fn call_sites(&self) -> &CallSites {
         &self.inner.call_sites
+    }
+
+    /// How asks leave this node for others from now on (`cluster.transport`).
+    pub fn set_transport(&self, kind: ClusterTransport) {
+        self.inner.transport.set_kind(kind);
     }
 
     /// A reference to `service`, wherever it runs.
@@ -203,11 +209,15 @@ impl Cluster {
                     .attribute("emporium.instance", endpoint.instance.id.as_str());
                 Some(span)
             });
-            let outcome = self
-                .inner
-                .transport
-                .send(&endpoint.instance.address, M::SERVICE, M::NAME, body.clone(), deadline, trace)
-                .await;
+            let ask = OutgoingAsk {
+                address: &endpoint.instance.address,
+                service: M::SERVICE,
+                message: M::NAME,
+                body: body.clone(),
+                deadline,
+                trace,
+            };
+            let outcome = self.inner.transport.send(ask).await;
             if let Some(span) = client_span {
                 span.finish(outcome.as_ref().err().and_then(span_error));
             }

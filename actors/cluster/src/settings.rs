@@ -34,6 +34,8 @@ pub struct Settings {
     pub resilience: ResilienceSettings,
     /// Fault injection by operators.
     pub chaos: ChaosSettings,
+    /// How this node reaches other nodes.
+    pub cluster: ClusterSettings,
     /// The sections of the service crates, by name, as written (see [`Settings::section`]).
     #[serde(flatten)]
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -123,7 +125,7 @@ impl SettingsSchema {
 }
 
 /// The sections the node itself owns.
-pub const NODE_SECTIONS: [&str; 5] = ["log", "registry", "supervision", "resilience", "chaos"];
+pub const NODE_SECTIONS: [&str; 6] = ["log", "registry", "supervision", "resilience", "chaos", "cluster"];
 
 /// Logging settings; `level` applies live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +148,25 @@ impl Default for LogSettings {
 pub struct ChaosSettings {
     /// Whether the dashboard may inject faults (panic, error, stall) into this node's actors.
     pub enabled: bool,
+}
+
+/// How a node reaches other nodes; applies live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// How asks leave this node.
+    pub transport: ClusterTransport,
+}
+
+/// The transport of asks to other nodes (every node answers both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterTransport {
+    /// Persistent frame links, many asks at once per connection (`crate::frames`).
+    #[default]
+    Frames,
+    /// One HTTP/1.1 request per ask, `POST /cluster/v1/ask/{service}/{message}`.
+    Http,
 }
 
 /// Registry settings.

@@ -1,10 +1,16 @@
-//! The cluster transport: request-reply between nodes over HTTP/1.1 keep-alive with JSON
-//! bodies, `POST /cluster/v1/ask/{service}/{message}` on the node's cluster listener.
+//! The cluster transport: request-reply between nodes, on the node's cluster listener, over
+//! frame links ([`crate::frames`]: one persistent connection per peer and calling thread, many
+//! asks at once, binary frames around JSON bodies) unless `cluster.transport = "http"`, or over
+//! HTTP/1.1 keep-alive: `POST /cluster/v1/ask/{service}/{message}` (what a node of an older
+//! build, curl and debugging use).
 //!
-//! Every call carries the cluster credential, the caller's remaining time budget
-//! (`x-emporium-deadline-ms`) and W3C `traceparent`. The reply is the handler's typed
-//! `Result`: 200 with the reply, or the error's status with the full `ServiceError`.
+//! Every call carries the cluster credential (per request over HTTP, once per link over
+//! frames), the caller's remaining time budget (`x-emporium-deadline-ms`) and its W3C trace
+//! context. The reply is the handler's typed `Result`: over HTTP 200 with the reply, or the
+//! error's status with the full `ServiceError`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,7 +21,9 @@ use emporium_runtime::{CallMeta, TraceParent};
 use tracing::Instrument;
 
 use crate::credential::ClusterSecret;
+use crate::frame_link::FrameLinks;
 use crate::service_ref::Cluster;
+use crate::settings::ClusterTransport;
 
 /// The header that carries the caller's remaining time budget, in milliseconds.
 pub const DEADLINE_HEADER: &str = "x-emporium-deadline-ms";
@@ -31,11 +39,31 @@ pub enum AttemptError {
     Reply(ServiceError),
 }
 
+/// One ask on its way to another node.
+#[derive(Debug, Clone)]
+pub struct OutgoingAsk<'a> {
+    /// The node's cluster listener, `host:port`.
+    pub address: &'a str,
+    /// The service.
+    pub service: &'a str,
+    /// The message's name.
+    pub message: &'a str,
+    /// The message, JSON.
+    pub body: Bytes,
+    /// When the caller stops waiting.
+    pub deadline: Instant,
+    /// The caller's trace context.
+    pub trace: Option<TraceParent>,
+}
+
 /// The client side of the transport.
 #[derive(Clone)]
 pub struct RemoteTransport {
     http: reqwest::Client,
     secret: ClusterSecret,
+    frames: Arc<FrameLinks>,
+    /// Whether asks go over frame links (`cluster.transport`, applied live).
+    use_frames: Arc<AtomicBool>,
 }
 
 impl RemoteTransport {
@@ -49,19 +77,33 @@ impl RemoteTransport {
             .http1_only()
             .build()
             .expect("a plain HTTP client builds");
-        RemoteTransport { http, secret }
+        RemoteTransport {
+            http,
+            frames: Arc::new(FrameLinks::new(secret.clone())),
+            secret,
+            use_frames: Arc::new(AtomicBool::new(true)),
+        }
     }
 
-    /// Sends one JSON-encoded message to the node at `address`.
-    pub async fn send(
-        &self,
-        address: &str,
-        service: &str,
-        message: &str,
-        body: Bytes,
-        deadline: Instant,
-        trace: Option<TraceParent>,
-    ) -> Result<Bytes, AttemptError> {
+    /// Chooses how asks leave this node from now on.
+    pub fn set_kind(&self, kind: ClusterTransport) {
+        self.use_frames.store(kind == ClusterTransport::Frames, Ordering::Relaxed);
+    }
+
+    /// Sends one ask to its node: over this thread's frame link to it, or over HTTP when
+    /// `cluster.transport = "http"` or that node speaks only HTTP.
+    pub async fn send(&self, ask: OutgoingAsk<'_>) -> Result<Bytes, AttemptError> {
+        if self.use_frames.load(Ordering::Relaxed)
+            && let Some(result) = self.frames.send(&ask).await
+        {
+            return result;
+        }
+        self.send_http(ask).await
+    }
+
+    /// Sends one ask to its node over HTTP.
+    async fn send_http(&self, ask: OutgoingAsk<'_>) -> Result<Bytes, AttemptError> {
+        let OutgoingAsk { address, service, message, body, deadline, trace } = ask;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(AttemptError::Reply(ServiceError::timeout("deadline passed before sending")));
@@ -131,41 +173,23 @@ fn read_error_reply(body: &[u8]) -> Option<ServiceError> {
         .ok()
 }
 
-/// `POST /cluster/v1/ask/{service}/{message}`: hands the message to the local service.
-pub async fn serve_ask(
-    request: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-    cluster: web::Data<Cluster>,
-    secret: web::Data<ClusterSecret>,
-) -> HttpResponse {
-    let (service, message) = path.into_inner();
-    if !secret.authorizes(&request) {
-        let error = ServiceError::new(
-            ErrorKind::Unauthenticated,
-            "cluster_credential_required",
-            "cluster endpoints need the cluster credential",
-        );
-        return error_response(&error);
-    }
-    let started = Instant::now();
-    let deadline = request
-        .headers()
-        .get(DEADLINE_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok())
-        .map(|millis| started + Duration::from_millis(millis));
-    let caller_trace =
-        request.headers().get("traceparent").and_then(|value| value.to_str().ok()).and_then(TraceParent::parse);
+/// Hands one ask that came from another node (over HTTP or a frame link) to the local service
+/// and records it: the server span, the `cluster_ask` log span, the cluster request metrics.
+pub(crate) async fn answer_ask(
+    cluster: &Cluster,
+    service: String,
+    message: String,
+    body: Vec<u8>,
+    deadline: Option<Instant>,
+    caller_trace: Option<TraceParent>,
+    started: Instant,
+) -> Result<Vec<u8>, ServiceError> {
     let trace = caller_trace.map(|caller| caller.child());
     let Some(endpoint) = cluster.local(&service) else {
-        return error_response(&ServiceError::unavailable(
-            "unknown_service",
-            format!("this node does not run service {service}"),
-        ));
+        return Err(ServiceError::unavailable("unknown_service", format!("this node does not run service {service}")));
     };
     if !endpoint.is_up() {
-        return error_response(&ServiceError::unavailable("service_down", format!("{service} is down on this node")));
+        return Err(ServiceError::unavailable("service_down", format!("{service} is down on this node")));
     }
     let span = tracing::info_span!(
         "cluster_ask",
@@ -183,7 +207,7 @@ pub async fn serve_ask(
         Some(span)
     });
     let meta = CallMeta { deadline, trace };
-    let answer = endpoint.ask_json(&message, body.to_vec(), meta);
+    let answer = endpoint.ask_json(&message, body, meta);
     let result = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), answer).instrument(span).await {
             Ok(result) => result,
@@ -210,6 +234,36 @@ pub async fn serve_ask(
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("emporium_cluster_requests_total", "service" => service, "message" => message, "status" => status_label)
         .increment(1);
+    result
+}
+
+/// `POST /cluster/v1/ask/{service}/{message}`: hands the message to the local service.
+pub async fn serve_ask(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    cluster: web::Data<Cluster>,
+    secret: web::Data<ClusterSecret>,
+) -> HttpResponse {
+    let (service, message) = path.into_inner();
+    if !secret.authorizes(&request) {
+        let error = ServiceError::new(
+            ErrorKind::Unauthenticated,
+            "cluster_credential_required",
+            "cluster endpoints need the cluster credential",
+        );
+        return error_response(&error);
+    }
+    let started = Instant::now();
+    let deadline = request
+        .headers()
+        .get(DEADLINE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .map(|millis| started + Duration::from_millis(millis));
+    let caller_trace =
+        request.headers().get("traceparent").and_then(|value| value.to_str().ok()).and_then(TraceParent::parse);
+    let result = answer_ask(&cluster, service, message, body.to_vec(), deadline, caller_trace, started).await;
     match result {
         Ok(reply) => HttpResponse::Ok().content_type("application/json").body(reply),
         Err(error) => error_response(&error),

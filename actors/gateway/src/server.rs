@@ -122,7 +122,7 @@ pub fn start(ctx: ServiceContext, options: GatewayOptions) -> anyhow::Result<Gat
         shutdown_timeout: Duration::from_secs(10),
         allow_half_closed: true,
     };
-    let server = edge_server::serve(options.listener, server_options, move || {
+    let server = edge_server::serve(options.listener, server_options, None, move || {
         let mut app = App::new()
             .wrap(middleware::from_fn(edge))
             .app_data(state.clone())
