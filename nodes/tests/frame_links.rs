@@ -233,27 +233,57 @@ async fn nodes_ask_each_other_over_frames_by_default_and_over_http_when_configur
     );
     until_listed(&registry.node, "echo", 1).await;
     until_listed(&registry.node, "probe", 2).await;
-    for probe in [&over_frames, &over_http] {
+    // Which way the asks arrived: the echo node counts HTTP requests on its cluster listener,
+    // and every ask it answered, however it came.
+    let echo_asks = || async {
+        let metrics = client().get(echo.url("/metrics")).header("authorization", auth()).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        let sum = |prefix: &str, needle: &str| -> f64 {
+            text.lines()
+                .filter(|line| line.starts_with(prefix) && line.contains(needle))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let over_http = sum("emporium_http_requests_total", "/cluster/v1/ask/");
+        let all = sum("emporium_cluster_requests_total", r#"message="Echo""#);
+        (over_http, all)
+    };
+    for (probe, expect_http) in [(&over_frames, false), (&over_http, true)] {
         let relayed = eventually(Duration::from_secs(10), "the probe reaches echo", || async {
             let (status, body) = support::ask(probe, "probe", "RelayEcho", json!({"text": "relayed"})).await;
             (status == 200).then_some(body)
         })
         .await;
         assert_eq!(relayed, json!({"text": "relayed", "nodeId": "echo-frames-nodes"}));
+        let (over_http, all) = echo_asks().await;
+        assert!(all >= 1.0, "echo answered the relayed ask");
+        if expect_http {
+            assert!(over_http >= 1.0, "the probe told to use HTTP used it");
+        } else {
+            assert_eq!(over_http, 0.0, "the default probe asked over a frame link");
+        }
     }
-    // Which way each ask arrived: the echo node counts HTTP requests on its cluster listener.
-    let metrics = client().get(echo.url("/metrics")).header("authorization", auth()).send().await.unwrap();
-    let text = metrics.text().await.unwrap();
-    let http_asks: f64 = text
-        .lines()
-        .filter(|line| line.starts_with("emporium_http_requests_total") && line.contains("/cluster/v1/ask/"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    let all_asks: f64 = text
-        .lines()
-        .filter(|line| line.starts_with("emporium_cluster_requests_total") && line.contains(r#"message="Echo""#))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(http_asks, 1.0, "only the probe told to use HTTP used it:\n{text}");
-    assert_eq!(all_asks, 2.0, "{text}");
+}
+
+#[tokio::test]
+async fn a_stopping_node_says_go_away_with_the_last_ask_it_read_and_closes() {
+    let registry = start_registry("reg-frames-stop");
+    let mut echo = start_node("echo-frames-stop", "echo", &registry.url);
+    until_listed(&registry.node, "echo", 1).await;
+    let (mut stream, mut buffer, welcome) = hello(&echo, SECRET, PROTOCOL_VERSION).await;
+    assert_eq!(welcome, Frame::Welcome { version: PROTOCOL_VERSION });
+    let mut out = BytesMut::new();
+    ask(7, "echo", "Echo", json!({"text": "before"})).encode(&mut out);
+    stream.write_all(&out).await.unwrap();
+    assert!(matches!(next_frame(&mut stream, &mut buffer).await, Some(Frame::Reply { id: 7, ok: true, .. })));
+
+    let pid = echo.pid();
+    let stopped = tokio::task::spawn_blocking(move || {
+        let status = echo.sigterm(Duration::from_secs(20));
+        (status, echo)
+    });
+    assert_eq!(next_frame(&mut stream, &mut buffer).await, Some(Frame::GoAway { last_id: 7 }), "pid {pid}");
+    assert!(closed(&mut stream).await);
+    let (status, _echo) = stopped.await.unwrap();
+    assert!(status.success(), "{status:?}");
 }

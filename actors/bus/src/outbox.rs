@@ -5,6 +5,9 @@
 //! so locked) the aggregate's row in the same transaction: the ids then follow the order in
 //! which the transactions took the lock.
 
+use std::sync::LazyLock;
+
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 use emporium_contracts::EventEnvelope;
 use emporium_contracts::events::exchange_of;
@@ -212,8 +215,11 @@ pub(crate) fn relay_signal_name(service: &str) -> String {
 /// A time as the bus's tables store it: `DATETIME(6)` text on MariaDB/MySQL, fixed-width
 /// RFC 3339 UTC text on SQLite (so that its text order is time order).
 pub(crate) fn db_time(dialect: Dialect, time: DateTime<Utc>) -> String {
+    // Parsed once: a format string is parsed again at every `format` call.
+    static MYSQL_DATETIME: LazyLock<Vec<Item<'static>>> =
+        LazyLock::new(|| StrftimeItems::new("%Y-%m-%d %H:%M:%S%.6f").parse_to_owned().expect("a valid format"));
     match dialect {
-        Dialect::MySql => time.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        Dialect::MySql => time.format_with_items(MYSQL_DATETIME.iter()).to_string(),
         Dialect::Sqlite => time.to_rfc3339_opts(SecondsFormat::Micros, true),
     }
 }

@@ -6,6 +6,11 @@
 //! ask, its write and its reply on the thread of the caller (actix workers and arbiters each
 //! run their own runtime), without waking another thread per ask.
 //!
+//! An ask never waits past its deadline: for its thread's turn to connect, for room in a link's
+//! queue (a node that stopped reading), or for its reply. A body over [`MAX_BODY_LEN`] fails
+//! that ask alone, before it reaches the link. When a link's reader ends, however it ends (its
+//! runtime may have gone), the link closes and every ask still out is told.
+//!
 //! What a failed ask tells the caller, as [`AttemptError`]: the link could not be made, was
 //! refused as `node_stopping`, or the node's `GoAway` says the ask was never read:
 //! `Connect` (safe to try another instance); the link broke while the ask was out: `Transport`
@@ -60,6 +65,21 @@ type ThreadLinks = HashMap<String, Arc<Link>>;
 /// Whose turn it is to connect, per calling thread and node address.
 type ConnectTurns = HashMap<(ThreadId, String), Arc<tokio::sync::Mutex<()>>>;
 
+/// An ask's place among those waiting for a reply, given up when the ask ends.
+struct WaitingEntry<'a> {
+    waiting: &'a Waiting,
+    id: u64,
+}
+
+impl Drop for WaitingEntry<'_> {
+    fn drop(&mut self) {
+        self.waiting.lock().remove(&self.id);
+    }
+}
+
+/// The largest body an ask may carry: what fits a frame with room for the ask's head.
+pub const MAX_BODY_LEN: usize = MAX_FRAME_LEN - 1024;
+
 /// One connection to one node.
 struct Link {
     outgoing: mpsc::Sender<Frame>,
@@ -107,7 +127,10 @@ impl FrameLinks {
             Ok(link) => link,
             Err(LinkRefused::SpeaksHttp) => {
                 tracing::info!(address, "node does not speak the frame protocol of this build; asking it over HTTP");
-                self.http_only.lock().insert(address.to_string(), Instant::now() + HTTP_ONLY_FOR);
+                let now = Instant::now();
+                let mut http_only = self.http_only.lock();
+                http_only.retain(|_, until| *until > now);
+                http_only.insert(address.to_string(), now + HTTP_ONLY_FOR);
                 return None;
             }
             Err(LinkRefused::Attempt(error)) => return Some(Err(error)),
@@ -132,22 +155,34 @@ impl FrameLinks {
         links.get(&thread)?.get(address).filter(|link| link.open.load(Ordering::Acquire)).cloned()
     }
 
-    /// This thread's open link to `address`, made if there is none.
+    /// This thread's open link to `address`, made if there is none. One attempt at a time per
+    /// thread and node; waiting for one's turn is bounded by the ask's deadline.
     async fn link(&self, address: &str, deadline: Instant) -> Result<Arc<Link>, LinkRefused> {
         let thread = std::thread::current().id();
         if let Some(link) = self.open_link(thread, address) {
             return Ok(link);
         }
-        let turn = self.connecting.lock().entry((thread, address.to_string())).or_default().clone();
-        let _turn = turn.lock().await;
+        let key = (thread, address.to_string());
+        let turn = self.connecting.lock().entry(key.clone()).or_default().clone();
+        let Ok(_turn) = tokio::time::timeout_at(deadline.into(), turn.lock()).await else {
+            return Err(LinkRefused::Attempt(AttemptError::Reply(ServiceError::timeout(format!(
+                "no link to {address} before the deadline"
+            )))));
+        };
         if let Some(link) = self.open_link(thread, address) {
             return Ok(link);
         }
-        let link = Arc::new(Link::connect(address, &self.secret, deadline).await?);
+        let attempt = Link::connect(address, &self.secret, deadline).await;
+        // Whoever waits already holds the turn; a later ask finds the link or makes a new turn.
+        self.connecting.lock().remove(&key);
+        let link = Arc::new(attempt?);
         let mut links = self.links.lock();
-        let thread_links = links.entry(thread).or_default();
-        thread_links.retain(|_, link| link.open.load(Ordering::Acquire));
-        thread_links.insert(address.to_string(), link.clone());
+        // Closed links of every thread go (a thread that ended leaves only closed ones).
+        links.retain(|_, thread_links| {
+            thread_links.retain(|_, link| link.open.load(Ordering::Acquire));
+            !thread_links.is_empty()
+        });
+        links.entry(thread).or_default().insert(address.to_string(), link.clone());
         Ok(link)
     }
 }
@@ -183,9 +218,18 @@ impl Link {
         if remaining.is_zero() {
             return Err(AttemptError::Reply(ServiceError::timeout("deadline passed before sending")));
         }
+        if ask.body.len() > MAX_BODY_LEN {
+            // Over the node's limit: refused here, so that the link and its other asks live on.
+            return Err(AttemptError::Reply(ServiceError::invalid(
+                "payload_too_large",
+                format!("a {message} of {} bytes is over the cluster limit of {MAX_BODY_LEN}", ask.body.len()),
+            )));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer_tx, answer_rx) = oneshot::channel();
         self.waiting.lock().insert(id, answer_tx);
+        // However this ask ends (answered, timed out, or its caller gone), it stops waiting.
+        let _waiting = WaitingEntry { waiting: &self.waiting, id };
         let frame = AskFrame {
             id,
             deadline_millis: remaining.as_millis().clamp(1, u32::MAX as u128) as u32,
@@ -194,16 +238,27 @@ impl Link {
             message: message.to_string(),
             body: ask.body.clone(),
         };
-        // A link that closed after it was handed out, or whose writer is gone, never sent it.
-        if !self.open.load(Ordering::Acquire) || self.outgoing.send(Frame::Ask(frame)).await.is_err() {
-            self.waiting.lock().remove(&id);
+        // A link that closed after it was handed out, or whose writer is gone, never sent it;
+        // a queue that stays full (the node stopped reading) holds it at most until the deadline.
+        if !self.open.load(Ordering::Acquire) {
             return Err(AttemptError::Connect(format!("{address}: the link closed before the ask was sent")));
+        }
+        match tokio::time::timeout_at(deadline.into(), self.outgoing.send(Frame::Ask(frame))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                self.open.store(false, Ordering::Release);
+                return Err(AttemptError::Connect(format!("{address}: the link closed before the ask was sent")));
+            }
+            Err(_) => {
+                return Err(AttemptError::Reply(ServiceError::timeout(format!(
+                    "{service} at {address}: the link stayed busy until the deadline"
+                ))));
+            }
         }
         let answer = match tokio::time::timeout_at(deadline.into(), answer_rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Answer::Lost(format!("{address}: the link closed while the ask was out")),
             Err(_) => {
-                self.waiting.lock().remove(&id);
                 return Err(AttemptError::Reply(ServiceError::timeout(format!(
                     "{service} at {address} did not answer in time"
                 ))));
@@ -275,7 +330,7 @@ fn refused(address: &str, code: &str, text: &str) -> LinkRefused {
 }
 
 /// Hands each reply to the ask waiting for it until the link ends; then every ask still out
-/// learns why.
+/// learns why. Should the task be dropped instead (its runtime ended), the link still closes.
 async fn read_replies(
     mut reader: tokio::net::tcp::OwnedReadHalf,
     mut buffer: BytesMut,
@@ -283,7 +338,8 @@ async fn read_replies(
     open: Arc<AtomicBool>,
     address: String,
 ) {
-    let reason = loop {
+    let mut closing = LinkClosing { waiting: waiting.clone(), open, reason: format!("{address}: the link ended") };
+    closing.reason = loop {
         match frames::read_frame(&mut reader, &mut buffer, MAX_FRAME_LEN).await {
             Ok(Some(Frame::Reply { id, ok, body })) => {
                 // No one waits for a reply that came after its deadline.
@@ -292,7 +348,7 @@ async fn read_replies(
                 }
             }
             Ok(Some(Frame::GoAway { last_id })) => {
-                open.store(false, Ordering::Release);
+                closing.open.store(false, Ordering::Release);
                 let unread: Vec<_> = {
                     let mut waiting = waiting.lock();
                     let ids: Vec<u64> = waiting.keys().copied().filter(|id| *id > last_id).collect();
@@ -311,10 +367,23 @@ async fn read_replies(
             Err(error) => break format!("{address}: {error}"),
         }
     };
-    open.store(false, Ordering::Release);
-    let lost: Vec<_> = waiting.lock().drain().map(|(_, waiter)| waiter).collect();
-    for waiter in lost {
-        let _ = waiter.send(Answer::Lost(reason.clone()));
+}
+
+/// Closes a link when its reader ends, however it ends: no new asks take it, and every ask
+/// still out is told why.
+struct LinkClosing {
+    waiting: Arc<Waiting>,
+    open: Arc<AtomicBool>,
+    reason: String,
+}
+
+impl Drop for LinkClosing {
+    fn drop(&mut self) {
+        self.open.store(false, Ordering::Release);
+        let lost: Vec<_> = self.waiting.lock().drain().map(|(_, waiter)| waiter).collect();
+        for waiter in lost {
+            let _ = waiter.send(Answer::Lost(self.reason.clone()));
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::credential::ClusterSecret;
+use crate::frame_link::MAX_BODY_LEN;
 use crate::frames::{self, AskFrame, Frame, MAX_FRAME_LEN, PREFACE, PROTOCOL_VERSION, ReadError};
 use crate::service_ref::Cluster;
 use crate::transport::answer_ask;
@@ -157,7 +158,9 @@ impl FrameServer {
                     break;
                 }
             };
-            last_id = ask.id;
+            // Ids may arrive out of order (asks of several tasks share a link): GoAway names the
+            // highest read, so that every id above it was surely not read.
+            last_id = last_id.max(ask.id);
             let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
             let cluster = self.cluster.clone();
             let outgoing = outgoing.clone();
@@ -177,7 +180,12 @@ async fn answer_frame(cluster: &Cluster, ask: AskFrame) -> Frame {
     let deadline = (ask.deadline_millis > 0).then(|| started + Duration::from_millis(ask.deadline_millis.into()));
     let result = answer_ask(cluster, ask.service, ask.message, ask.body.to_vec(), deadline, ask.trace, started).await;
     match result {
-        Ok(reply) => Frame::Reply { id: ask.id, ok: true, body: Bytes::from(reply) },
+        Ok(reply) if reply.len() <= MAX_BODY_LEN => Frame::Reply { id: ask.id, ok: true, body: Bytes::from(reply) },
+        Ok(reply) => {
+            // Too long for a frame: this ask fails, the link and its other asks go on.
+            let text = format!("a reply of {} bytes is over the cluster limit of {MAX_BODY_LEN}", reply.len());
+            Frame::Reply { id: ask.id, ok: false, body: Bytes::from(error_body(&ServiceError::internal(text))) }
+        }
         Err(error) => Frame::Reply { id: ask.id, ok: false, body: Bytes::from(error_body(&error)) },
     }
 }

@@ -62,8 +62,8 @@ pub struct AskFrame {
     pub body: Bytes,
 }
 
-/// One frame of the protocol.
-#[derive(Debug, Clone, PartialEq)]
+/// One frame of the protocol. Its `Debug` never shows a `Hello`'s credential.
+#[derive(Clone, PartialEq)]
 pub enum Frame {
     /// The caller's first frame.
     Hello {
@@ -103,6 +103,28 @@ pub enum Frame {
         /// The last ask the node read.
         last_id: u64,
     },
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Frame::Hello { version, .. } => {
+                formatter.debug_struct("Hello").field("version", version).field("credential", &"<redacted>").finish()
+            }
+            Frame::Welcome { version } => formatter.debug_struct("Welcome").field("version", version).finish(),
+            Frame::Refused { version, code, text } => formatter
+                .debug_struct("Refused")
+                .field("version", version)
+                .field("code", code)
+                .field("text", text)
+                .finish(),
+            Frame::Ask(ask) => formatter.debug_tuple("Ask").field(ask).finish(),
+            Frame::Reply { id, ok, body } => {
+                formatter.debug_struct("Reply").field("id", id).field("ok", ok).field("body", body).finish()
+            }
+            Frame::GoAway { last_id } => formatter.debug_struct("GoAway").field("last_id", last_id).finish(),
+        }
+    }
 }
 
 /// Why bytes are not a frame. Every one ends the connection.
@@ -458,6 +480,43 @@ mod tests {
         let mut not_utf8 = ask.clone();
         not_utf8[4 + 1 + 8 + 4 + 1 + 1] = 0xff;
         assert_eq!(Frame::decode(&mut not_utf8, MAX_FRAME_LEN), Err(FrameError::Malformed("Ask")));
+    }
+
+    #[test]
+    fn random_bytes_and_mutated_frames_never_panic_the_decoder() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let mut valid = BytesMut::new();
+        for frame in every_kind() {
+            frame.encode(&mut valid);
+        }
+        for round in 0..20_000 {
+            let mut bytes = if round % 2 == 0 {
+                let length = rng.random_range(0..64);
+                (0..length).map(|_| rng.random::<u8>()).collect::<Vec<u8>>()
+            } else {
+                let mut bytes = valid.to_vec();
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..bytes.len());
+                    bytes[at] = rng.random();
+                }
+                bytes.truncate(rng.random_range(0..=bytes.len()));
+                bytes
+            };
+            if round % 3 == 0 && bytes.len() >= 4 {
+                // Small lengths, so that most frames are complete and their payloads are read.
+                let length = bytes.len() as u32 - 4;
+                bytes[..4].copy_from_slice(&length.to_be_bytes());
+            }
+            let mut buffer = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = Frame::decode(&mut buffer, MAX_FRAME_LEN) {}
+        }
+    }
+
+    #[test]
+    fn a_hello_never_shows_its_credential() {
+        let hello = Frame::Hello { version: 1, credential: Bytes::from_static(b"0123456789abcdef-secret") };
+        assert!(!format!("{hello:?}").contains("0123456789abcdef"), "{hello:?}");
     }
 
     #[test]

@@ -93,7 +93,7 @@ where
         let metadata = event.metadata();
         let mut line = String::with_capacity(256);
         line.push_str("{\"timestamp\":\"");
-        let _ = write!(line, "{}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+        line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         line.push_str("\",\"level\":\"");
         line.push_str(metadata.level().as_str());
         line.push_str("\",\"target\":");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use emporium_cluster::credential::ClusterSecret;
+use emporium_cluster::frame_link::MAX_BODY_LEN;
 use emporium_cluster::frames::{self, Frame, MAX_FRAME_LEN, PREFACE, PROTOCOL_VERSION};
 use emporium_cluster::transport::{AttemptError, OutgoingAsk, RemoteTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -312,5 +313,79 @@ async fn an_error_reply_is_the_whole_service_error_or_a_clear_remote_error() {
     match send(&transport, address, Duration::from_secs(5)).await {
         Err(AttemptError::Reply(error)) => assert_eq!(error.code, "remote_error"),
         other => panic!("expected remote_error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_fails_only_its_own_ask() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let address = peer(move |mut stream| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut buffer = BytesMut::new();
+            if read_hello(&mut stream, &mut buffer).await.is_none() {
+                return;
+            }
+            write(&mut stream, &[Frame::Welcome { version: PROTOCOL_VERSION }]).await;
+            while let Some(id) = read_ask(&mut stream, &mut buffer).await {
+                write(&mut stream, &[Frame::Reply { id, ok: true, body: Bytes::from_static(b"{}") }]).await;
+            }
+        }
+    })
+    .await;
+    let transport = transport();
+    assert!(send(&transport, address, Duration::from_secs(5)).await.is_ok());
+    let address_text = address.to_string();
+    let huge = OutgoingAsk {
+        address: &address_text,
+        service: "echo",
+        message: "Echo",
+        body: Bytes::from(vec![b' '; MAX_BODY_LEN + 1]),
+        deadline: Instant::now() + Duration::from_secs(5),
+        trace: None,
+    };
+    match transport.send(huge).await {
+        Err(AttemptError::Reply(error)) => assert_eq!(error.code, "payload_too_large"),
+        other => panic!("expected payload_too_large, got {other:?}"),
+    }
+    assert!(send(&transport, address, Duration::from_secs(5)).await.is_ok());
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "the link survived the refused ask");
+}
+
+#[tokio::test]
+async fn asks_to_a_node_that_stopped_reading_end_at_their_deadline() {
+    let address = peer(|mut stream| async move {
+        let mut buffer = BytesMut::new();
+        if read_hello(&mut stream, &mut buffer).await.is_some() {
+            write(&mut stream, &[Frame::Welcome { version: PROTOCOL_VERSION }]).await;
+            // Reads nothing more: the socket's buffers fill, then the link's queue.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    let transport = transport();
+    let address_text = address.to_string();
+    let body = Bytes::from(vec![b' '; 64 * 1024]);
+    let started = Instant::now();
+    let asks = (0..1_200).map(|_| {
+        let ask = OutgoingAsk {
+            address: &address_text,
+            service: "echo",
+            message: "Echo",
+            body: body.clone(),
+            deadline: started + Duration::from_millis(700),
+            trace: None,
+        };
+        transport.send(ask)
+    });
+    let results = futures::future::join_all(asks).await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "every ask ended by its deadline, not {waited:?}");
+    for result in results {
+        match result {
+            Err(AttemptError::Reply(error)) => assert_eq!(error.code, "deadline_exceeded"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
     }
 }
