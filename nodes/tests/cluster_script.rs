@@ -107,7 +107,7 @@ fn process_runs(pid: u32) -> bool {
 
 #[tokio::test]
 async fn the_cluster_script_starts_a_cluster_that_takes_an_order_and_stops_it() {
-    let unique = format!("{}_{}", std::process::id(), free_port());
+    let unique = unique_suffix().replace('-', "_");
     let vhost = RabbitVhost::create("cluster-script");
     let database = DroppedDatabase { name: format!("cluster_script_{unique}") };
     let config = ConfigDir::copy_of_repository_config();

@@ -19,7 +19,7 @@ struct ConfigRepo {
 impl ConfigRepo {
     fn new() -> ConfigRepo {
         let config = ConfigDir::copy_of_repository_config();
-        let path = std::env::temp_dir().join(format!("emporium-config-repo-{}-{}", std::process::id(), free_port()));
+        let path = std::env::temp_dir().join(format!("emporium-config-repo-{}", unique_suffix()));
         std::fs::create_dir_all(&path).unwrap();
         for entry in std::fs::read_dir(&config.path).unwrap() {
             let entry = entry.unwrap();

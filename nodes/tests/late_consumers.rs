@@ -34,7 +34,7 @@ impl LateCluster {
             registry,
             database,
             vhost,
-            namespace: format!("{prefix}{}x{}", std::process::id(), free_port()),
+            namespace: format!("{prefix}{}", unique_suffix().replace('-', "x")),
             gateway_http: format!("127.0.0.1:{}", free_port()),
             nodes: Vec::new(),
             data: Vec::new(),

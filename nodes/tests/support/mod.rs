@@ -15,6 +15,13 @@ use serde_json::Value;
 /// The cluster secret every test node shares.
 pub const SECRET: &str = "test-cluster-secret-0123456789";
 
+/// A name part no other call in this test run gives: the process id and a counter. (A free
+/// port is not one: two tests may be handed the same port one after the other.)
+pub fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// A free loopback port (bound then released; the node binds it right after).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -28,7 +35,7 @@ pub struct ConfigDir {
 impl ConfigDir {
     pub fn copy_of_repository_config() -> ConfigDir {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-        let unique = format!("emporium-test-config-{}-{}", std::process::id(), free_port());
+        let unique = format!("emporium-test-config-{}", unique_suffix());
         let path = std::env::temp_dir().join(unique);
         std::fs::create_dir_all(&path).unwrap();
         for entry in std::fs::read_dir(source).unwrap() {
@@ -319,7 +326,7 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn new() -> DataDir {
-        let path = std::env::temp_dir().join(format!("emporium-test-data-{}-{}", std::process::id(), free_port()));
+        let path = std::env::temp_dir().join(format!("emporium-test-data-{}", unique_suffix()));
         std::fs::create_dir_all(&path).unwrap();
         DataDir { path }
     }
