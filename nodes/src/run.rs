@@ -91,7 +91,7 @@ pub async fn run_node(cli: Cli) -> anyhow::Result<()> {
         http: cli.http,
     };
     let node = NodeSetup::new(node, catalog, roles, paths, environment).start_all().await?;
-    give_back_start_up_memory();
+    crate::allocator::give_back_start_up_memory();
     let outcome = node.run(shutdown_signal()).await;
     if let Some(trace_export) = trace_export {
         // Sends the spans still queued; blocking, so off the async threads.
@@ -117,16 +117,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = terminate => {}
         _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-/// Returns to the system the heap pages that starting the node used and freed (parsed
-/// configuration, route tables, migrations, compiled patterns): glibc keeps freed pages of its
-/// heaps resident until asked. Once, when every service has started.
-fn give_back_start_up_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

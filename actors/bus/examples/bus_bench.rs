@@ -45,6 +45,10 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use sqlx::Row;
 use tokio::sync::watch;
 
+/// The nodes' allocator (nodes/src/allocator.rs), so the bench's CPU per event is a node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn amqp_url() -> String {
     std::env::var("EMPORIUM_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }

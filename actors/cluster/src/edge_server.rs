@@ -213,7 +213,7 @@ fn find_bare_error(bytes: &[u8]) -> Option<BareError> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// The envelope answer that replaces the bare `head`: its status line and headers but the

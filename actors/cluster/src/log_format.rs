@@ -81,6 +81,17 @@ where
     }
 }
 
+/// The fmt layer's own text of a span's fields, which it makes for every new span: empty, since
+/// [`JsonLines`] writes the fields that [`SpanFieldsLayer`] keeps (formatting them twice cost the
+/// gateway about 1 % of its CPU per request).
+pub struct NoFormattedFields;
+
+impl<'writer> FormatFields<'writer> for NoFormattedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(&self, _: Writer<'writer>, _: R) -> fmt::Result {
+        Ok(())
+    }
+}
+
 /// Writes each event as one JSON object (see the module documentation).
 pub struct JsonLines;
 
@@ -254,9 +265,12 @@ mod tests {
     fn lines_of(run: impl FnOnce()) -> Vec<Value> {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(SpanFieldsLayer)
-            .with(tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(move || writer.clone()));
+        let subscriber = tracing_subscriber::registry().with(SpanFieldsLayer).with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(NoFormattedFields)
+                .event_format(JsonLines)
+                .with_writer(move || writer.clone()),
+        );
         tracing::subscriber::with_default(subscriber, run);
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()

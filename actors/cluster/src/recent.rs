@@ -52,7 +52,7 @@ fn keep_line(line: &[u8]) {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn keep_span(span: &FinishedSpan) {

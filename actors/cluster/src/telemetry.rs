@@ -27,6 +27,8 @@ impl Telemetry {
         let filter = EnvFilter::try_new(level).map_err(|error| format!("invalid log level {level:?}: {error}"))?;
         let (filter, handle) = reload::Layer::new(filter);
         let format = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .fmt_fields(crate::log_format::NoFormattedFields)
             .event_format(crate::log_format::JsonLines)
             .with_writer(crate::recent::TeeStdout);
         tracing_subscriber::registry()
